@@ -1,0 +1,181 @@
+"""Task specifications: what a task predicts, its loss, its metrics and its label normalisation.
+
+Label conventions (shared by every dataset, model head, loss and metric):
+
+==================  =====================  ===========  ===============================
+kind                target array            dtype        missing / invalid label
+==================  =====================  ===========  ===============================
+segmentation        (N, H, W) class ids     int64        -1
+dense_regression    (N, C, H, W)            float32      NaN
+normals             (N, 3, H, W) unit vecs  float32      NaN (any component)
+classification      (N,) class ids          int64        -1
+binary              (N,) 0 or 1             float32      NaN or -1
+regression          (N,) or (N, C)          float32      NaN
+==================  =====================  ===========  ===============================
+
+Regression-style targets (``dense_regression`` and ``regression``) are normalised to zero mean
+and unit standard deviation with statistics fitted on the training split, as Standley et al.
+(2020) normalise every label; losses are computed on normalised values, metrics on the original
+scale.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+__all__ = [
+    "KINDS",
+    "TaskSpec",
+    "closest",
+    "fit_normalisation",
+    "valid_mask",
+]
+
+#: Every task kind, with the number of output channels a head must produce by default.
+KINDS: dict[str, str] = {
+    "segmentation": "dense",
+    "dense_regression": "dense",
+    "normals": "dense",
+    "classification": "global",
+    "binary": "global",
+    "regression": "global",
+}
+
+_DEFAULT_LOSS = {
+    "segmentation": "cross_entropy",
+    "dense_regression": "l1",
+    "normals": "l1",
+    "classification": "cross_entropy",
+    "binary": "bce",
+    "regression": "l1",
+}
+_ALLOWED_LOSSES = {
+    "segmentation": ("cross_entropy",),
+    "dense_regression": ("l1", "mse"),
+    "normals": ("l1", "cosine"),
+    "classification": ("cross_entropy",),
+    "binary": ("bce",),
+    "regression": ("l1", "mse"),
+}
+
+
+def closest(name: str, choices) -> str:
+    """A hint naming the closest of ``choices`` to ``name``, or listing them all."""
+    choices = sorted(choices)
+    match = difflib.get_close_matches(name, choices, n=1, cutoff=0.4)
+    if match:
+        return f"did you mean '{match[0]}'? (choices: {', '.join(choices)})"
+    return f"choices: {', '.join(choices)}"
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """One prediction task.
+
+    Attributes:
+        name: Short identifier, e.g. ``"d"`` or ``"depth"``.
+        kind: One of :data:`KINDS`.
+        channels: Output channels of the head (classes for segmentation/classification,
+            3 for normals, 1 for binary, C for regression-style targets).
+        loss: Loss name, one of the kind's allowed losses (default: the paper's choice).
+        mean: Per-channel label mean used for normalisation (regression-style kinds only).
+        std: Per-channel label standard deviation (regression-style kinds only).
+        description: Human readable name for reports.
+    """
+
+    name: str
+    kind: str
+    channels: int = 1
+    loss: str = ""
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+    description: str = ""
+    metrics: tuple[str, ...] = field(default=())
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"task '{self.name}': unknown kind '{self.kind}'; "
+                             + closest(self.kind, KINDS))
+        if not self.loss:
+            object.__setattr__(self, "loss", _DEFAULT_LOSS[self.kind])
+        if self.loss not in _ALLOWED_LOSSES[self.kind]:
+            raise ValueError(f"task '{self.name}': loss '{self.loss}' does not fit kind "
+                             f"'{self.kind}'; " + closest(self.loss, _ALLOWED_LOSSES[self.kind]))
+        if self.kind == "normals" and self.channels != 3:
+            raise ValueError(f"task '{self.name}': normals have 3 channels, not {self.channels}")
+        if self.kind in ("segmentation", "classification") and self.channels < 2:
+            raise ValueError(f"task '{self.name}': a {self.kind} task needs classes >= 2 "
+                             f"(got {self.channels}); set 'classes' in the task spec")
+        if self.kind == "binary" and self.channels != 1:
+            raise ValueError(f"task '{self.name}': binary tasks have 1 channel")
+        if not self.metrics:
+            object.__setattr__(self, "metrics", default_metrics(self.kind))
+
+    @property
+    def dense(self) -> bool:
+        """True when the task predicts a map at the input resolution."""
+        return KINDS[self.kind] == "dense"
+
+    @property
+    def normalised(self) -> bool:
+        """True when targets are standardised by (mean, std) before the loss."""
+        return self.kind in ("dense_regression", "regression")
+
+    def with_normalisation(self, mean, std) -> TaskSpec:
+        """A copy with the given per-channel statistics."""
+        mean = tuple(float(m) for m in np.atleast_1d(mean))
+        std = tuple(float(max(s, 1e-8)) for s in np.atleast_1d(std))
+        return replace(self, mean=mean, std=std)
+
+
+def default_metrics(kind: str) -> tuple[str, ...]:
+    """The metric names reported for a kind; the first is the headline metric."""
+    return {
+        "segmentation": ("miou", "pixel_acc"),
+        "dense_regression": ("l1", "rmse", "abs_rel", "delta1"),
+        "normals": ("mean_angle", "median_angle", "within_11.25", "within_22.5", "within_30"),
+        "classification": ("accuracy",),
+        "binary": ("accuracy",),
+        "regression": ("l1", "mse"),
+    }[kind]
+
+
+def valid_mask(spec: TaskSpec, target: np.ndarray) -> np.ndarray:
+    """Boolean mask of labelled entries, shaped like the target without its channel axis.
+
+    For dense kinds the mask is (N, H, W); for global kinds (N,).
+    """
+    if spec.kind in ("segmentation", "classification"):
+        return target >= 0
+    if spec.kind == "binary":
+        return np.isfinite(target) & (target >= 0)
+    if spec.kind in ("dense_regression", "normals"):
+        return np.all(np.isfinite(target), axis=1)
+    # regression: (N,) or (N, C)
+    if target.ndim == 1:
+        return np.isfinite(target)
+    return np.all(np.isfinite(target), axis=1)
+
+
+def fit_normalisation(spec: TaskSpec, train_target: np.ndarray) -> TaskSpec:
+    """Fit per-channel mean and std on the valid labels of the training split.
+
+    Tasks whose kind is not regression-style are returned unchanged.
+    """
+    if not spec.normalised:
+        return spec
+    mask = valid_mask(spec, train_target)
+    if not mask.any():
+        raise ValueError(f"task '{spec.name}': the training split has no valid label")
+    if spec.kind == "dense_regression":
+        # (N, C, H, W) -> (C, valid)
+        values = np.moveaxis(train_target, 1, 0)[:, mask]
+    elif train_target.ndim == 1:
+        values = train_target[mask][None, :]
+    else:
+        values = train_target[mask].T
+    values = values.astype(np.float64)
+    return spec.with_normalisation(values.mean(axis=1), values.std(axis=1))
