@@ -179,3 +179,24 @@ def fit_normalisation(spec: TaskSpec, train_target: np.ndarray) -> TaskSpec:
         values = train_target[mask].T
     values = values.astype(np.float64)
     return spec.with_normalisation(values.mean(axis=1), values.std(axis=1))
+
+
+def normalise_target(spec: TaskSpec, target: np.ndarray) -> np.ndarray:
+    """Standardise a regression-style target with the spec's (mean, std); others unchanged.
+
+    NaN (missing) entries stay NaN.
+    """
+    if not spec.normalised:
+        return target
+    if spec.mean is None or spec.std is None:
+        raise ValueError(f"task '{spec.name}': normalisation not fitted; call fit_normalisation")
+    mean = np.asarray(spec.mean, dtype=np.float32)
+    std = np.asarray(spec.std, dtype=np.float32)
+    if spec.kind == "dense_regression":
+        shape = (1, -1, 1, 1)  # (N, C, H, W)
+    elif target.ndim == 1:
+        shape = (-1,)
+        mean, std = mean[:1], std[:1]
+    else:
+        shape = (1, -1)  # (N, C)
+    return ((target - mean.reshape(shape)) / std.reshape(shape)).astype(np.float32)

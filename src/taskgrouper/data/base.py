@@ -10,11 +10,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from taskgrouper.tasks import TaskSpec
 
-__all__ = ["MultiTaskData", "Split", "SPLITS"]
+__all__ = ["DataError", "MultiTaskData", "Split", "SPLITS"]
 
 SPLITS = ("train", "val", "test")
+
+
+class DataError(ValueError):
+    """A dataset problem; the message names the file or folder and what would fix it."""
 
 
 @dataclass
@@ -84,11 +90,11 @@ class MultiTaskData:
             n = len(split)
             for task, target in split.targets.items():
                 if target.shape[0] != n:
-                    raise ValueError(
+                    raise DataError(
                         f"{self.name or 'dataset'}: split '{split_name}' has {n} inputs but "
                         f"{target.shape[0]} labels for task '{task}'; the first dimensions of "
                         f"x and every target must agree")
             missing = set(self.tasks) - set(split.targets)
             if missing:
-                raise ValueError(f"{self.name or 'dataset'}: split '{split_name}' has no "
+                raise DataError(f"{self.name or 'dataset'}: split '{split_name}' has no "
                                  f"labels for task(s) {sorted(missing)}")

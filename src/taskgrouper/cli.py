@@ -1,0 +1,124 @@
+"""Command line: parse, call the API, print. No logic here that the API lacks.
+
+Errors in the user's input (a bad config, file, name or budget) print one message naming the
+input and the fix and exit with status 2; ``--debug`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+__all__ = ["main"]
+
+
+class UsageError(Exception):
+    """Bad input on the command line itself."""
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from taskgrouper.config import load_config
+    from taskgrouper.train import train
+
+    overrides = {}
+    if args.device:
+        overrides["train.device"] = args.device
+    if args.epochs:
+        overrides["train.epochs"] = args.epochs
+    config = load_config(args.config, overrides)
+    result = train(config, args.out, progress=not args.quiet)
+    print(_train_summary(result))
+    print(f"wrote {args.out}/metrics.json, log.json, best.pt")
+    return 0
+
+
+def _train_summary(result) -> str:
+    """A table: per task, the headline test metric next to the constant predictor's."""
+    from taskgrouper.evaluate.metrics import LOWER_IS_BETTER
+
+    lines = [f"{'task':<6} {'metric':<12} {'test':>10} {'constant':>10} {'val loss':>10}"]
+    for task in result.tasks:
+        metrics = [k for k in result.test[task] if k != "loss"]
+        head = metrics[0]
+        value, const = result.test[task][head], result.constant_test[task][head]
+        arrow = "lower" if LOWER_IS_BETTER.get(head, True) else "higher"
+        lines.append(f"{task:<6} {head:<12} {value:>10.4f} {const:>10.4f} "
+                     f"{result.val[task]['loss']:>10.4f}   ({arrow} is better)")
+    lines.append(f"best epoch {result.best_epoch} of {result.epochs_run}; "
+                 f"{result.train_samples} training samples in {result.wall_s:.1f}s; "
+                 f"cost {result.cost.get('snt', float('nan')):.3f} SNT, "
+                 f"{result.cost.get('params', 0) / 1e6:.2f}M params")
+    return "\n".join(lines)
+
+
+def _cmd_select(args: argparse.Namespace) -> int:
+    from taskgrouper.grouping.api import format_selections, select_table
+    from taskgrouper.grouping.tables import parse_budgets, parse_constraint
+
+    if args.runs:
+        raise UsageError("select --runs needs a sweep folder, which comes with "
+                         "'taskgrouper search'; use --table FILE for now")
+    budgets = [args.budget] if args.budget is not None else parse_budgets(args.budgets)
+    constraints = dict(parse_constraint(c) for c in args.constraint)
+    result = select_table(args.table, fmt=args.format, budgets=budgets, test_path=args.test,
+                          hoa=args.hoa, constraints=constraints or None)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(format_selections(result))
+    feasible = any(s["networks"] for s in result["selections"])
+    return 0 if feasible else 1
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="taskgrouper",
+        description="Which tasks should share a network, and how to train them.")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="train one multi-task network from an experiment YAML")
+    p.add_argument("config", help="experiment YAML (see configs/)")
+    p.add_argument("--out", required=True, help="run folder; an existing one is resumed")
+    p.add_argument("--device", help="auto (default), cpu, cuda, cuda:1, ...")
+    p.add_argument("--epochs", type=int, help="override train.epochs")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("select", help="choose networks under inference-time budgets")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--runs", help="a sweep folder (runs.sqlite)")
+    src.add_argument("--table", help="a table of per-network losses")
+    p.add_argument("--format", choices=("csv", "standley"), default="csv")
+    p.add_argument("--test", help="a second table with the same networks to score the choice")
+    budget = p.add_mutually_exclusive_group()
+    budget.add_argument("--budgets", default="1:5:0.5", help="START:STOP:STEP, STOP included")
+    budget.add_argument("--budget", type=float, help="one budget")
+    p.add_argument("--hoa", action="store_true",
+                   help="replace losses of 3+ task networks by the mean of their pairs")
+    p.add_argument("--constraint", action="append", default=[], metavar="TASK<=VALUE",
+                   help="the chosen set must reach this loss on TASK (repeatable)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=_cmd_select)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``taskgrouper`` command."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        print("taskgrouper: interrupted; run the same command again to resume", file=sys.stderr)
+        return 130
+    except (UsageError, ValueError, OSError, RuntimeError) as err:
+        if args.debug:
+            raise
+        print(f"taskgrouper: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,190 @@
+"""Typed experiment configuration: YAML in, unknown keys rejected with the closest known key.
+
+An experiment YAML has the sections ``data``, ``tasks``, ``model``, ``balancer``, ``train`` and
+(for ``search``) ``search``; see ``configs/`` for examples.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from taskgrouper.tasks import closest
+
+__all__ = [
+    "BalancerConfig",
+    "ConfigError",
+    "DataConfig",
+    "ExperimentConfig",
+    "ModelConfig",
+    "SearchConfig",
+    "TrainConfig",
+    "load_config",
+    "parse_config",
+]
+
+DATA_KINDS = ("synthetic", "arrays")
+
+
+class ConfigError(ValueError):
+    """A configuration problem; the message names the file, the key and the fix."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DataConfig(_Section):
+    """Where the inputs and labels come from."""
+
+    kind: str = "synthetic"
+    path: str | None = None
+    # synthetic scenes
+    n_train: int = Field(1200, ge=1)
+    n_val: int = Field(200, ge=1)
+    n_test: int = Field(200, ge=1)
+    resolution: int = Field(64, ge=32, le=256)
+    seed: int = 0
+    texture_strength: float = Field(0.7, ge=0.0, le=1.0)
+    class_follows_shape: float = Field(1.0, ge=0.0, le=1.0)
+    cache: bool = True
+
+    @field_validator("kind")
+    @classmethod
+    def _known_kind(cls, value: str) -> str:
+        if value not in DATA_KINDS:
+            raise ValueError(f"unknown data kind '{value}'; {closest(value, DATA_KINDS)}")
+        return value
+
+
+class ModelConfig(_Section):
+    """The network: backbone, width multiplier, multi-task architecture."""
+
+    backbone: str = "xception"
+    width: float = Field(1.0, gt=0.0, le=4.0)
+    architecture: str = "hard_sharing"
+
+
+class BalancerConfig(_Section):
+    """How task losses are combined: a balancer name and its parameters."""
+
+    name: str = "uniform"
+    weights: dict[str, float] | None = None
+
+
+class TrainConfig(_Section):
+    """Optimiser, schedule, stopping and device."""
+
+    epochs: int = Field(10, ge=1)
+    batch_size: int = Field(32, ge=1)
+    optimizer: Literal["sgd", "adam"] = "adam"
+    lr: float = Field(1e-3, gt=0.0)
+    momentum: float = Field(0.9, ge=0.0, lt=1.0)
+    weight_decay: float = Field(0.0, ge=0.0)
+    schedule: Literal["plateau", "poly", "none"] = "plateau"
+    poly_power: float = Field(0.9, gt=0.0)
+    patience: int = Field(3, ge=1)
+    train_fraction: float = Field(1.0, gt=0.0, le=1.0)
+    seed: int = 0
+    device: str = "auto"
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    threads: int | None = Field(None, ge=1)
+    eval_batch_size: int = Field(128, ge=1)
+
+
+class SearchConfig(_Section):
+    """Task-grouping search settings (used by ``taskgrouper search``)."""
+
+    strategy: str = "exhaustive"
+    budgets: str = "1:5:0.5"
+
+
+class ExperimentConfig(_Section):
+    """A whole experiment."""
+
+    data: DataConfig = Field(default_factory=DataConfig)
+    tasks: list[str] | None = None
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    balancer: BalancerConfig = Field(default_factory=BalancerConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    search: SearchConfig | None = None
+
+
+def _known_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
+    """The field names valid at ``loc`` (a pydantic error location) in ``model``."""
+    current: type[BaseModel] = model
+    for part in loc[:-1]:
+        field = current.model_fields.get(str(part))
+        if field is None:
+            return []
+        annotation = field.annotation
+        candidates = [annotation, *getattr(annotation, "__args__", ())]
+        nested = [c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)]
+        if not nested:
+            return []
+        current = nested[0]
+    return list(current.model_fields)
+
+
+def parse_config(raw: Any, source: str = "config") -> ExperimentConfig:
+    """Validate a mapping (e.g. parsed YAML) into an :class:`ExperimentConfig`.
+
+    Raises:
+        ConfigError: naming every bad key, with the closest valid key for unknown ones.
+    """
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: expected a mapping of sections (data, tasks, model, "
+                          f"balancer, train), got {type(raw).__name__}")
+    try:
+        return ExperimentConfig.model_validate(raw)
+    except ValidationError as err:
+        problems = []
+        for e in err.errors():
+            loc = tuple(e["loc"])
+            key = ".".join(str(p) for p in loc)
+            if e["type"] == "extra_forbidden":
+                known = _known_keys(ExperimentConfig, loc)
+                hint = closest(str(loc[-1]), known) if known else ""
+                problems.append(f"unknown key '{key}'; {hint}")
+            else:
+                msg = e["msg"].removeprefix("Value error, ")
+                problems.append(f"'{key}': {msg} (got {e.get('input')!r})")
+        raise ConfigError(f"{source}: " + "; ".join(problems)) from None
+
+
+def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> ExperimentConfig:
+    """Read an experiment YAML file.
+
+    Args:
+        path: The YAML file.
+        overrides: Dotted keys to set after reading, e.g. ``{"train.device": "cpu"}``.
+
+    Raises:
+        ConfigError: the file is missing, not YAML, or has bad keys or values.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file '{path}' does not exist; pass the path of an experiment "
+                          f"YAML (examples in configs/)")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML ({err}); fix the syntax") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"{path}: cannot be read ({err})") from None
+    if raw is None:
+        raw = {}
+    for dotted, value in (overrides or {}).items():
+        if not isinstance(raw, dict):
+            break  # parse_config reports the malformed file
+        node = raw
+        *parents, last = dotted.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[last] = value
+    return parse_config(raw, source=str(path))

@@ -1,0 +1,401 @@
+"""Shared encoders (backbones) for multi-task networks.
+
+Every backbone is an :class:`torch.nn.Module` whose ``forward(x)`` returns a list of stage
+outputs ordered from shallow to deep, and which exposes:
+
+* ``out_channels``: channels of each stage output;
+* ``strides``: cumulative stride of each stage output (1 for vector backbones);
+* ``width``: the channel multiplier it was built with;
+* ``spatial``: ``True`` for image backbones (stage outputs are ``(B, C, H, W)`` maps),
+  ``False`` for vector backbones (``(B, C)``).
+
+``width`` vs cost
+-----------------
+``width`` is a *channel multiplier*: every layer gets ``round(c * width)`` channels (a multiple
+of 4, at least 8). Cost does not scale linearly with it: the pointwise convolutions that
+dominate Xception scale with ``width ** 2``, so a width-0.5 encoder costs about a quarter of the
+full one. Standley et al. (2020) shrink "the number of channels in every layer of the encoder
+such that it had the appropriate number of parameters and flops", so a *half-sized* network is
+one with half the cost (multiply-adds), which needs ``width`` of about 0.7. Use
+:func:`width_for_cost` to find the width for a cost fraction; the cost itself is what
+:func:`taskgrouper.evaluate.cost.count_macs` reports.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from taskgrouper.tasks import closest
+
+__all__ = [
+    "BACKBONES",
+    "DilatedResNet",
+    "MLPEncoder",
+    "SeparableConv2d",
+    "XceptionEncoder",
+    "build_backbone",
+    "scale_channels",
+    "width_for_cost",
+]
+
+#: Names accepted by :func:`build_backbone`.
+BACKBONES: tuple[str, ...] = ("xception", "resnet", "mlp")
+
+
+def scale_channels(channels: int, width: float, multiple: int = 4, minimum: int = 8) -> int:
+    """``channels * width`` rounded to a multiple of ``multiple``, at least ``minimum``."""
+    if width <= 0:
+        raise ValueError(f"width must be positive, got {width}")
+    return max(minimum, int(round(channels * width / multiple)) * multiple)
+
+
+def _init_weights(module: nn.Module) -> None:
+    for m in module.modules():
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.BatchNorm2d | nn.BatchNorm1d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Linear):
+            nn.init.kaiming_uniform_(m.weight, a=math.sqrt(5))
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+
+
+class SeparableConv2d(nn.Module):
+    """Depthwise-separable convolution: a depthwise ``k x k`` conv then a pointwise ``1 x 1``.
+
+    Costs ``Cin*k*k*H*W + Cin*Cout*H*W`` multiply-adds on an ``H x W`` output (Chollet, 2017).
+
+    Args:
+        in_channels: Input channels.
+        out_channels: Output channels.
+        kernel_size: Depthwise kernel size.
+        dilation: Depthwise dilation (padding keeps the spatial size).
+        bias: Whether the pointwise conv has a bias (off when a batch norm follows).
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3,
+                 dilation: int = 1, bias: bool = False) -> None:
+        super().__init__()
+        pad = dilation * (kernel_size - 1) // 2
+        self.depthwise = nn.Conv2d(in_channels, in_channels, kernel_size, padding=pad,
+                                   dilation=dilation, groups=in_channels, bias=False)
+        self.pointwise = nn.Conv2d(in_channels, out_channels, 1, bias=bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # (B, Cin, H, W) -> (B, Cin, H, W) -> (B, Cout, H, W)
+        return self.pointwise(self.depthwise(x))
+
+
+def _sep_bn(cin: int, cout: int, relu: bool = True) -> nn.Sequential:
+    layers: list[nn.Module] = [SeparableConv2d(cin, cout), nn.BatchNorm2d(cout)]
+    if relu:
+        layers.append(nn.ReLU(inplace=True))
+    return nn.Sequential(*layers)
+
+
+def _conv_bn(cin: int, cout: int, kernel: int, stride: int = 1, padding: int = 0,
+             relu: bool = True) -> nn.Sequential:
+    layers: list[nn.Module] = [nn.Conv2d(cin, cout, kernel, stride, padding, bias=False),
+                               nn.BatchNorm2d(cout)]
+    if relu:
+        layers.append(nn.ReLU(inplace=True))
+    return nn.Sequential(*layers)
+
+
+class _XceptionBlock(nn.Module):
+    """Residual block of separable convs, optionally ending in a 2x2 stride-2 conv.
+
+    Main path: ``n`` separable convs (BN, ReLU between them), then, when ``downsample``, a
+    ``2 x 2`` stride-2 convolution in place of Xception's max pooling (Standley et al., 2020).
+    Shortcut: identity, or a ``1 x 1`` conv (stride 2 when downsampling) with BN when the shape
+    changes. The sum goes through a ReLU.
+    """
+
+    def __init__(self, cin: int, cout: int, n: int, downsample: bool) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        c = cin
+        for i in range(n):
+            last = i == n - 1
+            layers.append(_sep_bn(c, cout, relu=not (last and not downsample)))
+            c = cout
+        if downsample:
+            layers.append(_conv_bn(cout, cout, 2, stride=2, relu=False))
+        self.main = nn.Sequential(*layers)
+        stride = 2 if downsample else 1
+        if cin != cout or downsample:
+            self.shortcut: nn.Module = _conv_bn(cin, cout, 1, stride=stride, relu=False)
+        else:
+            self.shortcut = nn.Identity()
+        self.act = nn.ReLU(inplace=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # (B, Cin, H, W) -> (B, Cout, H/s, W/s)
+        return self.act(self.main(x) + self.shortcut(x))
+
+
+class XceptionEncoder(nn.Module):
+    """The reduced Xception encoder of Standley et al. (2020, ICML), output stride 16.
+
+    The paper's encoder is Xception (Chollet, 2017) "simplified to have 17 layers and the middle
+    flow layers were reduced to having 512 rather than 728 channels. Furthermore, all
+    max-pooling layers were replaced by 2x2 convolution layers with a stride of 2. The
+    full-sized encoder had about 4 million parameters" (2.28 G multiply-adds at 256x256).
+
+    The 17 layers counted here are the weighted layers of the main path excluding the 2x2
+    downsampling convs and the 1x1 shortcut convs:
+
+    * stem (2): 3x3 conv stride 2 (3->32), 3x3 conv (32->64);
+    * entry flow (6): three residual blocks of two separable convs each (->128, ->256, ->512),
+      each ending in a 2x2 stride-2 conv, output stride 16;
+    * middle flow (6): two residual blocks of three 512-channel separable convs;
+    * exit flow (3): a residual block of two separable convs (512->512->640) and a final
+      separable conv (640->640); no further downsampling, so the output stride stays 16.
+
+    At width 1 and a 3x256x256 input this has 4.15 M parameters and 2.46 G multiply-adds
+    (conv and matmul MACs counted by :func:`taskgrouper.evaluate.cost.count_macs`).
+
+    Stage outputs (shallow to deep): stem (stride 2), entry blocks 1 and 2 (strides 4 and 8)
+    and the final features after the exit flow (stride 16).
+
+    Args:
+        in_channels: Input image channels.
+        width: Channel multiplier applied to every layer (see the module docstring; cost
+            scales roughly with ``width ** 2``).
+    """
+
+    spatial = True
+    #: Base channel counts (width 1).
+    STEM = (32, 64)
+    ENTRY = (128, 256, 512)
+    MIDDLE = 512
+    MIDDLE_BLOCKS = 2
+    EXIT = (512, 640, 640)
+
+    def __init__(self, in_channels: int = 3, width: float = 1.0) -> None:
+        super().__init__()
+        self.width = float(width)
+
+        def ch(c: int) -> int:
+            return scale_channels(c, width)
+
+        s0, s1 = ch(self.STEM[0]), ch(self.STEM[1])
+        self.stem = nn.Sequential(_conv_bn(in_channels, s0, 3, stride=2, padding=1),
+                                  _conv_bn(s0, s1, 3, padding=1))
+        e1, e2, e3 = (ch(c) for c in self.ENTRY)
+        self.entry1 = _XceptionBlock(s1, e1, 2, downsample=True)
+        self.entry2 = _XceptionBlock(e1, e2, 2, downsample=True)
+        self.entry3 = _XceptionBlock(e2, e3, 2, downsample=True)
+        m = ch(self.MIDDLE)
+        middle: list[nn.Module] = [_XceptionBlock(e3 if i == 0 else m, m, 3, downsample=False)
+                                   for i in range(self.MIDDLE_BLOCKS)]
+        self.middle = nn.Sequential(*middle)
+        x1, x2, x3 = (ch(c) for c in self.EXIT)
+        self.exit = nn.Sequential(
+            _XceptionBlock(m, x2, 2, downsample=False) if x1 == m else
+            nn.Sequential(_sep_bn(m, x1), _XceptionBlock(x1, x2, 2, downsample=False)),
+            _sep_bn(x2, x3),
+        )
+        self.out_channels = [s1, e1, e2, x3]
+        self.strides = [2, 4, 8, 16]
+        _init_weights(self)
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        # x: (B, Cin, H, W)
+        s = self.stem(x)  # (B, 64w, H/2, W/2)
+        e1 = self.entry1(s)  # (B, 128w, H/4, W/4)
+        e2 = self.entry2(e1)  # (B, 256w, H/8, W/8)
+        e3 = self.entry3(e2)  # (B, 512w, H/16, W/16)
+        out = self.exit(self.middle(e3))  # (B, 640w, H/16, W/16)
+        return [s, e1, e2, out]
+
+
+class _BasicBlock(nn.Module):
+    """ResNet basic block (two 3x3 convs) with optional stride and dilation (He et al., 2016)."""
+
+    def __init__(self, cin: int, cout: int, stride: int = 1, dilation: int = 1) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride, padding=dilation, dilation=dilation,
+                               bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, padding=dilation, dilation=dilation, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.relu = nn.ReLU(inplace=True)
+        if stride != 1 or cin != cout:
+            self.shortcut: nn.Module = _conv_bn(cin, cout, 1, stride=stride, relu=False)
+        else:
+            self.shortcut = nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # (B, Cin, H, W) -> (B, Cout, H/s, W/s)
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return self.relu(out + self.shortcut(x))
+
+
+class DilatedResNet(nn.Module):
+    """ResNet-18-style encoder whose last stages are dilated instead of strided.
+
+    Stem: 7x7 stride-2 conv, BN, ReLU, 3x3 stride-2 max pool (stride 4). Four stages of basic
+    blocks with 64, 128, 256, 512 channels (times ``width``). Stages that would push the
+    cumulative stride past ``output_stride`` keep stride 1 and double their dilation instead
+    (Yu et al., 2017), so the deepest features keep a higher resolution for dense tasks.
+
+    Args:
+        in_channels: Input image channels.
+        width: Channel multiplier.
+        layers: Basic blocks per stage.
+        output_stride: 8, 16 or 32.
+    """
+
+    spatial = True
+    CHANNELS = (64, 128, 256, 512)
+
+    def __init__(self, in_channels: int = 3, width: float = 1.0,
+                 layers: Sequence[int] = (2, 2, 2, 2), output_stride: int = 8) -> None:
+        super().__init__()
+        if output_stride not in (8, 16, 32):
+            raise ValueError(f"output_stride must be 8, 16 or 32, got {output_stride}")
+        if len(layers) != 4:
+            raise ValueError(f"layers needs 4 stage depths, got {tuple(layers)}")
+        self.width = float(width)
+        chans = [scale_channels(c, width) for c in self.CHANNELS]
+        self.stem = nn.Sequential(_conv_bn(in_channels, chans[0], 7, stride=2, padding=3),
+                                  nn.MaxPool2d(3, stride=2, padding=1))
+        stride, dilation = 4, 1
+        cin = chans[0]
+        stages: list[nn.Module] = []
+        self.strides: list[int] = []
+        for i, (cout, depth) in enumerate(zip(chans, layers, strict=True)):
+            s = 1 if i == 0 else 2
+            first_dilation = dilation
+            if stride * s > output_stride:
+                dilation *= s
+                s = 1
+            stride *= s
+            blocks = [_BasicBlock(cin, cout, s, first_dilation)]
+            blocks += [_BasicBlock(cout, cout, 1, dilation) for _ in range(depth - 1)]
+            stages.append(nn.Sequential(*blocks))
+            self.strides.append(stride)
+            cin = cout
+        self.stages = nn.ModuleList(stages)
+        self.out_channels = chans
+        self.output_stride = output_stride
+        _init_weights(self)
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        # x: (B, Cin, H, W)
+        x = self.stem(x)  # (B, 64w, H/4, W/4)
+        outs = []
+        for stage in self.stages:
+            x = stage(x)  # (B, C_i, H/s_i, W/s_i)
+            outs.append(x)
+        return outs
+
+
+class MLPEncoder(nn.Module):
+    """Fully connected encoder for vector inputs: ``Linear -> ReLU -> Dropout`` per layer.
+
+    Args:
+        in_features: Input vector length.
+        width: Multiplier of every hidden size.
+        hidden: Hidden sizes at width 1.
+        dropout: Dropout probability after each activation.
+    """
+
+    spatial = False
+
+    def __init__(self, in_features: int, width: float = 1.0,
+                 hidden: Sequence[int] = (256, 256), dropout: float = 0.0) -> None:
+        super().__init__()
+        if not hidden:
+            raise ValueError("MLPEncoder needs at least one hidden layer")
+        self.width = float(width)
+        layers: list[nn.Module] = []
+        cin = in_features
+        for h in hidden:
+            cout = scale_channels(h, width)
+            layers += [nn.Linear(cin, cout), nn.ReLU(inplace=True)]
+            if dropout > 0:
+                layers.append(nn.Dropout(dropout))
+            cin = cout
+        self.net = nn.Sequential(*layers)
+        self.out_channels = [cin]
+        self.strides = [1]
+        _init_weights(self)
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        # (B, D) -> [(B, hidden[-1] * width)]
+        return [self.net(x.flatten(1))]
+
+
+def build_backbone(name: str, in_shape: tuple[int, ...], width: float = 1.0) -> nn.Module:
+    """Build a backbone by name for samples of shape ``in_shape``.
+
+    Args:
+        name: One of :data:`BACKBONES`.
+        in_shape: One sample's shape: ``(C, H, W)`` for image backbones, ``(D,)`` for ``mlp``.
+        width: Channel multiplier.
+
+    Raises:
+        ValueError: Unknown name, or an input shape the backbone cannot take.
+    """
+    in_shape = tuple(int(s) for s in in_shape)
+    if name not in BACKBONES:
+        raise ValueError(f"unknown backbone '{name}'; " + closest(name, BACKBONES))
+    if name == "mlp":
+        return MLPEncoder(math.prod(in_shape), width=width)
+    if len(in_shape) != 3:
+        raise ValueError(f"backbone '{name}' needs image samples (C, H, W), got shape "
+                         f"{in_shape}; use 'mlp' for vector inputs")
+    if name == "xception":
+        return XceptionEncoder(in_shape[0], width=width)
+    return DilatedResNet(in_shape[0], width=width)
+
+
+def width_for_cost(target_fraction: float, input_shape: Sequence[int] = (3, 256, 256),
+                   backbone: str = "xception", tol: float = 1e-3) -> float:
+    """The width multiplier whose encoder costs ``target_fraction`` of the width-1 encoder.
+
+    Cost is multiply-adds counted by :func:`taskgrouper.evaluate.cost.count_macs` at
+    ``input_shape``. The search bisects the width on the counted cost; because channel counts
+    are rounded, cost is a step function of width, so the candidate width whose cost is closest
+    to the target is returned. For Xception at 256x256, ``width_for_cost(0.5)`` is about 0.7:
+    the paper's "half-sized" encoder (Standley et al., 2020).
+
+    Args:
+        target_fraction: Wanted cost relative to width 1, in ``(0, 1]`` (or above, up to 4).
+        input_shape: One sample's shape.
+        backbone: Backbone name.
+        tol: Stop when the bisection interval is narrower than this.
+    """
+    from taskgrouper.evaluate.cost import encoder_cost
+
+    if not 0 < target_fraction <= 4:
+        raise ValueError(f"target_fraction must be in (0, 4], got {target_fraction}")
+    reference = encoder_cost(backbone, input_shape, 1.0)
+    cache: dict[float, float] = {}
+
+    def frac(w: float) -> float:
+        if w not in cache:
+            cache[w] = encoder_cost(backbone, input_shape, w) / reference
+        return cache[w]
+
+    lo, hi = 0.01, 2.0
+    while frac(hi) < target_fraction and hi < 16:
+        hi *= 2
+    while hi - lo > tol:
+        mid = 0.5 * (lo + hi)
+        if frac(mid) < target_fraction:
+            lo = mid
+        else:
+            hi = mid
+    return min(cache, key=lambda w: (abs(cache[w] - target_fraction), w))

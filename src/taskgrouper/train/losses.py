@@ -1,0 +1,93 @@
+"""Per-task losses with missing labels masked out, and the inverse of label normalisation.
+
+One function per concern, called everywhere (the trainer, the balancers, the evaluation), so the
+masking and normalisation conventions of :mod:`taskgrouper.tasks` live in one place.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from taskgrouper.tasks import TaskSpec
+
+__all__ = ["denormalise", "task_loss", "task_loss_sum", "valid_mask"]
+
+
+def valid_mask(spec: TaskSpec, target: Tensor) -> Tensor:
+    """Boolean mask of labelled entries: (B, H, W) for dense kinds, (B,) for global ones."""
+    if spec.kind in ("segmentation", "classification"):
+        return target >= 0
+    if spec.kind == "binary":
+        return torch.isfinite(target) & (target >= 0)
+    if spec.kind in ("dense_regression", "normals"):
+        return torch.isfinite(target).all(dim=1)
+    if target.dim() == 1:
+        return torch.isfinite(target)
+    return torch.isfinite(target).all(dim=1)
+
+
+def _masked_sum(values: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+    # An all-missing batch gives a zero sum that still depends on the graph (so every
+    # parameter keeps a gradient of 0, not None).
+    mask = mask.to(values.dtype)
+    return (values * mask).sum(), mask.sum()
+
+
+def task_loss(spec: TaskSpec, pred: Tensor, target: Tensor) -> Tensor:
+    """The task's training loss on one batch, averaged over valid labels.
+
+    Args:
+        spec: The task.
+        pred: Model output for the task (see the head conventions in ``models.heads``).
+        target: Labels, already normalised for regression-style kinds.
+
+    Returns:
+        A scalar tensor. Batches with no valid label give 0 (times the prediction, so the
+        graph is kept).
+    """
+    total, count = task_loss_sum(spec, pred, target)
+    return total / count.clamp(min=1.0)
+
+
+def task_loss_sum(spec: TaskSpec, pred: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
+    """Sum of the per-label losses over valid labels, and how many labels were summed.
+
+    Split-level losses are ``sum(sums) / sum(counts)`` over batches, so they do not depend on
+    how the split was batched.
+    """
+    mask = valid_mask(spec, target)
+    if spec.kind in ("segmentation", "classification"):
+        # (B, K, H, W) / (B, K) logits, (B, H, W) / (B,) ids with -1 = missing
+        per = F.cross_entropy(pred.float(), target.clamp(min=0), reduction="none")
+        return _masked_sum(per, mask)
+    if spec.kind == "binary":
+        safe = torch.where(mask, target, torch.zeros_like(target))
+        per = F.binary_cross_entropy_with_logits(pred.float(), safe.float(), reduction="none")
+        return _masked_sum(per, mask)
+    safe = torch.where(torch.isfinite(target), target, torch.zeros_like(target))
+    pred = pred.float()
+    if spec.kind == "normals" and spec.loss == "cosine":
+        per = 1.0 - F.cosine_similarity(pred, safe, dim=1, eps=1e-8)  # (B, H, W)
+        return _masked_sum(per, mask)
+    diff = pred - safe
+    per = diff.abs() if spec.loss == "l1" else diff.pow(2)
+    if spec.kind in ("dense_regression", "normals"):
+        return _masked_sum(per, mask.unsqueeze(1).expand_as(per))  # (B, C, H, W)
+    if per.dim() == 2:
+        return _masked_sum(per, mask.unsqueeze(1).expand_as(per))  # (B, C)
+    return _masked_sum(per, mask)
+
+
+def denormalise(spec: TaskSpec, pred: Tensor) -> Tensor:
+    """Map a regression-style prediction back to the label scale; other kinds unchanged."""
+    if not spec.normalised or spec.mean is None:
+        return pred
+    mean = torch.tensor(spec.mean, dtype=pred.dtype, device=pred.device)
+    std = torch.tensor(spec.std, dtype=pred.dtype, device=pred.device)
+    if spec.kind == "dense_regression":
+        return pred * std.view(1, -1, 1, 1) + mean.view(1, -1, 1, 1)  # (B, C, H, W)
+    if pred.dim() == 1:
+        return pred * std[0] + mean[0]
+    return pred * std.view(1, -1) + mean.view(1, -1)

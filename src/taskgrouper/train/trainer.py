@@ -1,0 +1,474 @@
+"""One training loop for every multi-task network.
+
+:func:`train` takes an experiment config (or its parts) and an output folder and leaves there:
+
+- ``config.json``: the resolved config the run used;
+- ``last.pt``: model, optimiser, schedule, balancer and RNG state after the last finished epoch
+  (written atomically every epoch; a second ``train`` on the folder resumes from it);
+- ``best.pt``: the weights with the lowest validation loss so far (early stopping keeps it);
+- ``log.json``: per-epoch learning rate, per-task train losses, per-task validation losses and
+  metrics, task weights, seconds and samples;
+- ``metrics.json``: at the end, validation and test losses and metrics of the best weights, the
+  same metrics for a constant predictor (the training mean or majority class), and the cost.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from taskgrouper.balancing import Balancer, build_balancer
+from taskgrouper.config import ExperimentConfig
+from taskgrouper.data import MultiTaskData, load_dataset
+from taskgrouper.tasks import TaskSpec, fit_normalisation, normalise_target
+from taskgrouper.train.checkpoint import load_checkpoint, save_checkpoint, write_json_atomic
+from taskgrouper.train.losses import denormalise, task_loss_sum
+
+__all__ = ["TrainResult", "TrainingDiverged", "evaluate_split", "resolve_device", "train"]
+
+
+class TrainingDiverged(RuntimeError):
+    """A task loss became NaN or infinite; the run stopped, its last good checkpoint stays."""
+
+
+@dataclass
+class TrainResult:
+    """What one finished run measured (also written to ``metrics.json``).
+
+    Attributes:
+        out_dir: The run folder.
+        tasks: Task names.
+        val: Task -> {"loss": normalised-scale loss, metric: value, ...} on the validation split.
+        test: The same on the test split.
+        constant_test: The same metrics for a constant predictor (training mean / majority).
+        best_epoch: Epoch (1-based) of the kept weights.
+        epochs_run: Epochs trained in total.
+        train_samples: Training samples processed over the whole run (resumes included).
+        wall_s: Training wall seconds over the whole run.
+        cost: MACs, parameters and SNT of the network.
+    """
+
+    out_dir: str
+    tasks: list[str]
+    val: dict[str, dict[str, float]]
+    test: dict[str, dict[str, float]]
+    constant_test: dict[str, dict[str, float]]
+    best_epoch: int
+    epochs_run: int
+    train_samples: int
+    wall_s: float
+    cost: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def val_losses(self) -> dict[str, float]:
+        return {t: m["loss"] for t, m in self.val.items()}
+
+    @property
+    def test_losses(self) -> dict[str, float]:
+        return {t: m["loss"] for t, m in self.test.items()}
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """``auto`` -> CUDA when available, else CPU; anything else as torch understands it."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError as err:
+        raise ValueError(f"train.device '{name}' is not a device ({err}); use auto, cpu or "
+                         f"cuda") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"train.device '{name}' asks for CUDA but none is available; use auto "
+                         f"or cpu")
+    return device
+
+
+def _amp_dtype(device: torch.device, precision: str) -> torch.dtype | None:
+    """Autocast dtype: fp32 eager on CPU by default, bf16 (else fp16) on GPUs."""
+    if precision == "fp32":
+        return None
+    if precision == "bf16":
+        return torch.bfloat16
+    if precision == "fp16":
+        return torch.float16
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return None  # measured: bf16 autocast trains ~15x slower than fp32 on the dev CPUs
+
+
+@dataclass
+class _Tensors:
+    """A split as tensors: inputs, normalised targets (for losses), raw targets (metrics)."""
+
+    x: Tensor
+    targets: dict[str, Tensor]
+    raw: dict[str, Tensor]
+
+    def __len__(self) -> int:
+        return int(self.x.shape[0])
+
+
+def _as_tensors(data: MultiTaskData, split: str, specs: dict[str, TaskSpec]) -> _Tensors:
+    part = data.split(split)
+    x = torch.from_numpy(np.ascontiguousarray(part.x, dtype=np.float32))
+    targets, raw = {}, {}
+    for name, spec in specs.items():
+        target = part.targets[name]
+        raw[name] = torch.from_numpy(np.ascontiguousarray(target))
+        targets[name] = torch.from_numpy(np.ascontiguousarray(normalise_target(spec, target)))
+    return _Tensors(x, targets, raw)
+
+
+def _constant_outputs(spec: TaskSpec, train_raw: Tensor, n: int, shape) -> Tensor:
+    """Predictions of the constant baseline: training mean or most frequent class."""
+    if spec.kind in ("segmentation", "classification"):
+        valid = train_raw[train_raw >= 0]
+        counts = torch.bincount(valid.flatten(), minlength=spec.channels)
+        logits = torch.full((spec.channels,), -10.0)
+        logits[int(counts.argmax())] = 10.0
+        if spec.kind == "segmentation":
+            return logits.view(1, -1, 1, 1).expand(n, -1, *shape).clone()
+        return logits.expand(n, -1).clone()
+    if spec.kind == "binary":
+        valid = train_raw[torch.isfinite(train_raw) & (train_raw >= 0)]
+        return torch.full((n,), 10.0 if valid.float().mean() > 0.5 else -10.0)
+    if spec.kind == "normals":
+        mean = torch.nanmean(train_raw.transpose(0, 1).flatten(1), dim=1)  # (3,)
+        mean = mean / mean.norm().clamp(min=1e-8)
+        return mean.view(1, 3, 1, 1).expand(n, -1, *shape).clone()
+    mean = torch.tensor(spec.mean, dtype=torch.float32)
+    if spec.kind == "dense_regression":
+        return mean.view(1, -1, 1, 1).expand(n, -1, *shape).clone()
+    if train_raw.dim() == 1:
+        return mean[:1].expand(n).clone()
+    return mean.view(1, -1).expand(n, -1).clone()
+
+
+def evaluate_split(model: nn.Module, split: _Tensors, specs: dict[str, TaskSpec],
+                   device: torch.device, batch_size: int = 128,
+                   amp_dtype: torch.dtype | None = None) -> dict[str, dict[str, float]]:
+    """Per-task loss (normalised scale, over all valid labels of the split) and metrics."""
+    from taskgrouper.evaluate.metrics import MetricAccumulator
+
+    model.eval()
+    sums = {t: torch.zeros((), device=device, dtype=torch.float64) for t in specs}
+    counts = {t: torch.zeros((), device=device, dtype=torch.float64) for t in specs}
+    accs = {t: MetricAccumulator(spec) for t, spec in specs.items()}
+    autocast = (torch.autocast(device.type, dtype=amp_dtype) if amp_dtype is not None
+                else contextlib.nullcontext())
+    with torch.no_grad():
+        for start in range(0, len(split), batch_size):
+            sl = slice(start, start + batch_size)
+            x = split.x[sl].to(device, non_blocking=True)
+            with autocast:
+                out = model(x)
+            for t, spec in specs.items():
+                pred = out[t].float()
+                s, c = task_loss_sum(spec, pred, split.targets[t][sl].to(device))
+                sums[t] += s
+                counts[t] += c
+                accs[t].update(denormalise(spec, pred), split.raw[t][sl].to(device))
+    result = {}
+    for t in specs:
+        n = float(counts[t])
+        result[t] = {"loss": float(sums[t]) / n if n else float("nan"), **accs[t].compute()}
+    return result
+
+
+def _evaluate_constant(specs: dict[str, TaskSpec], train: _Tensors,
+                       split: _Tensors) -> dict[str, dict[str, float]]:
+    from taskgrouper.evaluate.metrics import MetricAccumulator
+
+    result = {}
+    shape = tuple(split.x.shape[-2:])
+    for t, spec in specs.items():
+        pred = _constant_outputs(spec, train.raw[t], len(split), shape)
+        acc = MetricAccumulator(spec)
+        acc.update(pred, split.raw[t])
+        s, c = task_loss_sum(spec, normalise_pred(spec, pred), split.targets[t])
+        result[t] = {"loss": float(s / c.clamp(min=1)), **acc.compute()}
+    return result
+
+
+def normalise_pred(spec: TaskSpec, pred: Tensor) -> Tensor:
+    """Inverse of :func:`denormalise` (a label-scale prediction to the loss scale)."""
+    if not spec.normalised:
+        return pred
+    mean = torch.tensor(spec.mean, dtype=pred.dtype)
+    std = torch.tensor(spec.std, dtype=pred.dtype)
+    if spec.kind == "dense_regression":
+        return (pred - mean.view(1, -1, 1, 1)) / std.view(1, -1, 1, 1)
+    if pred.dim() == 1:
+        return (pred - mean[0]) / std[0]
+    return (pred - mean.view(1, -1)) / std.view(1, -1)
+
+
+def _make_optimizer(params, cfg) -> torch.optim.Optimizer:
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum,
+                               weight_decay=cfg.weight_decay)
+    return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+class _Schedule:
+    """Learning-rate schedules.
+
+    - ``plateau`` (Standley et al. 2020): halve the learning rate every time the epoch's
+      training loss did not decrease below the best so far.
+    - ``poly`` (the survey's): lr = lr0 * (1 - step / total_steps) ** power, every step.
+    - ``none``: constant.
+    """
+
+    def __init__(self, optimizer, kind: str, lr0: float, total_steps: int, power: float):
+        self.optimizer, self.kind, self.lr0 = optimizer, kind, lr0
+        self.total_steps, self.power = max(total_steps, 1), power
+        self.step_count = 0
+        self.best_train = math.inf
+
+    def _set(self, lr: float) -> None:
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+
+    @property
+    def lr(self) -> float:
+        return float(self.optimizer.param_groups[0]["lr"])
+
+    def after_step(self) -> None:
+        self.step_count += 1
+        if self.kind == "poly":
+            frac = min(self.step_count / self.total_steps, 1.0)
+            self._set(self.lr0 * (1.0 - frac) ** self.power)
+
+    def after_epoch(self, train_loss: float) -> None:
+        if self.kind != "plateau":
+            return
+        if train_loss < self.best_train:
+            self.best_train = train_loss
+        else:
+            self._set(self.lr * 0.5)
+
+    def state_dict(self) -> dict:
+        return {"step_count": self.step_count, "best_train": self.best_train}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.step_count = state["step_count"]
+        self.best_train = state["best_train"]
+
+
+def _config_identity(config: ExperimentConfig) -> dict:
+    """The parts of a config that define a run (device and thread count may change)."""
+    dump = config.model_dump(mode="json")
+    dump["train"] = {k: v for k, v in dump["train"].items()
+                     if k not in ("device", "threads", "eval_batch_size")}
+    dump.pop("search", None)
+    return dump
+
+
+def train(config: ExperimentConfig, out_dir: str | Path, *, data: MultiTaskData | None = None,
+          progress: bool = True, log=print) -> TrainResult:
+    """Train one multi-task network and evaluate it; resume if ``out_dir`` holds a run.
+
+    Args:
+        config: The experiment (data, tasks, model, balancer, train sections).
+        out_dir: Run folder; created if needed.
+        data: An already loaded dataset (tasks are taken from ``config.tasks`` or all of it);
+            loaded from ``config.data`` when None.
+        progress: Show progress bars.
+        log: Where one-line status messages go (``print`` by default).
+
+    Returns:
+        The measured :class:`TrainResult` (also in ``out_dir/metrics.json``).
+
+    Raises:
+        TrainingDiverged: a task loss became NaN/inf (names the task and epoch).
+        ValueError: an output folder holding a different run, a bad device or name.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    identity = _config_identity(config)
+    config_path = out / "config.json"
+    if config_path.exists():
+        previous = json.loads(config_path.read_text())
+        if previous != identity:
+            raise ValueError(f"output folder '{out}' holds a run of a different config; pass a "
+                             f"new --out, or delete the folder to start over")
+    else:
+        write_json_atomic(identity, config_path)
+    if (out / "metrics.json").exists():
+        saved = json.loads((out / "metrics.json").read_text())
+        log(f"{out}: finished run found; nothing to train")
+        return TrainResult(**saved)
+
+    tc = config.train
+    if tc.threads:
+        torch.set_num_threads(tc.threads)
+    device = resolve_device(tc.device)
+    amp_dtype = _amp_dtype(device, tc.precision)
+
+    if data is None:
+        data = load_dataset(config.data, config.tasks)
+    elif config.tasks:
+        data = data.select_tasks(config.tasks)
+    data.check()
+    specs = {t: fit_normalisation(s, data.train.targets[t]) for t, s in data.tasks.items()}
+    tasks = list(specs)
+    train_t = _as_tensors(data, "train", specs)
+    val_t = _as_tensors(data, "val", specs)
+
+    from taskgrouper.models import build_model
+
+    torch.manual_seed(tc.seed)
+    model = build_model(specs, data.input_shape, backbone=config.model.backbone,
+                        width=config.model.width,
+                        architecture=config.model.architecture).to(device)
+    balancer: Balancer = build_balancer(config.balancer.name, weights=config.balancer.weights)
+    balancer.setup(tasks, model)
+    optimizer = _make_optimizer(list(model.parameters()) + balancer.parameters(), tc)
+
+    n_train = len(train_t)
+    generator = torch.Generator().manual_seed(tc.seed)
+    if tc.train_fraction < 1.0:
+        n_keep = max(1, int(n_train * tc.train_fraction))
+        keep = torch.randperm(n_train, generator=generator)[:n_keep]
+        train_t = _Tensors(train_t.x[keep], {t: v[keep] for t, v in train_t.targets.items()},
+                           {t: v[keep] for t, v in train_t.raw.items()})
+        n_train = len(train_t)
+    steps_per_epoch = math.ceil(n_train / tc.batch_size)
+    schedule = _Schedule(optimizer, tc.schedule, tc.lr, steps_per_epoch * tc.epochs,
+                         tc.poly_power)
+    scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
+
+    history: list[dict[str, Any]] = []
+    start_epoch, best_val, best_epoch, bad_epochs = 0, math.inf, 0, 0
+    samples, wall = 0, 0.0
+    if (out / "last.pt").exists():
+        state = load_checkpoint(out / "last.pt", device)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        schedule.load_state_dict(state["schedule"])
+        balancer.load_state_dict(state["balancer"])
+        scaler.load_state_dict(state["scaler"])
+        generator.set_state(state["generator"])
+        torch.set_rng_state(state["torch_rng"])
+        history = state["history"]
+        start_epoch, best_val = state["epoch"], state["best_val"]
+        best_epoch, bad_epochs = state["best_epoch"], state["bad_epochs"]
+        samples, wall = state["samples"], state["wall_s"]
+        log(f"{out}: resuming after epoch {start_epoch}")
+
+    autocast = (torch.autocast(device.type, dtype=amp_dtype) if amp_dtype is not None
+                else contextlib.nullcontext())
+    check_every = 1 if device.type == "cpu" else 25  # finiteness checks sync a GPU
+    stopped_early = bad_epochs >= tc.patience
+    for epoch in range(start_epoch + 1, tc.epochs + 1):
+        if stopped_early:
+            break
+        model.train()
+        t0 = time.perf_counter()
+        running = torch.zeros(len(tasks), dtype=torch.float64, device=device)
+        weight_sum = dict.fromkeys(tasks, 0.0)
+        order = torch.randperm(n_train, generator=generator)
+        bar = _progress(range(steps_per_epoch), progress, f"epoch {epoch}/{tc.epochs}")
+        for step in bar:
+            idx = order[step * tc.batch_size:(step + 1) * tc.batch_size]
+            x = train_t.x[idx].to(device, non_blocking=True)
+            with autocast:
+                out_t = model(x)
+            losses = {}
+            for t in tasks:
+                target = train_t.targets[t][idx].to(device, non_blocking=True)
+                s, c = task_loss_sum(specs[t], out_t[t].float(), target)
+                losses[t] = s / c.clamp(min=1.0)
+            optimizer.zero_grad(set_to_none=True)
+            weights = balancer.backward(losses, scaler.scale if scaler.is_enabled() else None)
+            stacked = torch.stack([losses[t].detach() for t in tasks])
+            running += stacked.double() * len(idx)
+            if step % check_every == 0 or step == steps_per_epoch - 1:
+                if not bool(torch.isfinite(running).all()):
+                    bad = [t for t, v in zip(tasks, running.tolist(), strict=True)
+                           if not math.isfinite(v)]
+                    raise TrainingDiverged(
+                        f"{out}: loss of task(s) {', '.join(bad)} became NaN/inf in epoch "
+                        f"{epoch}; the run stopped and its last good checkpoint "
+                        f"(epoch {epoch - 1}) is kept. Lower train.lr, or check the labels of "
+                        f"those tasks")
+            if scaler.is_enabled():
+                scaler.step(optimizer)
+                scaler.update()
+            else:
+                optimizer.step()
+            schedule.after_step()
+            for t in tasks:
+                weight_sum[t] += weights[t]
+        train_losses = dict(zip(tasks, (running / n_train).tolist(), strict=True))
+        val = evaluate_split(model, val_t, specs, device, tc.eval_batch_size, amp_dtype)
+        val_losses = {t: val[t]["loss"] for t in tasks}
+        val_total = sum(val_losses.values())
+        balancer.epoch_end(train_losses, val_losses)
+        lr_used = schedule.lr
+        schedule.after_epoch(sum(train_losses.values()))
+        seconds = time.perf_counter() - t0
+        samples += n_train
+        wall += seconds
+        improved = val_total < best_val
+        if improved:
+            best_val, best_epoch, bad_epochs = val_total, epoch, 0
+            save_checkpoint({"model": model.state_dict(), "epoch": epoch}, out / "best.pt")
+        else:
+            bad_epochs += 1
+        history.append({"epoch": epoch, "lr": lr_used, "train": train_losses, "val": val,
+                        "val_total": val_total,
+                        "weights": {t: w / steps_per_epoch for t, w in weight_sum.items()},
+                        "seconds": seconds, "samples": n_train})
+        save_checkpoint({
+            "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+            "schedule": schedule.state_dict(), "balancer": balancer.state_dict(),
+            "scaler": scaler.state_dict(), "generator": generator.get_state(),
+            "torch_rng": torch.get_rng_state(), "history": history, "epoch": epoch,
+            "best_val": best_val, "best_epoch": best_epoch, "bad_epochs": bad_epochs,
+            "samples": samples, "wall_s": wall}, out / "last.pt")
+        write_json_atomic({"tasks": tasks, "epochs": history}, out / "log.json")
+        log(f"epoch {epoch}: train {sum(train_losses.values()):.4f}  val {val_total:.4f}"
+            f"{'  *' if improved else ''}  lr {lr_used:.3g}  {seconds:.1f}s")
+        if bad_epochs >= tc.patience:
+            log(f"early stop: validation loss has not improved for {tc.patience} epochs")
+            stopped_early = True
+
+    # Final evaluation of the kept (best) weights.
+    best = load_checkpoint(out / "best.pt", device)
+    model.load_state_dict(best["model"])
+    test_t = _as_tensors(data, "test", specs)
+    val = evaluate_split(model, val_t, specs, device, tc.eval_batch_size, amp_dtype)
+    test = evaluate_split(model, test_t, specs, device, tc.eval_batch_size, amp_dtype)
+    constant = _evaluate_constant(specs, train_t, test_t)
+    result = TrainResult(out_dir=str(out), tasks=tasks, val=val, test=test,
+                         constant_test=constant, best_epoch=best_epoch,
+                         epochs_run=len(history), train_samples=samples, wall_s=wall,
+                         cost=_cost(model, config, data.input_shape))
+    write_json_atomic(asdict(result), out / "metrics.json")
+    return result
+
+
+def _cost(model: nn.Module, config: ExperimentConfig, in_shape) -> dict[str, float]:
+    from taskgrouper.evaluate.cost import encoder_cost, network_cost
+
+    reference = encoder_cost(config.model.backbone, tuple(in_shape), 1.0)
+    cost = network_cost(model, tuple(in_shape), reference)
+    return {"macs": int(cost.macs), "params": int(cost.params), "snt": float(cost.snt)}
+
+
+def _progress(iterable, enabled: bool, desc: str):
+    if not enabled:
+        return iterable
+    from tqdm.auto import tqdm
+
+    return tqdm(iterable, desc=desc, leave=False, dynamic_ncols=True)
