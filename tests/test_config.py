@@ -1,0 +1,51 @@
+"""Config parsing: unknown keys are named with the closest valid key."""
+
+import pytest
+
+from taskgrouper.config import ConfigError, load_config, parse_config
+
+
+def test_defaults_are_valid():
+    cfg = parse_config({})
+    assert cfg.data.kind == "synthetic"
+    assert cfg.train.optimizer == "adam"
+    assert cfg.balancer.name == "uniform"
+
+
+def test_unknown_top_level_key_suggests_closest():
+    with pytest.raises(ConfigError, match=r"unknown key 'trian'.*did you mean 'train'"):
+        parse_config({"trian": {"epochs": 3}})
+
+
+def test_unknown_nested_key_names_the_path_and_closest():
+    with pytest.raises(ConfigError, match=r"'train.epoch'.*did you mean 'epochs'"):
+        parse_config({"train": {"epoch": 3}})
+
+
+def test_bad_value_names_the_key():
+    with pytest.raises(ConfigError, match=r"'train.lr'"):
+        parse_config({"train": {"lr": -1}})
+    with pytest.raises(ConfigError, match=r"'data.kind'.*unknown data kind 'synthetc'.*synthetic"):
+        parse_config({"data": {"kind": "synthetc"}})
+    with pytest.raises(ConfigError, match=r"'data.resolution'"):
+        parse_config({"data": {"resolution": 16}})
+
+
+def test_missing_file_and_bad_yaml(tmp_path):
+    with pytest.raises(ConfigError, match=r"does not exist"):
+        load_config(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train: [unclosed\n")
+    with pytest.raises(ConfigError, match=r"bad.yaml: not valid YAML"):
+        load_config(bad)
+    scalar = tmp_path / "scalar.yaml"
+    scalar.write_text("42\n")
+    with pytest.raises(ConfigError, match=r"expected a mapping"):
+        load_config(scalar)
+
+
+def test_overrides(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("train: {epochs: 3}\n")
+    cfg = load_config(path, {"train.device": "cpu", "model.width": 0.5})
+    assert cfg.train.epochs == 3 and cfg.train.device == "cpu" and cfg.model.width == 0.5
