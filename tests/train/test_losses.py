@@ -35,7 +35,8 @@ def test_all_missing_batch_gives_zero_with_a_graph():
     pred = torch.tensor([1.0, 2.0], requires_grad=True)
     loss = task_loss(spec, pred, torch.tensor([float("nan"), float("nan")]))
     loss.backward()
-    assert float(loss.detach()) == 0.0 and pred.grad is not None and float(pred.grad.abs().sum()) == 0
+    assert float(loss.detach()) == 0.0
+    assert pred.grad is not None and float(pred.grad.abs().sum()) == 0
 
 
 def test_binary_bce_and_classification():

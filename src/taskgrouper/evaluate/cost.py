@@ -90,13 +90,14 @@ def count_macs(module: nn.Module, input_shape: Sequence[int], *, device: str | N
             return _count(meta, torch.empty(shape, device="meta"))
         except (NotImplementedError, RuntimeError):
             pass
+    dev = _module_device(module)
+    if dev.type == "meta":  # nothing real to run on: count on an uninitialised CPU copy
+        dev = torch.device("cpu")
+        return _count(copy.deepcopy(module).to_empty(device=dev).eval(),
+                      torch.zeros(shape, device=dev))
     was_training = module.training
     module.eval()
     try:
-        dev = _module_device(module)
-        if dev.type == "meta":  # nothing real to run on
-            dev = torch.device("cpu")
-            module = copy.deepcopy(module).to_empty(device=dev)
         return _count(module, torch.zeros(shape, device=dev))
     finally:
         module.train(was_training)

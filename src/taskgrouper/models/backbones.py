@@ -9,16 +9,19 @@ outputs ordered from shallow to deep, and which exposes:
 * ``spatial``: ``True`` for image backbones (stage outputs are ``(B, C, H, W)`` maps),
   ``False`` for vector backbones (``(B, C)``).
 
-``width`` vs cost
------------------
-``width`` is a *channel multiplier*: every layer gets ``round(c * width)`` channels (a multiple
-of 4, at least 8). Cost does not scale linearly with it: the pointwise convolutions that
-dominate Xception scale with ``width ** 2``, so a width-0.5 encoder costs about a quarter of the
-full one. Standley et al. (2020) shrink "the number of channels in every layer of the encoder
-such that it had the appropriate number of parameters and flops", so a *half-sized* network is
-one with half the cost (multiply-adds), which needs ``width`` of about 0.7. Use
-:func:`width_for_cost` to find the width for a cost fraction; the cost itself is what
-:func:`taskgrouper.evaluate.cost.count_macs` reports.
+``width``: size as a fraction of cost
+-------------------------------------
+Standley et al. (2020) shrink "the number of channels in every layer of the encoder such that
+it had the appropriate number of parameters and flops": a *half-sized* network costs half the
+multiply-adds of the full one. The ``width`` that configs, :func:`build_backbone` and
+:func:`taskgrouper.models.build_model` take means exactly that: the encoder's cost as a fraction
+of the full (width 1) encoder. Since the pointwise convolutions that dominate the cost scale with
+the square of the channel count, the backbone classes are built with a channel multiplier of
+``sqrt(width)`` (every layer gets ``round(c * sqrt(width))`` channels, a multiple of 4, at least
+8), and a width-0.5 Xception costs 0.50 of width 1 by the FLOP counter (bench/bench_flops.py).
+The classes themselves take the channel multiplier (their ``width`` argument and attribute);
+:func:`width_for_cost` finds the channel multiplier for an exact cost fraction. The cost itself
+is always what :func:`taskgrouper.evaluate.cost.count_macs` reports.
 """
 
 from __future__ import annotations
@@ -59,7 +62,7 @@ def _init_weights(module: nn.Module) -> None:
             nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.BatchNorm2d | nn.BatchNorm1d):
+        elif isinstance(m, (nn.BatchNorm2d, nn.BatchNorm1d)):
             nn.init.ones_(m.weight)
             nn.init.zeros_(m.bias)
         elif isinstance(m, nn.Linear):
@@ -153,15 +156,18 @@ class XceptionEncoder(nn.Module):
     The 17 layers counted here are the weighted layers of the main path excluding the 2x2
     downsampling convs and the 1x1 shortcut convs:
 
-    * stem (2): 3x3 conv stride 2 (3->32), 3x3 conv (32->64);
-    * entry flow (6): three residual blocks of two separable convs each (->128, ->256, ->512),
-      each ending in a 2x2 stride-2 conv, output stride 16;
+    * stem (2): 3x3 conv stride 2 (3->24), 3x3 conv (24->48);
+    * entry flow (6): three residual blocks of two separable convs each (->96, ->192, ->512),
+      each ending in a 2x2 stride-2 conv (1x1 stride-2 conv on the shortcut), output stride 16;
     * middle flow (6): two residual blocks of three 512-channel separable convs;
-    * exit flow (3): a residual block of two separable convs (512->512->640) and a final
-      separable conv (640->640); no further downsampling, so the output stride stays 16.
+    * exit flow (3): a residual block of two 512-channel separable convs and a final
+      512-channel separable conv; no further downsampling, so the output stride stays 16.
 
-    At width 1 and a 3x256x256 input this has 4.15 M parameters and 2.46 G multiply-adds
-    (conv and matmul MACs counted by :func:`taskgrouper.evaluate.cost.count_macs`).
+    The channel counts were tuned (narrower stem and first two entry blocks than Chollet's
+    32/64/128/256) so that at width 1 and a 3x256x256 input the encoder has 4.22 M parameters
+    and 2.29 G multiply-adds (conv and matmul MACs counted by
+    :func:`taskgrouper.evaluate.cost.count_macs`), against the paper's "about 4 million" and
+    2.28 G.
 
     Stage outputs (shallow to deep): stem (stride 2), entry blocks 1 and 2 (strides 4 and 8)
     and the final features after the exit flow (stride 16).
@@ -174,11 +180,11 @@ class XceptionEncoder(nn.Module):
 
     spatial = True
     #: Base channel counts (width 1).
-    STEM = (32, 64)
-    ENTRY = (128, 256, 512)
+    STEM = (24, 48)
+    ENTRY = (96, 192, 512)
     MIDDLE = 512
     MIDDLE_BLOCKS = 2
-    EXIT = (512, 640, 640)
+    EXIT = (512, 512)
 
     def __init__(self, in_channels: int = 3, width: float = 1.0) -> None:
         super().__init__()
@@ -198,23 +204,19 @@ class XceptionEncoder(nn.Module):
         middle: list[nn.Module] = [_XceptionBlock(e3 if i == 0 else m, m, 3, downsample=False)
                                    for i in range(self.MIDDLE_BLOCKS)]
         self.middle = nn.Sequential(*middle)
-        x1, x2, x3 = (ch(c) for c in self.EXIT)
-        self.exit = nn.Sequential(
-            _XceptionBlock(m, x2, 2, downsample=False) if x1 == m else
-            nn.Sequential(_sep_bn(m, x1), _XceptionBlock(x1, x2, 2, downsample=False)),
-            _sep_bn(x2, x3),
-        )
-        self.out_channels = [s1, e1, e2, x3]
+        x1, x2 = (ch(c) for c in self.EXIT)
+        self.exit = nn.Sequential(_XceptionBlock(m, x1, 2, downsample=False), _sep_bn(x1, x2))
+        self.out_channels = [s1, e1, e2, x2]
         self.strides = [2, 4, 8, 16]
         _init_weights(self)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         # x: (B, Cin, H, W)
-        s = self.stem(x)  # (B, 64w, H/2, W/2)
-        e1 = self.entry1(s)  # (B, 128w, H/4, W/4)
-        e2 = self.entry2(e1)  # (B, 256w, H/8, W/8)
+        s = self.stem(x)  # (B, 48w, H/2, W/2)
+        e1 = self.entry1(s)  # (B, 96w, H/4, W/4)
+        e2 = self.entry2(e1)  # (B, 192w, H/8, W/8)
         e3 = self.entry3(e2)  # (B, 512w, H/16, W/16)
-        out = self.exit(self.middle(e3))  # (B, 640w, H/16, W/16)
+        out = self.exit(self.middle(e3))  # (B, 512w, H/16, W/16)
         return [s, e1, e2, out]
 
 
@@ -343,27 +345,31 @@ def build_backbone(name: str, in_shape: tuple[int, ...], width: float = 1.0) -> 
     Args:
         name: One of :data:`BACKBONES`.
         in_shape: One sample's shape: ``(C, H, W)`` for image backbones, ``(D,)`` for ``mlp``.
-        width: Channel multiplier.
+        width: Size as a fraction of the full encoder's cost (channels scale by
+            ``sqrt(width)``; see the module docstring).
 
     Raises:
         ValueError: Unknown name, or an input shape the backbone cannot take.
     """
+    if not width > 0:
+        raise ValueError(f"width must be positive, got {width}")
+    mult = math.sqrt(width)
     in_shape = tuple(int(s) for s in in_shape)
     if name not in BACKBONES:
         raise ValueError(f"unknown backbone '{name}'; " + closest(name, BACKBONES))
     if name == "mlp":
-        return MLPEncoder(math.prod(in_shape), width=width)
+        return MLPEncoder(math.prod(in_shape), width=mult)
     if len(in_shape) != 3:
         raise ValueError(f"backbone '{name}' needs image samples (C, H, W), got shape "
                          f"{in_shape}; use 'mlp' for vector inputs")
     if name == "xception":
-        return XceptionEncoder(in_shape[0], width=width)
-    return DilatedResNet(in_shape[0], width=width)
+        return XceptionEncoder(in_shape[0], width=mult)
+    return DilatedResNet(in_shape[0], width=mult)
 
 
 def width_for_cost(target_fraction: float, input_shape: Sequence[int] = (3, 256, 256),
                    backbone: str = "xception", tol: float = 1e-3) -> float:
-    """The width multiplier whose encoder costs ``target_fraction`` of the width-1 encoder.
+    """The channel multiplier whose encoder costs ``target_fraction`` of the full encoder.
 
     Cost is multiply-adds counted by :func:`taskgrouper.evaluate.cost.count_macs` at
     ``input_shape``. The search bisects the width on the counted cost; because channel counts
@@ -386,7 +392,7 @@ def width_for_cost(target_fraction: float, input_shape: Sequence[int] = (3, 256,
 
     def frac(w: float) -> float:
         if w not in cache:
-            cache[w] = encoder_cost(backbone, input_shape, w) / reference
+            cache[w] = encoder_cost(backbone, input_shape, w * w) / reference  # size = mult^2
         return cache[w]
 
     lo, hi = 0.01, 2.0

@@ -1,0 +1,92 @@
+"""Backbones: output shapes and strides, and the Xception size the paper reports."""
+
+import pytest
+import torch
+
+from taskgrouper.evaluate.cost import count_macs, count_params, encoder_cost
+from taskgrouper.models import (
+    BACKBONES,
+    DilatedResNet,
+    MLPEncoder,
+    XceptionEncoder,
+    build_backbone,
+    scale_channels,
+    width_for_cost,
+)
+
+FULL = (3, 256, 256)
+
+
+def test_xception_full_size_matches_paper():
+    # Standley et al. (2020): "about 4 million parameters", 2.28 G multiply-adds at 256x256.
+    with torch.device("meta"):
+        enc = XceptionEncoder()
+    params = count_params(enc)
+    assert 3.5e6 <= params <= 4.5e6
+    macs = count_macs(enc, FULL)
+    # Channel counts were tuned to land within 5% of the paper's 2.28 G (we reach 2.29 G).
+    assert 0.95 * 2.28e9 <= macs <= 1.05 * 2.28e9
+    out = enc(torch.empty(1, *FULL, device="meta"))
+    assert out[-1].shape == (1, 512, 16, 16)  # output stride 16
+    assert enc.strides == [2, 4, 8, 16]
+    assert [o.shape[1] for o in out] == enc.out_channels
+    assert [256 // o.shape[-1] for o in out] == enc.strides
+
+
+def test_width_scales_cost_monotonically():
+    macs = [encoder_cost("xception", FULL, w) for w in (1.0, 0.5, 0.2)]
+    assert macs[0] > macs[1] > macs[2]
+    # width is a size (cost fraction): channels scale by sqrt(width), and since pointwise convs
+    # dominate, MACs scale with width; a width-0.5 encoder costs about 0.5 SNT.
+    assert macs[1] / macs[0] == pytest.approx(0.5, abs=0.02)
+    assert macs[2] / macs[0] == pytest.approx(0.2, abs=0.02)
+
+
+def test_width_for_cost_half():
+    w = width_for_cost(0.5, FULL)
+    assert 0.6 < w < 0.8  # a half-cost encoder is about 0.7 wide, not 0.5
+    # w is a channel multiplier; encoder_cost takes a size, the square of it
+    frac = encoder_cost("xception", FULL, w * w) / encoder_cost("xception", FULL, 1.0)
+    assert frac == pytest.approx(0.5, abs=0.02)
+
+
+def test_scale_channels():
+    assert scale_channels(512, 1.0) == 512
+    assert scale_channels(512, 0.5) == 256
+    assert scale_channels(24, 0.1) == 8  # minimum 8
+    assert scale_channels(100, 0.7) % 4 == 0
+
+
+def test_xception_real_forward_small_input():
+    enc = XceptionEncoder(in_channels=1, width=0.25)
+    out = enc(torch.randn(2, 1, 64, 64))
+    assert [tuple(o.shape[-2:]) for o in out] == [(32, 32), (16, 16), (8, 8), (4, 4)]
+    assert [o.shape[1] for o in out] == enc.out_channels
+    assert enc.width == 0.25
+
+
+@pytest.mark.parametrize("os_,strides", [(8, [4, 8, 8, 8]), (16, [4, 8, 16, 16]),
+                                         (32, [4, 8, 16, 32])])
+def test_dilated_resnet_output_stride(os_, strides):
+    enc = DilatedResNet(width=0.25, layers=(1, 1, 1, 1), output_stride=os_)
+    out = enc(torch.randn(1, 3, 64, 64))
+    assert enc.strides == strides
+    assert [64 // o.shape[-1] for o in out] == strides
+    assert [o.shape[1] for o in out] == enc.out_channels == [16, 32, 64, 128]
+
+
+def test_mlp_encoder():
+    enc = MLPEncoder(10, width=0.5, hidden=(64, 32), dropout=0.1)
+    out = enc(torch.randn(4, 10))
+    assert len(out) == 1 and out[0].shape == (4, 16)
+    assert enc.out_channels == [16] and enc.strides == [1]
+
+
+def test_build_backbone_names_and_errors():
+    assert set(BACKBONES) == {"xception", "resnet", "mlp"}
+    assert isinstance(build_backbone("mlp", (12,)), MLPEncoder)
+    assert isinstance(build_backbone("resnet", (3, 32, 32), width=0.25), DilatedResNet)
+    with pytest.raises(ValueError, match="did you mean 'xception'"):
+        build_backbone("xceptoin", (3, 32, 32))
+    with pytest.raises(ValueError, match="image samples"):
+        build_backbone("xception", (12,))
