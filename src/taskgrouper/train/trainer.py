@@ -374,6 +374,7 @@ def train(config: ExperimentConfig, out_dir: str | Path, *, data: MultiTaskData 
             break
         model.train()
         t0 = time.perf_counter()
+        lr_used = schedule.lr
         running = torch.zeros(len(tasks), dtype=torch.float64, device=device)
         weight_sum = dict.fromkeys(tasks, 0.0)
         order = torch.randperm(n_train, generator=generator)
@@ -410,11 +411,11 @@ def train(config: ExperimentConfig, out_dir: str | Path, *, data: MultiTaskData 
             for t in tasks:
                 weight_sum[t] += weights[t]
         train_losses = dict(zip(tasks, (running / n_train).tolist(), strict=True))
+        train_seconds = time.perf_counter() - t0
         val = evaluate_split(model, val_t, specs, device, tc.eval_batch_size, amp_dtype)
         val_losses = {t: val[t]["loss"] for t in tasks}
         val_total = sum(val_losses.values())
         balancer.epoch_end(train_losses, val_losses)
-        lr_used = schedule.lr
         schedule.after_epoch(sum(train_losses.values()))
         seconds = time.perf_counter() - t0
         samples += n_train
@@ -428,7 +429,8 @@ def train(config: ExperimentConfig, out_dir: str | Path, *, data: MultiTaskData 
         history.append({"epoch": epoch, "lr": lr_used, "train": train_losses, "val": val,
                         "val_total": val_total,
                         "weights": {t: w / steps_per_epoch for t, w in weight_sum.items()},
-                        "seconds": seconds, "samples": n_train})
+                        "seconds": seconds, "train_seconds": train_seconds,
+                        "samples": n_train})
         save_checkpoint({
             "model": model.state_dict(), "optimizer": optimizer.state_dict(),
             "schedule": schedule.state_dict(), "balancer": balancer.state_dict(),

@@ -1,0 +1,125 @@
+"""The training loop: learns, writes its files, resumes exactly, stops on NaN."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from taskgrouper.config import parse_config
+from taskgrouper.data.base import MultiTaskData, Split
+from taskgrouper.tasks import TaskSpec
+from taskgrouper.train import TrainingDiverged, train
+from taskgrouper.train import trainer as trainer_mod
+
+
+def tabular(seed=0, n=(256, 64, 64)) -> MultiTaskData:
+    """Two learnable tasks over 8 features: y = x0 + 2 x1 (regression) and c = [x2 > 0]."""
+    rng = np.random.default_rng(seed)
+
+    def split(size):
+        x = rng.normal(size=(size, 8)).astype(np.float32)
+        y = (x[:, 0] + 2 * x[:, 1]).astype(np.float32)
+        y[::7] = np.nan  # missing labels are masked, never imputed
+        c = (x[:, 2] > 0).astype(np.int64)
+        c[::5] = -1
+        return Split(x, {"y": y, "c": c})
+
+    tasks = {"y": TaskSpec("y", "regression"), "c": TaskSpec("c", "classification", 2)}
+    return MultiTaskData(tasks, split(n[0]), split(n[1]), split(n[2]), name="tabular")
+
+
+def config(**train):
+    base = {"epochs": 4, "batch_size": 32, "lr": 3e-3, "device": "cpu", "patience": 10}
+    base.update(train)
+    return parse_config({"data": {"kind": "arrays", "path": "unused"},
+                         "model": {"backbone": "mlp", "width": 0.5}, "train": base})
+
+
+def test_learns_and_writes_its_files(tmp_path):
+    result = train(config(epochs=6), tmp_path, data=tabular(), progress=False, log=lambda m: None)
+    for name in ("config.json", "last.pt", "best.pt", "log.json", "metrics.json"):
+        assert (tmp_path / name).exists(), name
+    log = json.loads((tmp_path / "log.json").read_text())
+    assert len(log["epochs"]) == 6
+    first, last = log["epochs"][0]["train"], log["epochs"][-1]["train"]
+    assert last["y"] < 0.5 * first["y"]
+    # far better than predicting the training mean / majority class
+    assert result.test["y"]["l1"] < 0.5 * result.constant_test["y"]["l1"]
+    assert result.test["c"]["accuracy"] > result.constant_test["c"]["accuracy"] + 0.25
+    assert result.train_samples == 6 * 256
+    assert result.cost["params"] > 0
+
+
+def test_same_seed_same_numbers(tmp_path):
+    a = train(config(), tmp_path / "a", data=tabular(), progress=False, log=lambda m: None)
+    b = train(config(), tmp_path / "b", data=tabular(), progress=False, log=lambda m: None)
+    assert a.val == b.val and a.test == b.test
+
+
+def test_interrupted_run_resumes_to_the_same_result(tmp_path, monkeypatch):
+    reference = train(config(), tmp_path / "ref", data=tabular(), progress=False,
+                      log=lambda m: None)
+    calls = {"n": 0}
+    original = trainer_mod.evaluate_split
+
+    def interrupt_in_epoch_3(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(trainer_mod, "evaluate_split", interrupt_in_epoch_3)
+    with pytest.raises(KeyboardInterrupt):
+        train(config(), tmp_path / "run", data=tabular(), progress=False, log=lambda m: None)
+    saved = torch.load(tmp_path / "run" / "last.pt", weights_only=False)
+    assert saved["epoch"] == 2
+    monkeypatch.setattr(trainer_mod, "evaluate_split", original)
+    messages = []
+    resumed = train(config(), tmp_path / "run", data=tabular(), progress=False,
+                    log=messages.append)
+    assert any("resuming after epoch 2" in m for m in messages)
+    assert resumed.val == reference.val and resumed.test == reference.test
+    assert resumed.epochs_run == 4
+    # a finished run is not trained again
+    again = train(config(), tmp_path / "run", data=tabular(), progress=False, log=messages.append)
+    assert again.test == reference.test and "nothing to train" in messages[-1]
+
+
+def test_nan_loss_stops_naming_task_and_epoch(tmp_path, monkeypatch):
+    calls = {"n": 0}
+    original = trainer_mod.task_loss_sum
+    steps_per_epoch = 256 // 32
+
+    def nan_for_c_in_epoch_2(spec, pred, target):
+        total, count = original(spec, pred, target)
+        if pred.requires_grad and spec.name == "c":
+            calls["n"] += 1
+            if calls["n"] > steps_per_epoch + 3:
+                total = total * float("nan")
+        return total, count
+
+    monkeypatch.setattr(trainer_mod, "task_loss_sum", nan_for_c_in_epoch_2)
+    with pytest.raises(TrainingDiverged, match=r"task\(s\) c became NaN/inf in epoch 2"):
+        train(config(), tmp_path, data=tabular(), progress=False, log=lambda m: None)
+    kept = torch.load(tmp_path / "last.pt", weights_only=False)
+    assert kept["epoch"] == 1 and (tmp_path / "best.pt").exists()
+    assert not (tmp_path / "metrics.json").exists()
+
+
+def test_output_folder_of_another_config_is_refused(tmp_path):
+    train(config(epochs=1), tmp_path, data=tabular(), progress=False, log=lambda m: None)
+    with pytest.raises(ValueError, match=r"holds a run of a different config"):
+        train(config(epochs=2, lr=1e-2), tmp_path, data=tabular(), progress=False)
+
+
+@pytest.mark.parametrize("schedule", ["plateau", "poly"])
+def test_schedules_change_the_learning_rate(tmp_path, schedule):
+    cfg = config(epochs=3, schedule=schedule, optimizer="sgd", lr=0.1)
+    train(cfg, tmp_path, data=tabular(), progress=False, log=lambda m: None)
+    lrs = [e["lr"] for e in json.loads((tmp_path / "log.json").read_text())["epochs"]]
+    if schedule == "poly":
+        # lr at the start of epoch e: 0.1 * (1 - (e-1)/3) ** 0.9
+        assert lrs == pytest.approx([0.1 * (1 - k / 3) ** 0.9 for k in range(3)], rel=1e-6)
+    else:
+        assert all(b in (a, a / 2) for a, b in zip(lrs, lrs[1:], strict=False))
