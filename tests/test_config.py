@@ -49,3 +49,13 @@ def test_overrides(tmp_path):
     path.write_text("train: {epochs: 3}\n")
     cfg = load_config(path, {"train.device": "cpu", "model.width": 0.5})
     assert cfg.train.epochs == 3 and cfg.train.device == "cpu" and cfg.model.width == 0.5
+
+
+def test_closest_knows_abbreviations_and_typos():
+    from taskgrouper.tasks import closest
+
+    assert closest("learning_rate", ["lr", "memory_format", "momentum"]).startswith(
+        "did you mean 'lr'")
+    assert closest("lr", ["learning_rate", "seed"]).startswith("did you mean 'learning_rate'")
+    assert closest("xceptoin", ["xception", "resnet"]).startswith("did you mean 'xception'")
+    assert closest("zzz", ["xception", "resnet"]) == "choices: resnet, xception"

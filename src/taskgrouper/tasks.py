@@ -62,10 +62,17 @@ _ALLOWED_LOSSES = {
 }
 
 
+def _initials(name: str) -> str:
+    """``learning_rate`` -> ``lr``: the abbreviation difflib cannot see."""
+    parts = [p for p in name.replace("-", "_").split("_") if p]
+    return "".join(p[0] for p in parts) if len(parts) > 1 else ""
+
+
 def closest(name: str, choices) -> str:
     """A hint naming the closest of ``choices`` to ``name``, or listing them all."""
     choices = sorted(choices)
-    match = difflib.get_close_matches(name, choices, n=1, cutoff=0.4)
+    match = [c for c in choices if _initials(name) == c or _initials(c) == name]
+    match = match or difflib.get_close_matches(name, choices, n=1, cutoff=0.4)
     if match:
         return f"did you mean '{match[0]}'? (choices: {', '.join(choices)})"
     return f"choices: {', '.join(choices)}"

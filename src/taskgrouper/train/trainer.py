@@ -212,6 +212,13 @@ def normalise_pred(spec: TaskSpec, pred: Tensor) -> Tensor:
     return (pred - mean.view(1, -1)) / std.view(1, -1)
 
 
+def _memory_format(name: str, input_shape) -> torch.memory_format:
+    """``channels_last`` for image inputs under "auto"; vectors stay contiguous."""
+    if name == "channels_last" or (name == "auto" and len(input_shape) == 3):
+        return torch.channels_last
+    return torch.contiguous_format
+
+
 def _make_optimizer(params, cfg) -> torch.optim.Optimizer:
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum,
@@ -273,6 +280,24 @@ def _config_identity(config: ExperimentConfig) -> dict:
     return dump
 
 
+def check_names(config: ExperimentConfig) -> None:
+    """Fail fast, before any data is loaded, on an unknown backbone, architecture or balancer.
+
+    Raises:
+        ValueError: naming the config key, the bad value and the closest known name.
+    """
+    from taskgrouper.balancing import BALANCERS
+    from taskgrouper.models import ARCHITECTURES, BACKBONES
+    from taskgrouper.tasks import closest
+
+    for key, value, known in (
+            ("model.backbone", config.model.backbone, BACKBONES),
+            ("model.architecture", config.model.architecture, ARCHITECTURES),
+            ("balancer.name", config.balancer.name, [b.name for b in BALANCERS])):
+        if value not in known:
+            raise ValueError(f"{key}: unknown name '{value}'; {closest(value, known)}")
+
+
 def train(config: ExperimentConfig, out_dir: str | Path, *, data: MultiTaskData | None = None,
           progress: bool = True, log=print) -> TrainResult:
     """Train one multi-task network and evaluate it; resume if ``out_dir`` holds a run.
@@ -292,6 +317,7 @@ def train(config: ExperimentConfig, out_dir: str | Path, *, data: MultiTaskData 
         TrainingDiverged: a task loss became NaN/inf (names the task and epoch).
         ValueError: an output folder holding a different run, a bad device or name.
     """
+    check_names(config)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     identity = _config_identity(config)
@@ -330,6 +356,8 @@ def train(config: ExperimentConfig, out_dir: str | Path, *, data: MultiTaskData 
     model = build_model(specs, data.input_shape, backbone=config.model.backbone,
                         width=config.model.width,
                         architecture=config.model.architecture).to(device)
+    memory_format = _memory_format(tc.memory_format, data.input_shape)
+    model = model.to(memory_format=memory_format)
     balancer: Balancer = build_balancer(config.balancer.name, weights=config.balancer.weights)
     balancer.setup(tasks, model)
     optimizer = _make_optimizer(list(model.parameters()) + balancer.parameters(), tc)
@@ -382,6 +410,7 @@ def train(config: ExperimentConfig, out_dir: str | Path, *, data: MultiTaskData 
         for step in bar:
             idx = order[step * tc.batch_size:(step + 1) * tc.batch_size]
             x = train_t.x[idx].to(device, non_blocking=True)
+            x = x.contiguous(memory_format=memory_format)
             with autocast:
                 out_t = model(x)
             losses = {}

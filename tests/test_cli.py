@@ -1,0 +1,123 @@
+"""The command line: bad input gives exit status 2 and one message naming the input and fix."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from taskgrouper.cli import main
+
+TINY = {
+    "data": {"kind": "synthetic", "n_train": 24, "n_val": 8, "n_test": 8, "resolution": 32,
+             "cache": False},
+    "tasks": ["s", "d"],
+    "model": {"backbone": "xception", "width": 0.2},
+    "train": {"epochs": 1, "batch_size": 8, "device": "cpu"},
+}
+
+
+def write_config(tmp_path: Path, config: dict, name: str = "exp.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def run_cli(args: list[str], capsys) -> tuple[int, str, str]:
+    code = main(args)
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def with_changes(**sections) -> dict:
+    config = json.loads(json.dumps(TINY))
+    for key, value in sections.items():
+        if isinstance(value, dict):
+            config[key] = {**config.get(key, {}), **value}
+        else:
+            config[key] = value
+    return config
+
+
+def test_unknown_yaml_key_names_it_and_suggests(tmp_path, capsys):
+    config = with_changes(train={"learning_rate": 0.1})
+    code, _, err = run_cli(["train", str(write_config(tmp_path, config)),
+                            "--out", str(tmp_path / "run")], capsys)
+    assert code == 2
+    assert "train.learning_rate" in err and "'lr'" in err
+    assert "Traceback" not in err
+
+
+def test_unknown_task_suggests_closest(tmp_path, capsys):
+    code, _, err = run_cli(["train", str(write_config(tmp_path, with_changes(tasks=["s", "dd"]))),
+                            "--out", str(tmp_path / "run")], capsys)
+    assert code == 2
+    assert "'dd'" in err and "did you mean 'd'" in err
+
+
+@pytest.mark.parametrize("key,value,hint", [
+    ("backbone", "xceptoin", "did you mean 'xception'"),
+    ("architecture", "hard_share", "did you mean 'hard_sharing'"),
+])
+def test_unknown_model_names(tmp_path, capsys, key, value, hint):
+    config = with_changes(model={key: value})
+    code, _, err = run_cli(["train", str(write_config(tmp_path, config)),
+                            "--out", str(tmp_path / "run")], capsys)
+    assert code == 2
+    assert f"model.{key}" in err and hint in err
+    assert not (tmp_path / "run" / "last.pt").exists()
+
+
+def test_unknown_balancer(tmp_path, capsys):
+    config = with_changes(balancer={"name": "unifrom"})
+    code, _, err = run_cli(["train", str(write_config(tmp_path, config)),
+                            "--out", str(tmp_path / "run")], capsys)
+    assert code == 2 and "did you mean 'uniform'" in err
+
+
+def test_dataset_path_missing(tmp_path, capsys):
+    config = with_changes(data={"kind": "arrays", "path": str(tmp_path / "nowhere")})
+    del config["tasks"]
+    code, _, err = run_cli(["train", str(write_config(tmp_path, config)),
+                            "--out", str(tmp_path / "run")], capsys)
+    assert code == 2
+    assert str(tmp_path / "nowhere") in err and "Traceback" not in err
+
+
+def test_config_file_missing(tmp_path, capsys):
+    code, _, err = run_cli(["train", str(tmp_path / "no.yaml"), "--out", str(tmp_path)], capsys)
+    assert code == 2 and "no.yaml" in err
+
+
+def test_debug_shows_the_exception(tmp_path):
+    with pytest.raises(ValueError, match="no.yaml"):
+        main(["--debug", "train", str(tmp_path / "no.yaml"), "--out", str(tmp_path)])
+
+
+def test_train_writes_outputs_and_resume_is_a_no_op(tmp_path, capsys):
+    path = write_config(tmp_path, TINY)
+    out = tmp_path / "run"
+    code, stdout, _ = run_cli(["train", str(path), "--out", str(out), "--quiet"], capsys)
+    assert code == 0
+    for name in ("config.json", "metrics.json", "log.json", "best.pt", "last.pt"):
+        assert (out / name).is_file(), name
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["tasks"] == ["s", "d"]
+    assert {"miou", "pixel_acc"} <= set(metrics["test"]["s"])
+    assert "constant" in stdout
+    # Second call: finished run found, same numbers, nothing retrained.
+    code, stdout, _ = run_cli(["train", str(path), "--out", str(out), "--quiet"], capsys)
+    assert code == 0
+    assert json.loads((out / "metrics.json").read_text()) == metrics
+
+
+def test_train_refuses_a_folder_of_another_config(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert run_cli(["train", str(write_config(tmp_path, TINY)), "--out", str(out), "--quiet"],
+                   capsys)[0] == 0
+    other = with_changes(train={"lr": 0.5})
+    code, _, err = run_cli(["train", str(write_config(tmp_path, other, "b.yaml")),
+                            "--out", str(out), "--quiet"], capsys)
+    assert code == 2 and "different config" in err
