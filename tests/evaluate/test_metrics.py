@@ -245,10 +245,12 @@ def test_regression_missing_labels():
     assert out == {"l1": pytest.approx(1.5), "mse": pytest.approx(2.5)}
 
 
-def test_headline_metric_first_and_directions_known():
-    spec = TaskSpec("d", "dense_regression", metrics=("rmse",))
-    acc = MetricAccumulator(spec)
-    assert acc.names == ("rmse", "l1", "abs_rel", "delta1")
+def test_spec_metrics_in_order_and_directions_known():
+    # A spec's own list is what is reported, headline first; no list gives the kind's defaults.
+    assert MetricAccumulator(TaskSpec("d", "dense_regression", metrics=("rmse", "l1"))).names \
+        == ("rmse", "l1")
+    assert MetricAccumulator(TaskSpec("d", "dense_regression")).names \
+        == ("l1", "rmse", "abs_rel", "delta1")
     for kind in ("segmentation", "dense_regression", "normals", "classification", "binary",
                  "regression"):
         assert set(default_metrics(kind)) <= set(LOWER_IS_BETTER)

@@ -135,9 +135,8 @@ class MetricAccumulator:
         self.miou_absent = miou_absent
         self.median = median
         self.exact_limit = int(exact_limit)
-        # Headline and configured metrics first, then the rest of the kind's metrics.
-        self.names: tuple[str, ...] = tuple(spec.metrics) + tuple(
-            n for n in supported if n not in spec.metrics)
+        # The spec's metrics, headline first (a spec without a list gets its kind's defaults).
+        self.names: tuple[str, ...] = tuple(spec.metrics)
         self._state: dict[str, Tensor] = {}
         self._angles: list[Tensor] | None = None  # exact-median store, 1-D float32 chunks
         self._n_angles = 0
