@@ -271,7 +271,7 @@ class _Schedule:
         self.best_train = state["best_train"]
 
 
-def _config_identity(config: ExperimentConfig) -> dict:
+def run_identity(config: ExperimentConfig) -> dict:
     """The parts of a config that define a run (device and thread count may change)."""
     dump = config.model_dump(mode="json")
     dump["train"] = {k: v for k, v in dump["train"].items()
@@ -320,7 +320,7 @@ def train(config: ExperimentConfig, out_dir: str | Path, *, data: MultiTaskData 
     check_names(config)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    identity = _config_identity(config)
+    identity = run_identity(config)
     config_path = out / "config.json"
     if config_path.exists():
         previous = json.loads(config_path.read_text())

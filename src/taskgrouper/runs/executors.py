@@ -1,0 +1,280 @@
+"""Executors: run independent jobs (training runs) and hand back each one as it finishes.
+
+An :class:`Executor` has one method, :meth:`Executor.submit_all`. The sweep driver gives it a
+function, the items (run specs) and optionally one *shared* object every call needs (the
+dataset), and stores each result as the iterator yields it. Implementations:
+
+- :class:`InlineExecutor`: in this process, one item after another (debugging, tiny sweeps,
+  per-epoch progress bars).
+- :class:`LocalExecutor`: a pool of forked worker processes on this machine; each worker gets
+  ``cores // workers`` torch threads so N concurrent runs do not oversubscribe the cores.
+- A Ray executor (cluster) implements the same method: ``ray.put(shared)`` once, one task per
+  item, ``ray.wait`` to yield them as they finish.
+"""
+
+from __future__ import annotations
+
+import itertools
+import multiprocessing
+import os
+import sys
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from typing import Any, TypeVar
+
+__all__ = ["EXECUTORS", "Executor", "InlineExecutor", "LocalExecutor", "available_cores",
+           "build_executor"]
+
+T = TypeVar("T")
+
+
+def available_cores() -> int:
+    """CPU cores this process may run on (its affinity mask, e.g. under taskset or cgroups)."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return max(1, os.cpu_count() or 1)
+
+
+class Executor(ABC):
+    """Runs ``fn`` on every item, in any order, yielding ``(item, outcome)`` as each finishes.
+
+    Contract every implementation keeps (tests/runs/test_executors.py checks it):
+
+    - ``outcome`` is what ``fn`` returned, or the :class:`Exception` it raised: a failing item
+      never stops the others, and is never raised out of the iterator. A worker that dies
+      (killed, out of memory) yields an exception for the items it took down.
+    - With ``shared`` given, ``fn`` is called as ``fn(item, shared)``, else ``fn(item)``.
+      ``shared`` reaches the workers once, not once per item, and need not be picklable for
+      :class:`LocalExecutor` (forked children inherit it).
+    - ``fn`` and the items must be picklable for executors that run them out of process
+      (module-level functions, :func:`functools.partial` of them, dataclasses).
+    - One call's resources (a pool) live as long as the iterator: they are released when it is
+      exhausted or closed; closing it early (an exception in the consumer, Ctrl-C) cancels the
+      items not yet started and stops the running ones.
+
+    Attributes:
+        in_process: ``fn`` runs in the calling process (so it may draw progress bars and use
+            the caller's monkeypatches and globals).
+    """
+
+    in_process: bool = False
+
+    @abstractmethod
+    def submit_all(self, fn: Callable[..., Any], items: Iterable[T],
+                   shared: Any = None) -> Iterator[tuple[T, Any]]:
+        """Run ``fn`` over ``items``; yield ``(item, result or exception)`` as each finishes."""
+
+
+class InlineExecutor(Executor):
+    """Runs every item in this process, one after another, in the given order."""
+
+    in_process = True
+
+    def submit_all(self, fn, items, shared=None):
+        for item in items:
+            try:
+                outcome = fn(item) if shared is None else fn(item, shared)
+            except Exception as err:  # reported to the caller, the next item still runs
+                outcome = err
+            yield item, outcome
+
+    def __repr__(self) -> str:
+        return "InlineExecutor()"
+
+
+# Objects handed to forked workers without pickling: set in the parent before the pool forks,
+# read by the children from their copy of this module. Keyed by a token so two pools in one
+# process never see each other's object.
+_SHARED: dict[int, Any] = {}
+_TOKENS = itertools.count()
+
+
+def _call(fn: Callable[..., Any], item: Any, token: int | None) -> Any:
+    """Runs in the worker: ``fn(item)`` or ``fn(item, <the inherited shared object>)``."""
+    if token is None:
+        return fn(item)
+    return fn(item, _SHARED[token])
+
+
+def _init_worker(threads: int, parent_pid: int) -> None:
+    """Worker start-up: die with the parent, and use ``threads`` torch threads."""
+    _die_with_parent(parent_pid)
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """Ask Linux to SIGKILL this worker when the parent dies, so a killed sweep leaves no
+    orphan still training (and writing checkpoints) in a run folder."""
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+            import signal
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            pr_set_pdeathsig = 1
+            libc.prctl(pr_set_pdeathsig, int(signal.SIGKILL), 0, 0, 0)
+        except (OSError, AttributeError):  # pragma: no cover - exotic libc
+            pass
+    if os.getppid() != parent_pid:  # the parent died before prctl took effect
+        os._exit(1)
+
+
+class LocalExecutor(Executor):
+    """A pool of forked worker processes on this machine.
+
+    Each worker sets ``torch.set_num_threads(max(1, cores // workers))`` (cores: this process's
+    CPU affinity), so ``workers`` concurrent runs share the cores instead of each spawning a
+    thread per core. Workers are forked, so the ``shared`` object (a loaded dataset) is
+    inherited copy-on-write, never pickled. Workers are forked from a thread that has never run
+    torch code (GNU OpenMP is not fork-safe otherwise), and die with the parent (Linux).
+
+    Args:
+        workers: Number of worker processes (default: one per core).
+        threads_per_worker: Torch threads in each worker (default: cores // workers, at
+            least 1).
+
+    Raises:
+        RuntimeError: (on use) the platform cannot fork, or CUDA is already initialised in
+            this process (forked children cannot use it).
+    """
+
+    in_process = False
+
+    def __init__(self, workers: int | None = None, *, threads_per_worker: int | None = None):
+        cores = available_cores()
+        if workers is not None and workers < 1:
+            raise ValueError(f"workers must be at least 1, got {workers}")
+        if threads_per_worker is not None and threads_per_worker < 1:
+            raise ValueError(f"threads_per_worker must be at least 1, got {threads_per_worker}")
+        self.workers = workers or cores
+        self.threads_per_worker = threads_per_worker or max(1, cores // self.workers)
+
+    def __repr__(self) -> str:
+        return (f"LocalExecutor(workers={self.workers}, "
+                f"threads_per_worker={self.threads_per_worker})")
+
+    def submit_all(self, fn, items, shared=None):
+        items = list(items)
+        if not items:
+            return
+        _check_can_fork()
+        token = None
+        if shared is not None:
+            token = next(_TOKENS)
+            _SHARED[token] = shared  # before the pool forks its workers
+        pool = ProcessPoolExecutor(
+            max_workers=min(self.workers, len(items)),
+            mp_context=multiprocessing.get_context("fork"),
+            initializer=_init_worker, initargs=(self.threads_per_worker, os.getpid()))
+        finished = False
+        forker = None
+        try:
+            forker = _ForkingThread(pool, fn, items, token)
+            pending = forker.pending
+            while pending:
+                done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for future in done:
+                    item = pending.pop(future)
+                    err = future.exception()
+                    if err is not None and not isinstance(err, Exception):
+                        raise err  # KeyboardInterrupt / SystemExit in a worker
+                    yield item, (err if err is not None else future.result())
+            finished = True
+        finally:
+            if not finished:
+                _stop_workers(pool)
+            pool.shutdown(wait=True, cancel_futures=True)
+            if forker is not None:
+                forker.release()
+            if token is not None:
+                del _SHARED[token]
+
+
+class _ForkingThread:
+    """Submits every item from a new thread, so the pool forks its workers there.
+
+    GNU OpenMP (libgomp, PyTorch's CPU threading on Linux) keeps its thread pool per thread
+    and is not fork-safe: a child forked from a thread that has run a parallel region (any
+    multi-threaded torch op) hangs in its first parallel region with more than one thread.
+    Measured here: conv2d with 2 threads in the parent, fork, conv2d with 2 threads in the
+    child -> hang; the same fork from a thread that never ran torch -> fine.
+
+    The thread then stays alive until :meth:`release`: Linux sends the parent-death signal
+    when the *thread* that forked a worker ends, not the process.
+    """
+
+    def __init__(self, pool: ProcessPoolExecutor, fn, items: list, token: int | None):
+        self.pending: dict = {}
+        self._failure: list[BaseException] = []
+        self._submitted = threading.Event()
+        self._release = threading.Event()
+
+        def run() -> None:
+            try:
+                for item in items:
+                    self.pending[pool.submit(_call, fn, item, token)] = item
+            except BaseException as err:  # re-raised in the caller's thread
+                self._failure.append(err)
+            self._submitted.set()
+            self._release.wait()
+
+        self._thread = threading.Thread(target=run, name="taskgrouper-fork", daemon=True)
+        self._thread.start()
+        self._submitted.wait()
+        if self._failure:
+            self.release()
+            raise self._failure[0]
+
+    def release(self) -> None:
+        self._release.set()
+        self._thread.join()
+
+
+def _check_can_fork() -> None:
+    if "fork" not in multiprocessing.get_all_start_methods():
+        raise RuntimeError("LocalExecutor needs the 'fork' start method, which this platform "
+                           "lacks; use InlineExecutor (workers=1)")
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_initialized():
+        raise RuntimeError("CUDA is already initialised in this process, and forked workers "
+                           "cannot use it; start the sweep before anything touches the GPU "
+                           "(e.g. from a fresh process), or use InlineExecutor")
+
+
+def _stop_workers(pool: ProcessPoolExecutor) -> None:
+    """Cancel queued items and terminate running ones (they resume from their checkpoints)."""
+    terminate = getattr(pool, "terminate_workers", None)  # Python >= 3.14
+    if terminate is not None:
+        terminate()
+        return
+    for process in list((getattr(pool, "_processes", None) or {}).values()):
+        if process.is_alive():
+            process.terminate()
+
+
+#: Executor names accepted by :func:`build_executor` (a Ray executor adds a row here).
+EXECUTORS: dict[str, Callable[[int], Executor]] = {
+    "inline": lambda workers: InlineExecutor(),
+    "local": lambda workers: LocalExecutor(workers),
+}
+
+
+def build_executor(executor: str | Executor | None = None, workers: int = 1) -> Executor:
+    """An executor from a name (``inline``, ``local``) or an instance.
+
+    None picks :class:`InlineExecutor` for ``workers == 1`` and ``LocalExecutor(workers)``
+    above.
+    """
+    if isinstance(executor, Executor):
+        return executor
+    if executor is None:
+        executor = "inline" if workers == 1 else "local"
+    if executor not in EXECUTORS:
+        from taskgrouper.tasks import closest
+
+        raise ValueError(f"unknown executor '{executor}'; {closest(executor, list(EXECUTORS))}")
+    return EXECUTORS[executor](workers)
