@@ -1,0 +1,310 @@
+"""Render a search's ``results.json`` into ``report.md`` and a self-contained ``report.html``.
+
+Layout (Standley et al. 2020, Sec. 5 and 6):
+
+1. Summary: tasks, budgets, main strategy, dataset, compute.
+2. Table 4 (total test loss per method and budget, best in bold) and Figure 4 (loss vs
+   budget).
+3. Compute beside quality, per strategy (and baseline).
+4. Figure 5 (which network serves which task at each budget) and one table per method.
+5. Task relationships: Table 1, Table 2 (heat maps and tables), Figure 2 (bars and table).
+6. The candidate networks.
+
+Figures are PNGs in ``DIR/figures/``: ``report.md`` links them, ``report.html`` embeds them as
+``data:`` URIs (no external file, style sheet or script). The output depends only on the
+input: no timestamps are added.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from taskgrouper.report import figures
+from taskgrouper.report.blocks import (
+    Block,
+    Bullets,
+    Figure,
+    Heading,
+    Paragraph,
+    to_html,
+    to_markdown,
+)
+from taskgrouper.report.tables import (
+    budgets_of,
+    candidates_table,
+    collect_methods,
+    compute_table,
+    fmt_budget,
+    groupings,
+    groupings_table,
+    order_table,
+    pair_matrix,
+    relationship_table,
+    table4,
+    tasks_of,
+)
+
+__all__ = ["FIGURES_DIR", "RESULTS_FILE", "ResultsFileError", "load_and_write", "write_report"]
+
+RESULTS_FILE = "results.json"
+REPORT_MD = "report.md"
+REPORT_HTML = "report.html"
+FIGURES_DIR = "figures"
+#: Every figure this module may write; ones not written this time are removed (stale).
+_FIGURES = {"fig4": "fig4_loss_vs_budget.png", "fig5": "fig5_groupings.png",
+            "table1": "table1_pair.png", "table2": "table2_affinity.png",
+            "fig2": "fig2_order.png"}
+
+
+class ResultsFileError(ValueError):
+    """``results.json`` is missing, unreadable or malformed; the message names the file."""
+
+
+_HINT = ("run 'taskgrouper search CONFIG.yaml --out DIR' or 'taskgrouper demo --out DIR' "
+         "first to write it")
+
+
+def load_and_write(directory: str | Path) -> tuple[Path, Path]:
+    """Read ``DIRECTORY/results.json`` and write the report next to it.
+
+    Args:
+        directory: A search or demo output folder (or the ``results.json`` file itself).
+
+    Returns:
+        The paths of ``report.md`` and ``report.html``.
+
+    Raises:
+        ResultsFileError: No ``results.json``, not JSON, or not a results object.
+    """
+    path = Path(directory)
+    if path.suffix != ".json" or path.is_dir():
+        path = path / RESULTS_FILE
+    if not path.is_file():
+        raise ResultsFileError(f"{path}: no such file; {_HINT}")
+    try:
+        results = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as err:
+        raise ResultsFileError(f"{path} is not a UTF-8 text file ({err.reason}); {_HINT}") \
+            from None
+    except json.JSONDecodeError as err:
+        raise ResultsFileError(f"{path} is not valid JSON (line {err.lineno}, column "
+                               f"{err.colno}: {err.msg}); {_HINT}") from None
+    except OSError as err:
+        raise ResultsFileError(f"{path}: cannot be read ({err.strerror}); {_HINT}") from None
+    return write_report(results, path.parent, source=str(path))
+
+
+def write_report(results: Mapping[str, Any], out_dir: str | Path, *,
+                 source: str = "results") -> tuple[Path, Path]:
+    """Write ``report.md``, ``report.html`` and ``figures/*.png`` into ``out_dir``.
+
+    Args:
+        results: The ``results.json`` object (DESIGN.md); optional sections may be missing.
+        out_dir: The folder to write into (created if needed).
+        source: How to name the input in error messages.
+
+    Returns:
+        The paths of ``report.md`` and ``report.html``.
+
+    Raises:
+        ResultsFileError: ``results`` is not an object, or a section has the wrong shape.
+    """
+    if not isinstance(results, Mapping):
+        raise ResultsFileError(f"{source}: expected a JSON object with 'tasks', 'candidates', "
+                               f"'selections', ..., got {type(results).__name__}; {_HINT}")
+    out = Path(out_dir)
+    figs = out / FIGURES_DIR
+    figs.mkdir(parents=True, exist_ok=True)
+    written: set[str] = set()
+    blocks = _build(results, figs, written, source)
+    for name in _FIGURES.values():
+        if name not in written and (figs / name).is_file():
+            (figs / name).unlink()
+    title = str(results.get("title") or "taskgrouper report")
+    md_path, html_path = out / REPORT_MD, out / REPORT_HTML
+    _write_atomic(md_path, to_markdown(blocks))
+    _write_atomic(html_path, to_html(blocks, title, out))
+    return md_path, html_path
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8", newline="\n") as fh:
+        fh.write(text)
+    os.replace(tmp, path)
+
+
+@contextmanager
+def _section(source: str, name: str) -> Iterator[None]:
+    """Turn a shape error inside one section into a message naming the file and section."""
+    try:
+        yield
+    except (KeyError, TypeError, AttributeError, ValueError) as err:
+        if isinstance(err, ResultsFileError):
+            raise
+        raise ResultsFileError(f"{source}: section {name!r} is malformed "
+                               f"({type(err).__name__}: {err})") from err
+
+
+def _build(results: Mapping[str, Any], figs: Path, written: set[str],
+           source: str) -> list[Block]:
+    rel = f"{FIGURES_DIR}/"
+
+    def figure(key: str, draw: Callable[[Path], Path], caption: str) -> Figure:
+        name = _FIGURES[key]
+        draw(figs / name)
+        written.add(name)
+        return Figure(rel + name, caption)
+
+    with _section(source, "tasks"):
+        tasks = tasks_of(results)
+    with _section(source, "strategies/selections/baselines"):
+        methods = collect_methods(results)
+        budgets = budgets_of(results, methods)
+    blocks: list[Block] = [Heading(str(results.get("title") or "taskgrouper report"), 1)]
+
+    # 1. summary
+    with _section(source, "summary"):
+        blocks += _summary(results, tasks, budgets)
+
+    # 2. Table 4 and Figure 4
+    blocks.append(Heading("Total test loss per budget (Table 4, Figure 4)"))
+    if methods and budgets:
+        with _section(source, "selections/baselines"):
+            blocks.append(table4(methods, budgets, len(tasks)))
+            band = any(m.std(b) is not None for m in methods for b in budgets)
+            blocks.append(figure("fig4", lambda p: figures.plot_budget_loss(methods, budgets, p),
+                                 "Figure 4: total test loss against the inference-time "
+                                 "budget, one line per method"
+                                 + (" (shaded: ±1 std over the random groupings)."
+                                    if band else ".")))
+    else:
+        blocks.append(Paragraph("No selections or baselines in the results."))
+
+    # 3. compute beside quality
+    if methods and budgets:
+        blocks.append(Heading("Compute and quality"))
+        with _section(source, "strategies"):
+            blocks.append(compute_table(methods, budgets))
+
+    # 4. Figure 5 and the grouping tables
+    with _section(source, "candidates"):
+        cands = [c for c in results.get("candidates") or [] if isinstance(c, Mapping)]
+        by_id = {str(c.get("id")): c for c in cands}
+    with _section(source, "selections"):
+        chosen = [(m, rows) for m in methods
+                  if (rows := groupings(m, budgets, tasks, by_id)) is not None]
+        panels = [(m.label, rows) for m, rows in chosen]
+    if panels and tasks:
+        blocks.append(Heading("Chosen task groupings (Figure 5)"))
+        blocks.append(figure(
+            "fig5", lambda p: figures.plot_groupings(panels, tasks, list(by_id), p),
+            "Figure 5: for each method and budget (rows), the network that serves each task "
+            "(columns), coloured and labelled by network; the total test loss on the right. "
+            "Baselines without an assignment are served, per task, by their chosen network "
+            "with the lowest validation loss."))
+        for m, rows in chosen:
+            blocks.append(Heading(m.label, 3))
+            blocks.append(groupings_table(m, rows, tasks))
+
+    # 5. relationships
+    with _section(source, "relationships"):
+        blocks += _relationships(results, cands, tasks, figure)
+
+    # 6. candidates
+    if cands:
+        blocks.append(Heading("Candidate networks"))
+        with _section(source, "candidates"):
+            blocks.append(candidates_table(cands, tasks))
+    return blocks
+
+
+def _summary(results: Mapping[str, Any], tasks: list[str], budgets: list[float]) -> list[Block]:
+    items = [f"Tasks: {', '.join(tasks) if tasks else '–'}",
+             f"Budgets (SNT): {', '.join(fmt_budget(b) for b in budgets) or '–'}"]
+    if results.get("strategy"):
+        items.append(f"Main strategy: {results['strategy']}")
+    compute = results.get("compute") or {}
+    if compute:
+        parts = []
+        if compute.get("train_samples") is not None:
+            parts.append(f"{int(compute['train_samples']):,} training samples")
+        if compute.get("wall_s") is not None:
+            parts.append(f"{float(compute['wall_s']):.1f} s of training (summed over runs)")
+        if compute.get("runs") is not None:
+            parts.append(f"{compute['runs']} runs")
+        if parts:
+            items.append("Compute of the main strategy: " + ", ".join(parts))
+    for key in ("created", "timestamp", "version"):
+        if results.get(key) is not None:
+            items.append(f"{key.capitalize()}: {results[key]}")
+    blocks: list[Block] = [Bullets(tuple(items))]
+    dataset = results.get("dataset")
+    if dataset:
+        blocks.append(Heading("Dataset", 3))
+        if isinstance(dataset, Mapping):
+            blocks.append(Bullets(tuple(
+                f"{k}: {v if isinstance(v, str) else json.dumps(v, sort_keys=True)}"
+                for k, v in dataset.items())))
+        else:
+            blocks.append(Paragraph(str(dataset)))
+    return blocks
+
+
+def _relationships(results: Mapping[str, Any], cands: list[Mapping[str, Any]],
+                   tasks: list[str], figure: Callable[..., Figure]) -> list[Block]:
+    rel = results.get("relationships")
+    note = ""
+    if not rel and cands and tasks:
+        from taskgrouper.grouping.relationships import affinity_table, order_relative, pair_table
+
+        pair = pair_table(cands, tasks, "test")
+        rel = {"pair": pair, "affinity": affinity_table(pair),
+               "order": order_relative(cands, tasks, "test")}
+        note = " (computed from the candidates' test losses)"
+    if not rel:
+        return []
+    pair, affinity, order = rel.get("pair"), rel.get("affinity"), rel.get("order")
+    has_pair = bool(pair) and any(v is not None for row in pair.values() for v in row.values())
+    has_aff = bool(affinity) and any(v is not None for row in affinity.values()
+                                     for v in row.values())
+    if not (has_pair or has_aff or order):
+        return []
+    blocks: list[Block] = [Heading("Task relationships (Tables 1 and 2, Figure 2)"),
+                           Paragraph("Relative performance: (loss of the reference - loss of "
+                                     "the multi-task network) / loss of the reference, on the "
+                                     f"test split{note}; positive: training together helps.")]
+    if has_pair:
+        m1 = pair_matrix(pair, tasks)
+        blocks.append(Heading("Table 1: pairs against half-width single-task networks", 3))
+        blocks.append(relationship_table(
+            m1, tasks, "Trained with ↓ / performance on →",
+            "Table 1: the performance of each task (column) when trained in a full-width pair "
+            "network with another task (row), relative to the task alone in a half-width "
+            "network.", averages=True))
+        blocks.append(figure("table1", lambda p: figures.plot_heatmap(
+            m1, tasks, tasks, "Table 1: performance on a task\nwhen trained with another",
+            "Relative performance on", "Trained with", p),
+            "Table 1 as a heat map; blue where the pair helps, grey where missing."))
+    if has_aff:
+        m2 = [[(affinity.get(t) or {}).get(u) for u in tasks] for t in tasks]
+        blocks.append(Heading("Table 2: multi-task affinity", 3))
+        blocks.append(relationship_table(
+            m2, tasks, "Task", "Table 2: the mean of Table 1 and its transpose: the average "
+            "change of two tasks trained as a pair, relative to half-width single-task "
+            "networks.", averages=False))
+        blocks.append(figure("table2", lambda p: figures.plot_heatmap(
+            m2, tasks, tasks, "Table 2: first-order\nmulti-task affinity", "Task", "Task", p),
+            "Table 2 as a heat map."))
+    if order:
+        blocks.append(Heading("Figure 2: multi-task networks by number of tasks", 3))
+        blocks.append(figure("fig2", lambda p: figures.plot_order(order, p),
+                             "Figure 2: full-width k-task networks against k single-task "
+                             "networks of width 1/k (same total cost)."))
+        blocks.append(order_table(order))
+    return blocks
