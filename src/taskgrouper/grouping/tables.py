@@ -185,6 +185,11 @@ def read_csv(path: str | Path) -> list[Network]:
         raise ValueError(f"{path}, row {reader.line_num}: malformed CSV ({exc})") from None
     if not networks:
         raise ValueError(f"{path}: no network rows after the header")
+    uncovered = [t for t in tasks if not any(t in n.losses for n in networks)]
+    if uncovered:
+        raise ValueError(f"{path}: no network predicts task(s) {', '.join(map(repr, uncovered))}"
+                         "; every task column needs a loss in at least one row (or drop the "
+                         "column)")
     return networks
 
 

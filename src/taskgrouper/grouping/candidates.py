@@ -1,0 +1,126 @@
+"""Candidate networks: which (task subset, width) networks a search may train.
+
+The candidate set of Standley et al. (2020), Sec. 3 ("C0"): one full-width network for every
+non-empty subset of the tasks, plus a half-width single-task network per task, so that a
+budget of 0.5 SNT per task can still be met. The baselines add single-task networks at widths
+1/5, 1/4, 1/3, 1/2 and 1 (the "independent" solution at every budget) and the one all-task
+network.
+
+A candidate is pure data (no torch): the sweep turns it into a training run.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+__all__ = [
+    "INDEPENDENT_WIDTHS",
+    "Candidate",
+    "baseline_candidates",
+    "network_name",
+    "paper_candidates",
+    "pairs_and_singles",
+    "subsets",
+]
+
+#: Widths of the single-task networks of the "independent" baseline (fractions of 1 SNT).
+INDEPENDENT_WIDTHS: tuple[float, ...] = (1 / 5, 1 / 4, 1 / 3, 1 / 2, 1.0)
+
+
+def _width_label(width: float) -> str:
+    # 1/3 -> "0.333"; 0.5 -> "0.5"
+    return f"{round(width, 3):g}"
+
+
+def network_name(tasks: Sequence[str], width: float = 1.0) -> str:
+    """A network's name: its tasks, and its width when it is not 1.
+
+    One-letter task names are concatenated (``"sd"``, ``"s@0.5"``), as in the paper's tables;
+    longer names are joined with ``+`` (``"depth+normals@0.333"``).
+    """
+    joined = "".join(tasks) if all(len(t) == 1 for t in tasks) else "+".join(tasks)
+    return joined if abs(width - 1.0) < 1e-9 else f"{joined}@{_width_label(width)}"
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One network a search may train.
+
+    Attributes:
+        tasks: The tasks it predicts, in the dataset's task order.
+        width: Encoder size as a fraction of the full-width encoder's cost.
+        fraction: Fraction of the training data it sees per epoch (ESA trains on 0.2).
+    """
+
+    tasks: tuple[str, ...]
+    width: float = 1.0
+    fraction: float = 1.0
+
+    @property
+    def name(self) -> str:
+        """Network name (same for every training fraction)."""
+        return network_name(self.tasks, self.width)
+
+    @property
+    def run_id(self) -> str:
+        """Run identifier, also a folder name: ``sd``, ``s-w0.5``, ``sd-f0.2``."""
+        joined = self.name.split("@")[0]
+        if abs(self.width - 1.0) > 1e-9:
+            joined += f"-w{_width_label(self.width)}"
+        if abs(self.fraction - 1.0) > 1e-9:
+            joined += f"-f{_width_label(self.fraction)}"
+        return joined
+
+    def full(self) -> Candidate:
+        """The same network trained on all the data."""
+        return Candidate(self.tasks, self.width, 1.0)
+
+
+def subsets(tasks: Sequence[str], sizes: Iterable[int] | None = None) -> list[tuple[str, ...]]:
+    """Non-empty subsets of ``tasks`` (in task order), by size then combinations order."""
+    sizes = range(1, len(tasks) + 1) if sizes is None else sizes
+    return [c for k in sizes for c in itertools.combinations(tasks, k)]
+
+
+def paper_candidates(tasks: Sequence[str], fraction: float = 1.0) -> list[Candidate]:
+    """C0: every non-empty subset at full width, and a half-width single-task network per task.
+
+    Raises:
+        ValueError: no tasks, a repeated task, or more than 20 tasks (2^T networks; use the
+            ``hoa`` strategy, which needs only pairs).
+    """
+    _check_tasks(tasks, limit=20)
+    out = [Candidate(s, 1.0, fraction) for s in subsets(tasks)]
+    out += [Candidate((t,), 0.5, fraction) for t in tasks]
+    return out
+
+
+def pairs_and_singles(tasks: Sequence[str]) -> list[Candidate]:
+    """What the higher-order approximation trains: all singles and pairs at full width, plus
+    the half-width single-task networks of C0."""
+    _check_tasks(tasks)
+    out = [Candidate(s, 1.0) for s in subsets(tasks, (1, 2))]
+    out += [Candidate((t,), 0.5) for t in tasks]
+    return out
+
+
+def baseline_candidates(tasks: Sequence[str],
+                        widths: Sequence[float] = INDEPENDENT_WIDTHS) -> list[Candidate]:
+    """The baselines' networks: single-task networks at ``widths`` and the all-task network."""
+    _check_tasks(tasks)
+    out = [Candidate((t,), w) for w in widths for t in tasks]
+    out.append(Candidate(tuple(tasks), 1.0))
+    return out
+
+
+def _check_tasks(tasks: Sequence[str], limit: int | None = None) -> None:
+    if not tasks:
+        raise ValueError("no tasks given; a search needs at least one task")
+    if len(set(tasks)) != len(tasks):
+        raise ValueError(f"tasks repeat: {', '.join(tasks)}")
+    if limit is not None and len(tasks) > limit:
+        raise ValueError(f"{len(tasks)} tasks give {2 ** len(tasks) - 1} candidate networks; "
+                         f"exhaustive candidate sets stop at {limit} tasks. Use the 'hoa' "
+                         "strategy, which trains only pairs")
