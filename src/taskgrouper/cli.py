@@ -52,17 +52,77 @@ def _train_summary(result) -> str:
     return "\n".join(lines)
 
 
+def _cmd_search(args: argparse.Namespace) -> int:
+    from taskgrouper.config import load_config
+    from taskgrouper.grouping.search import search
+
+    overrides = {"train.device": args.device} if args.device else {}
+    config = load_config(args.config, overrides)
+    results = search(config, args.out, strategies=args.strategy, workers=args.workers,
+                     executor=_executor(args), progress=not args.quiet)
+    print(_search_summary(results, args.out))
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from taskgrouper.demo import run_demo
+
+    results = run_demo(args.out, quick=args.quick, workers=args.workers,
+                       executor=_executor(args), progress=not args.quiet)
+    print(_search_summary(results, args.out))
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from taskgrouper.report import load_and_write
+
+    md, html = load_and_write(args.dir)
+    print(f"wrote {md} and {html}")
+    return 0
+
+
+def _executor(args: argparse.Namespace):
+    if getattr(args, "executor", "local") == "local":
+        return None
+    raise UsageError(f"--executor {args.executor}: only 'local' is available in this version")
+
+
+def _search_summary(results: dict, out: str) -> str:
+    """Total test loss per method and budget (the layout of the paper's Table 4)."""
+    budgets = results["budgets"]
+    rows = [(name, [s.get("test_total") for s in v["selections"]])
+            for name, v in results["strategies"].items()]
+    rows += [(name, [s.get("test_total") for s in v])
+             for name, v in (results.get("baselines") or {}).items()]
+    width = max(len(r[0]) for r in rows) + 2
+    lines = ["total test loss by budget (SNT)",
+             " " * width + "".join(f"{b:>8g}" for b in budgets)]
+    for name, values in rows:
+        cells = "".join(f"{v:>8.4f}" if v is not None else f"{'-':>8}" for v in values)
+        lines.append(f"{name:<{width}}{cells}")
+    for name, v in results["strategies"].items():
+        c = v["compute"]
+        lines.append(f"{name}: {c['train_samples']} training samples, "
+                     f"{c['wall_s']:.0f} run-seconds")
+    lines.append(f"wrote {out}/results.json, report.md, report.html, runs.sqlite")
+    return "\n".join(lines)
+
+
 def _cmd_select(args: argparse.Namespace) -> int:
-    from taskgrouper.grouping.api import format_selections, select_table
+    from taskgrouper.grouping.api import format_selections, select_runs, select_table
     from taskgrouper.grouping.tables import parse_budgets, parse_constraint
 
-    if args.runs:
-        raise UsageError("select --runs needs a sweep folder, which comes with "
-                         "'taskgrouper search'; use --table FILE for now")
     budgets = [args.budget] if args.budget is not None else parse_budgets(args.budgets)
     constraints = dict(parse_constraint(c) for c in args.constraint)
-    result = select_table(args.table, fmt=args.format, budgets=budgets, test_path=args.test,
-                          hoa=args.hoa, constraints=constraints or None)
+    if args.runs:
+        if args.test:
+            raise UsageError("select --runs scores on the runs' own test losses; drop --test")
+        result = select_runs(args.runs, budgets=budgets, hoa=args.hoa,
+                             constraints=constraints or None)
+    else:
+        result = select_table(args.table, fmt=args.format, budgets=budgets,
+                              test_path=args.test, hoa=args.hoa,
+                              constraints=constraints or None)
     if args.json:
         print(json.dumps(result))
     else:
@@ -85,6 +145,30 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, help="override train.epochs")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("search", help="which tasks to train together: train candidates, "
+                                      "select at every budget, report")
+    p.add_argument("config", help="experiment YAML with a search section (see configs/)")
+    p.add_argument("--out", required=True, help="sweep folder; an existing one is resumed")
+    p.add_argument("--strategy", help="exhaustive, esa, hoa (comma-separated for several); "
+                                      "default: search.strategy of the config")
+    p.add_argument("--workers", type=int, default=1, help="parallel training processes")
+    p.add_argument("--executor", default="local", help="local (default)")
+    p.add_argument("--device", help="auto (default), cpu, cuda, ...")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=_cmd_search)
+
+    p = sub.add_parser("demo", help="the whole framework on the synthetic scenes")
+    p.add_argument("--out", default="taskgrouper-demo", help="output folder (resumable)")
+    p.add_argument("--quick", action="store_true", help="three tasks, a few minutes")
+    p.add_argument("--workers", type=int, help="parallel training processes (default: cores)")
+    p.add_argument("--executor", default="local", help="local (default)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=_cmd_demo)
+
+    p = sub.add_parser("report", help="write report.md and report.html from results.json")
+    p.add_argument("dir", help="a search or demo folder")
+    p.set_defaults(func=_cmd_report)
 
     p = sub.add_parser("select", help="choose networks under inference-time budgets")
     src = p.add_mutually_exclusive_group(required=True)

@@ -101,8 +101,11 @@ class TrainConfig(_Section):
 class SearchConfig(_Section):
     """Task-grouping search settings (used by ``taskgrouper search``)."""
 
-    strategy: str = "exhaustive"
-    budgets: str = "1:5:0.5"
+    strategy: str = "exhaustive"  # one name or a comma-separated list: exhaustive,esa,hoa
+    budgets: str = "1:5:0.5"  # START:STOP:STEP, STOP included (the paper's nine budgets)
+    esa_fraction: float = Field(0.2, gt=0.0, le=1.0)  # ESA: one pass through this fraction
+    esa_epochs: int = Field(1, ge=1)  # ESA: passes over that fraction
+    random_trials: int = Field(1000, ge=1)  # the "random groupings" baseline
 
 
 class ExperimentConfig(_Section):

@@ -19,7 +19,8 @@ from taskgrouper.grouping.select import (
 )
 from taskgrouper.grouping.tables import higher_order_approximation, read_csv, read_standley
 
-__all__ = ["FORMATS", "format_selections", "read_table", "select_table"]
+__all__ = ["FORMATS", "format_selections", "read_table", "select_networks", "select_runs",
+           "select_table"]
 
 #: Table formats accepted by :func:`read_table`.
 FORMATS = ("csv", "standley")
@@ -69,9 +70,54 @@ def select_table(
         ValueError: Unreadable tables, bad options, or a test table lacking a chosen network.
     """
     networks = read_table(table_path, fmt)
+    test = read_table(test_path, fmt) if test_path is not None else None
+    return select_networks(networks, test, budgets, hoa=hoa, constraints=constraints,
+                           weights=weights, solver=solver, source=str(table_path),
+                           test_source=str(test_path))
+
+
+def select_runs(runs_dir: str | Path, budgets: Iterable[float] = (1.0,), hoa: bool = False,
+                constraints: Mapping[str, float] | None = None,
+                weights: Mapping[str, float] | None = None, solver: str = "auto") -> dict:
+    """Select among the fully trained networks of a sweep folder (``DIR/runs.sqlite``).
+
+    Validation losses choose, test losses score (as :func:`select_table`); runs trained on a
+    fraction of the data (ESA) are left out.
+
+    Raises:
+        ValueError: no store in the folder, or no fully trained run in it.
+    """
+    from taskgrouper.runs.store import STORE_FILE, RunStore
+
+    path = Path(runs_dir) / STORE_FILE
+    if not path.is_file():
+        raise ValueError(f"no {STORE_FILE} in '{runs_dir}'; pass the --out folder of a "
+                         "'taskgrouper search' or 'taskgrouper demo'")
+    with RunStore(path) as store:
+        records = [r for r in store.records() if r.fraction >= 1.0 - 1e-9]
+    if not records:
+        raise ValueError(f"{path} holds no fully trained run yet; run the search to the end")
+    val, test = [], []
+    for r in records:
+        name = r.tags.get("network", r.id)
+        cost = r.width  # nominal SNT, as the search selects (measured within 3%)
+        val.append(Network(name, cost, r.val_losses))
+        test.append(Network(name, cost, r.test_losses))
+    return select_networks(val, test, budgets, hoa=hoa, constraints=constraints,
+                           weights=weights, solver=solver, source=str(path),
+                           test_source=str(path))
+
+
+def select_networks(networks: list[Network], test_networks: list[Network] | None,
+                    budgets: Iterable[float], *, hoa: bool = False,
+                    constraints: Mapping[str, float] | None = None,
+                    weights: Mapping[str, float] | None = None, solver: str = "auto",
+                    source: str = "table", test_source: str = "test table") -> dict:
+    """The ``select --json`` object for networks already in memory (see :func:`select_table`)."""
+    table_path, test_path = source, test_source
     if hoa:
         networks = higher_order_approximation(networks)
-    test = {n.name: n for n in read_table(test_path, fmt)} if test_path is not None else None
+    test = ({n.name: n for n in test_networks} if test_networks is not None else None)
     objective = Objective(weights=weights, constraints=constraints)
     results = select_many(list(networks), list(budgets), solver=solver, objective=objective)
     order: dict[str, None] = {}

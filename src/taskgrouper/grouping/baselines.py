@@ -1,0 +1,213 @@
+"""The baselines of Standley et al. (2020), Sec. 4.3, as combinatorics over trained networks.
+
+Every function takes the candidate networks with their validation losses (``val``, used to
+choose and to assign each task to a network) and the same networks with their test losses
+(``test``, used to score; ``None`` scores on ``val``), and returns one entry per budget in the
+shape of ``select --json``: ``{"budget", "networks", "cost", "val_total", "test_total",
+"assignment"}``, or ``{"budget", "networks": [], "error"}`` when nothing fits.
+
+- :func:`all_in_one`: the traditional multi-task network predicting every task.
+- :func:`independent`: single-task networks only (the best widths that fit the budget).
+- :func:`random_groupings`: the mean of random valid solutions (the paper: 1,000 trials).
+- :func:`pessimal`: the worst valid solution, each task still served by its best chosen
+  network.
+
+Pure Python and numpy; no torch.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+
+from taskgrouper.grouping.select import InfeasibleBudget, Network, cheapest_cover, select_many
+
+__all__ = ["all_in_one", "independent", "pessimal", "random_groupings"]
+
+_EPS = 1e-9  # budget comparisons, as in select
+
+
+def _entry(budget: float, chosen: Sequence[str], val: dict[str, Network],
+           test: dict[str, Network], tasks: Sequence[str]) -> dict:
+    """Score ``chosen``: each task served by the chosen network with the lowest val loss."""
+    assignment = {}
+    for t in tasks:
+        serving = [n for n in chosen if t in val[n].losses]
+        assignment[t] = min(serving, key=lambda n: (val[n].losses[t], val[n].cost, n))
+    return {"budget": budget, "networks": sorted(chosen),
+            "cost": math.fsum(val[n].cost for n in chosen),
+            "val_total": math.fsum(val[assignment[t]].losses[t] for t in tasks),
+            "test_total": math.fsum(test[assignment[t]].losses[t] for t in tasks),
+            "assignment": assignment}
+
+
+def _infeasible(budget: float, why: str) -> dict:
+    return {"budget": budget, "networks": [], "cost": None, "val_total": None,
+            "test_total": None, "assignment": {}, "error": why}
+
+
+def _tables(val: Sequence[Network], test: Sequence[Network] | None):
+    v = {n.name: n for n in val}
+    t = {n.name: n for n in test} if test is not None else v
+    missing = sorted(set(v) - set(t))
+    if missing:
+        raise ValueError(f"test losses missing for network(s) {', '.join(missing)}")
+    return v, t
+
+
+def all_in_one(val: Sequence[Network], test: Sequence[Network] | None,
+               budgets: Sequence[float], tasks: Sequence[str]) -> list[dict]:
+    """The best network that predicts every task and fits each budget."""
+    v, t = _tables(val, test)
+    full = [n for n in v.values() if all(task in n.losses for task in tasks)]
+    out = []
+    for b in budgets:
+        fits = [n for n in full if n.cost <= b + _EPS]
+        if not fits:
+            why = ("no network predicts every task" if not full else
+                   f"budget {b:g} is below the all-task network's cost "
+                   f"{min(n.cost for n in full):g}")
+            out.append(_infeasible(b, why))
+            continue
+        best = min(fits, key=lambda n: (math.fsum(n.losses[x] for x in tasks), n.cost, n.name))
+        out.append(_entry(b, [best.name], v, t, tasks))
+    return out
+
+
+def independent(val: Sequence[Network], test: Sequence[Network] | None,
+                budgets: Sequence[float], tasks: Sequence[str]) -> list[dict]:
+    """The exact selection restricted to single-task networks."""
+    v, t = _tables(val, test)
+    singles = [n for n in v.values() if len(n.losses) == 1]
+    uncovered = [x for x in tasks if not any(x in n.losses for n in singles)]
+    if uncovered:
+        return [_infeasible(b, f"no single-task network for {', '.join(uncovered)}")
+                for b in budgets]
+    out = []
+    for b, sel in zip(budgets, select_many(singles, budgets, tasks=tasks), strict=True):
+        if isinstance(sel, InfeasibleBudget):
+            out.append(_infeasible(b, str(sel)))
+        else:
+            out.append(_entry(b, list(sel.networks), v, t, tasks))
+    return out
+
+
+def _random_solution(rng: np.random.Generator, nets: list[Network], tasks: Sequence[str],
+                     budget: float, cheapest) -> list[str] | None:
+    """Pick networks uniformly among those that predict an uncovered task and leave enough
+    budget to cover the rest (so no dead end), until every task is covered."""
+    chosen: list[str] = []
+    covered: set[str] = set()
+    left = budget
+    while len(covered) < len(tasks):
+        options = []
+        for n in nets:
+            new = {x for x in n.losses if x in tasks and x not in covered}
+            if new and n.name not in chosen:
+                rest = frozenset(tasks) - covered - new
+                if n.cost + cheapest(rest) <= left + _EPS:
+                    options.append(n)
+        if not options:
+            return None
+        pick = options[int(rng.integers(len(options)))]
+        chosen.append(pick.name)
+        covered.update(x for x in pick.losses if x in tasks)
+        left -= pick.cost
+    return chosen
+
+
+def random_groupings(val: Sequence[Network], test: Sequence[Network] | None,
+                     budgets: Sequence[float], tasks: Sequence[str], trials: int = 1000,
+                     seed: int = 0) -> list[dict]:
+    """Mean test total of ``trials`` random valid solutions per budget (deterministic by seed).
+
+    Entries carry ``test_total`` and ``val_total`` (means), ``std`` (of the test totals),
+    ``trials`` and ``networks: []`` (a distribution, not one choice).
+    """
+    v, t = _tables(val, test)
+    nets = sorted(v.values(), key=lambda n: n.name)
+    memo: dict[frozenset, float] = {frozenset(): 0.0}
+
+    def cheapest(rest: frozenset) -> float:
+        if rest not in memo:
+            useful = [Network(n.name, n.cost, {x: n.losses[x] for x in rest if x in n.losses})
+                      for n in nets if any(x in n.losses for x in rest)]
+            try:
+                memo[rest] = cheapest_cover(useful, tasks=sorted(rest))
+            except ValueError:  # a task no network predicts
+                memo[rest] = math.inf
+        return memo[rest]
+
+    out = []
+    for b in budgets:
+        rng = np.random.default_rng([seed, int(round(b * 1000))])
+        totals, vals = [], []
+        for _ in range(trials):
+            chosen = _random_solution(rng, nets, tasks, b, cheapest)
+            if chosen is None:
+                break
+            e = _entry(b, chosen, v, t, tasks)
+            totals.append(e["test_total"])
+            vals.append(e["val_total"])
+        if len(totals) < trials:
+            out.append(_infeasible(b, f"no random valid solution fits budget {b:g}"))
+            continue
+        arr = np.asarray(totals)
+        out.append({"budget": b, "networks": [], "cost": None,
+                    "val_total": float(np.mean(vals)), "test_total": float(arr.mean()),
+                    "std": float(arr.std()), "trials": trials, "assignment": {}})
+    return out
+
+
+def pessimal(val: Sequence[Network], test: Sequence[Network] | None,
+             budgets: Sequence[float], tasks: Sequence[str], max_tasks: int = 12) -> list[dict]:
+    """The valid solution with the highest validation total, each task served by its best
+    chosen network.
+
+    Adding a network never raises any task's best loss, so the worst solution is an
+    irredundant cover. They are enumerated by covering the first uncovered task with each
+    network that predicts it and fits; at most one network per task, so at most ``T`` deep.
+    Ties: the higher total, then the lower cost, then fewer networks, then names.
+
+    Raises:
+        ValueError: more than ``max_tasks`` tasks (the enumeration grows as N^T).
+    """
+    if len(tasks) > max_tasks:
+        raise ValueError(f"pessimal enumerates covers of up to {max_tasks} tasks; got "
+                         f"{len(tasks)}")
+    v, t = _tables(val, test)
+    nets = sorted(v.values(), key=lambda n: n.name)
+    by_task = {x: [n for n in nets if x in n.losses] for x in tasks}
+    out = []
+    for b in budgets:
+        best_key, best_set = None, None
+
+        def visit(chosen: list[Network], left: float) -> None:
+            nonlocal best_key, best_set
+            open_tasks = [x for x in tasks if not any(x in n.losses for n in chosen)]
+            if not open_tasks:
+                total = math.fsum(min(n.losses[x] for n in chosen if x in n.losses)
+                                  for x in tasks)
+                names = tuple(sorted(n.name for n in chosen))
+                key = (-total, math.fsum(n.cost for n in chosen), len(names), names)
+                if best_key is None or key < best_key:
+                    best_key, best_set = key, names
+                return
+            for n in by_task[open_tasks[0]]:
+                if n.cost <= left + _EPS and n not in chosen:
+                    visit(chosen + [n], left - n.cost)
+
+        visit([], b)
+        if best_set is None:
+            try:
+                cheapest = cheapest_cover(nets, tasks=tasks)
+                why = (f"budget {b:g} is below the cheapest cover of every task (cost "
+                       f"{cheapest:g})")
+            except ValueError as err:
+                why = str(err)
+            out.append(_infeasible(b, why))
+        else:
+            out.append(_entry(b, list(best_set), v, t, tasks))
+    return out

@@ -1,0 +1,328 @@
+"""``taskgrouper search``: the framework of Standley et al. (2020) end to end.
+
+For each strategy (exhaustive, esa, hoa): train its phase-1 runs, estimate the validation loss
+of every candidate network, select at every budget with the exact solver, train the chosen
+networks to convergence (phase 2), and score the choice on the test split. Then the baselines
+(all-in-one, independent, random, pessimal), the task-relationship tables, ``results.json``
+and the report.
+
+Every run is recorded in ``DIR/runs.sqlite`` when it finishes, so a second call on the same
+folder trains only what is missing; runs are shared between strategies (ESA's chosen networks
+are the exhaustive search's fully trained ones), while each strategy's compute counts every run
+it needed, as if it had run alone.
+
+Final scoring, the same for every strategy: the chosen networks are the fully trained ones;
+each task is served by the chosen network with the lowest (final) validation loss for it, and
+the reported total is the sum of those networks' test losses.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from taskgrouper.config import ExperimentConfig
+from taskgrouper.grouping.candidates import Candidate, baseline_candidates, paper_candidates
+from taskgrouper.grouping.select import InfeasibleBudget, Network, select_many
+from taskgrouper.grouping.strategies import Strategy, get_strategy, hoa_errors, pearson
+from taskgrouper.grouping.tables import parse_budgets
+
+__all__ = ["RESULTS_VERSION", "search", "strategies_of"]
+
+RESULTS_VERSION = 1
+
+
+def strategies_of(config: ExperimentConfig, names: Sequence[str] | str | None = None
+                  ) -> list[Strategy]:
+    """The strategies to run: ``names`` (a list or a comma-separated string), else the
+    config's ``search.strategy``."""
+    sc = config.search
+    if names is None:
+        names = sc.strategy if sc is not None else "exhaustive"
+    if isinstance(names, str):
+        names = [n.strip() for n in names.split(",") if n.strip()]
+    fraction = sc.esa_fraction if sc is not None else 0.2
+    epochs = sc.esa_epochs if sc is not None else 1
+    out = [get_strategy(n, fraction=fraction, epochs=epochs) for n in names]
+    if not out:
+        raise ValueError("no strategy given; choose from exhaustive, esa, hoa")
+    return out
+
+
+def _run_config(base: dict[str, Any], c: Candidate, strategy: Strategy | None) -> dict:
+    cfg = json.loads(json.dumps(base))
+    cfg.pop("search", None)
+    cfg["tasks"] = list(c.tasks)
+    cfg["model"]["width"] = c.width
+    if c.fraction < 1.0:
+        cfg["train"]["train_fraction"] = c.fraction
+        cfg["train"]["epochs"] = strategy.epochs if strategy is not None else 1
+    return cfg
+
+
+def _specs(base: dict[str, Any], candidates: Sequence[tuple[Candidate, Strategy | None, str]]):
+    from taskgrouper.runs.store import RunSpec
+
+    specs: dict[str, Any] = {}
+    for c, strategy, group in candidates:
+        if c.run_id in specs:
+            continue
+        specs[c.run_id] = RunSpec(c.run_id, group, _run_config(base, c, strategy),
+                                  {"tasks": list(c.tasks), "width": c.width,
+                                   "fraction": c.fraction, "network": c.name})
+    return list(specs.values())
+
+
+def _identity_check(out: Path, config: ExperimentConfig) -> None:
+    """Refuse a folder that holds a search of another config (results would mix)."""
+    from taskgrouper.train.trainer import run_identity
+
+    identity = {**run_identity(config), "search": config.model_dump(mode="json")["search"]}
+    path = out / "search.json"
+    if path.exists():
+        try:
+            previous = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as err:
+            raise ValueError(f"{path} is unreadable ({err}); delete it to start over") from err
+        if previous != identity:
+            raise ValueError(f"'{out}' holds a search of a different config; pass a new --out, "
+                             "or delete the folder to start over")
+    else:
+        from taskgrouper.train.checkpoint import write_json_atomic
+
+        write_json_atomic(identity, path)
+
+
+def _measured_snt(config: ExperimentConfig, in_shape, widths) -> dict[float, float]:
+    """Measured SNT of an encoder at each width: its MACs over the full-width encoder's.
+
+    Selection uses the nominal cost (the width, to which the channel multiplier is
+    calibrated: see ``bench/bench_flops.py``); the measured value is reported beside it. The
+    two differ by under 3%, but a measured 0.503 would make two half-width networks miss a
+    budget of 1 that the paper's protocol gives them.
+    """
+    from taskgrouper.evaluate.cost import encoder_cost
+
+    ref = encoder_cost(config.model.backbone, tuple(in_shape), 1.0)
+    return {w: encoder_cost(config.model.backbone, tuple(in_shape), w) / ref
+            for w in sorted(set(widths))}
+
+
+def search(config: ExperimentConfig, out_dir: str | Path, *,
+           strategies: Sequence[str] | str | None = None, workers: int = 1, executor=None,
+           baselines: bool = True, progress: bool = True,
+           log: Callable[[str], None] = print) -> dict:
+    """Run a task-grouping search; write ``results.json`` and the report; return the results.
+
+    Args:
+        config: The experiment; ``search.budgets`` and the ``search`` options apply.
+        out_dir: The sweep folder (store, run folders, results, report). An existing one is
+            resumed: finished runs are not repeated.
+        strategies: Strategy names (default: ``search.strategy`` of the config).
+        workers: Parallel training processes on this machine.
+        executor: An executor instance (e.g. Ray's) instead of the local pool.
+        baselines: Also train and report the baselines.
+        progress: Progress bars.
+        log: Where status lines go.
+
+    Raises:
+        ValueError: a bad strategy, budget range, or a folder of another config.
+        taskgrouper.runs.sweep.SweepError: some runs failed (the others are stored).
+    """
+    from taskgrouper.data import load_dataset
+    from taskgrouper.runs.store import STORE_FILE, RunStore
+    from taskgrouper.runs.sweep import run_sweep
+    from taskgrouper.train.checkpoint import write_json_atomic
+    from taskgrouper.train.trainer import check_names
+
+    check_names(config)
+    chosen_strategies = strategies_of(config, strategies)
+    budgets = parse_budgets(config.search.budgets if config.search else "1:5:0.5")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    _identity_check(out, config)
+
+    data = load_dataset(config.data, config.tasks)
+    tasks = list(data.tasks)
+    base = config.model_dump(mode="json")
+    c0 = paper_candidates(tasks)
+
+    # Phase 1: every strategy's plan, plus the baselines' networks.
+    phase1: list[tuple[Candidate, Strategy | None, str]] = []
+    for s in chosen_strategies:
+        group = "esa" if s.name == "esa" else "candidate"
+        phase1 += [(c, s, group) for c in s.plan(tasks)]
+    if baselines:
+        phase1 += [(c, None, "baseline") for c in baseline_candidates(tasks)]
+    with RunStore(out / STORE_FILE) as store:
+        sweep = dict(store=store, workers=workers, executor=executor, data=data,
+                     progress=progress, log=log)
+        specs = _specs(base, phase1)
+        todo = len({s.id for s in specs} - store.done_ids())
+        log(f"phase 1: {len(specs)} runs ({todo} to train)")
+        run_sweep(specs, out, **sweep)
+        records = {r.id: r for r in store.records()}
+
+        widths = {c.width for c in c0} | {c.width for c, _, _ in phase1}
+        measured_snt = _measured_snt(config, data.input_shape, widths)
+        measured = {rid: r.val_losses for rid, r in records.items()}
+        estimates, raw_selections = {}, {}
+        for s in chosen_strategies:
+            est = s.estimate(tasks, measured)
+            # nominal SNT (see _measured_snt)
+            nets = [Network(c.name, c.width, est[c.name]) for c in s.selectable(tasks)]
+            estimates[s.name] = est
+            raw_selections[s.name] = select_many(nets, budgets, tasks=tasks)
+
+        # Phase 2: the chosen networks, trained to convergence.
+        by_name = {c.name: c for c in c0 + baseline_candidates(tasks)}
+        phase2 = []
+        for s in chosen_strategies:
+            for sel in raw_selections[s.name]:
+                if not isinstance(sel, InfeasibleBudget):
+                    phase2 += [(by_name[n].full(), s, "candidate") for n in sel.networks]
+        specs2 = [sp for sp in _specs(base, phase2) if sp.id not in records]
+        if specs2:
+            log(f"phase 2: {len(specs2)} chosen networks to train to convergence")
+            run_sweep(specs2, out, **sweep)
+        records = {r.id: r for r in store.records()}
+
+    full = {r.tags.get("network", r.id): r for r in records.values()
+            if r.fraction >= 1.0 - 1e-9}
+    results = _results(config, tasks, budgets, chosen_strategies, records, full, estimates,
+                       raw_selections, c0, baselines)
+    for cand in results["candidates"]:
+        cand["cost_measured"] = measured_snt.get(cand["width"])
+    results = _json_safe(results)
+    write_json_atomic(results, out / "results.json")
+    from taskgrouper.report import write_report
+
+    write_report(results, out)
+    return results
+
+
+def _json_safe(obj):
+    """NaN and infinities (undefined statistics) become null: strict JSON, equal on reload."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_safe(v) for v in obj]
+    return obj
+
+
+def _final_selection(budget: float, sel, full, tasks, estimate_total=None) -> dict:
+    """Score a choice with its fully trained networks: assign by final validation loss."""
+    if isinstance(sel, InfeasibleBudget):
+        return {"budget": budget, "networks": [], "cost": None, "val_total": None,
+                "test_total": None, "assignment": {}, "error": str(sel)}
+    assignment, val_total, test_total = {}, 0.0, 0.0
+    for t in tasks:
+        serving = [n for n in sel.networks if t in full[n].val]
+        best = min(serving, key=lambda n: (full[n].val[t]["loss"], n))
+        assignment[t] = best
+        val_total += full[best].val[t]["loss"]
+        test_total += full[best].test[t]["loss"]
+    entry = {"budget": budget, "networks": list(sel.networks), "cost": sel.cost,
+             "val_total": val_total, "test_total": test_total, "assignment": assignment}
+    if estimate_total is not None:
+        entry["estimated_val_total"] = estimate_total
+    return entry
+
+
+def _compute(records, run_ids) -> dict[str, float]:
+    used = [records[i] for i in sorted(set(run_ids)) if i in records]
+    return {"train_samples": int(sum(r.train_samples for r in used)),
+            "wall_s": float(math.fsum(r.wall_s for r in used)), "runs": len(used)}
+
+
+def _results(config, tasks, budgets, strategies, records, full, estimates, raw_selections,
+             c0, with_baselines) -> dict:
+    candidates = []
+    for name, r in sorted(full.items(), key=lambda kv: (len(kv[1].tasks), -kv[1].width,
+                                                         kv[0])):
+        candidates.append({
+            "id": name, "run_id": r.id, "tasks": list(r.tasks), "width": r.width,
+            "cost": r.width, "flops": 2 * r.cost.get("macs", 0),
+            "params": r.cost.get("params"), "val": r.val_losses, "test": r.test_losses,
+            "val_metrics": r.val, "test_metrics": r.test, "train_samples": r.train_samples,
+            "wall_s": r.wall_s})
+    by_name = {c.name: c for c in c0}
+    out_strategies = {}
+    for s in strategies:
+        sels = [_final_selection(b, sel, full, tasks,
+                                 None if isinstance(sel, InfeasibleBudget) else sel.total)
+                for b, sel in zip(budgets, raw_selections[s.name], strict=True)]
+        chosen = {n for sel in raw_selections[s.name] if not isinstance(sel, InfeasibleBudget)
+                  for n in sel.networks}
+        run_ids = [c.run_id for c in s.plan(tasks)] + [by_name[n].full().run_id for n in chosen]
+        stats: dict[str, Any] = {}
+        if s.name == "esa":
+            # Pooled over (network, task) as the paper reports it, and within each task
+            # (the pooled r also rewards the tasks' different loss scales).
+            pairs: dict[str, tuple[list, list]] = {t: ([], []) for t in tasks}
+            for c in c0:
+                if c.name in full:
+                    for t in c.tasks:
+                        pairs[t][0].append(estimates["esa"][c.name][t])
+                        pairs[t][1].append(full[c.name].test_losses[t])
+            early = [x for t in tasks for x in pairs[t][0]]
+            final = [y for t in tasks for y in pairs[t][1]]
+            stats = {"fraction": s.fraction, "epochs": s.epochs,
+                     "pearson_r": pearson(early, final), "pairs": len(early),
+                     "pearson_r_per_task": {t: pearson(*pairs[t]) for t in tasks}}
+        elif s.name == "hoa":
+            actual = {n: full[n].val_losses for n in full}
+            stats = hoa_errors(estimates["hoa"], actual)
+        out_strategies[s.name] = {"compute": _compute(records, run_ids), "selections": sels,
+                                  "stats": stats}
+    main = strategies[0].name
+    results: dict[str, Any] = {
+        "version": RESULTS_VERSION,
+        "title": f"taskgrouper search: {', '.join(tasks)}",
+        "dataset": config.data.model_dump(mode="json"),
+        "tasks": tasks, "budgets": budgets, "strategy": main,
+        "compute": out_strategies[main]["compute"],
+        "candidates": candidates,
+        "selections": out_strategies[main]["selections"],
+        "strategies": out_strategies,
+    }
+    if with_baselines:
+        results["baselines"] = _baselines(tasks, budgets, full, c0,
+                                          config.search.random_trials if config.search
+                                          else 1000)
+    results["relationships"] = _relationships(candidates, tasks)
+    return results
+
+
+def _baselines(tasks, budgets, full, c0, trials) -> dict:
+    from taskgrouper.grouping import baselines as bl
+
+    def nets(names, split):
+        return [Network(n, full[n].width, getattr(full[n], f"{split}_losses"))
+                for n in names if n in full]
+
+    singles = [n for n in full if len(full[n].tasks) == 1]
+    everything = [n for n in full if len(full[n].tasks) == len(tasks)]
+    pool = [c.name for c in c0 if c.name in full]
+    return {
+        "all_in_one": bl.all_in_one(nets(everything, "val"), nets(everything, "test"),
+                                    budgets, tasks),
+        "independent": bl.independent(nets(singles, "val"), nets(singles, "test"), budgets,
+                                      tasks),
+        "random": bl.random_groupings(nets(pool, "val"), nets(pool, "test"), budgets, tasks,
+                                      trials=trials),
+        "pessimal": bl.pessimal(nets(pool, "val"), nets(pool, "test"), budgets, tasks),
+    }
+
+
+def _relationships(candidates, tasks) -> dict:
+    from taskgrouper.grouping.relationships import affinity_table, order_relative, pair_table
+
+    pair = pair_table(candidates, tasks, "test")
+    return {"pair": pair, "affinity": affinity_table(pair),
+            "order": {str(k): v for k, v in order_relative(candidates, tasks, "test").items()}}

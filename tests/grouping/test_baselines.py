@@ -1,0 +1,105 @@
+"""Baselines on a three-task instance whose answers are worked out by hand."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+
+from taskgrouper.grouping.baselines import all_in_one, independent, pessimal, random_groupings
+from taskgrouper.grouping.select import Network
+
+TASKS = ["a", "b", "c"]
+# name: (cost, val losses); test losses are val + 0.1 except abc's, which are 0.4 each
+VAL = {
+    "abc": (1.0, {"a": 0.3, "b": 0.3, "c": 0.3}),
+    "ab": (1.0, {"a": 0.45, "b": 0.5}),
+    "a": (1.0, {"a": 0.3}), "b": (1.0, {"b": 0.4}), "c": (1.0, {"c": 0.2}),
+    "a@0.5": (0.5, {"a": 0.35}), "b@0.5": (0.5, {"b": 0.45}), "c@0.5": (0.5, {"c": 0.32}),
+}
+
+
+def nets(split: str) -> list[Network]:
+    out = []
+    for name, (cost, losses) in VAL.items():
+        if split == "test":
+            losses = {t: (0.4 if name == "abc" else v + 0.1) for t, v in losses.items()}
+        out.append(Network(name, cost, losses))
+    return out
+
+
+BUDGETS = [1.0, 1.5, 3.0]
+
+
+def test_all_in_one():
+    # abc fits every budget: val 0.3 * 3 = 0.9, test 0.4 * 3 = 1.2
+    out = all_in_one(nets("val"), nets("test"), BUDGETS, TASKS)
+    assert [e["networks"] for e in out] == [["abc"]] * 3
+    assert [e["test_total"] for e in out] == pytest.approx([1.2] * 3)
+    assert "below" in all_in_one(nets("val"), None, [0.5], TASKS)[0]["error"]
+
+
+def test_independent():
+    out = independent(nets("val"), nets("test"), BUDGETS, TASKS)
+    # 1.0: three single-task networks cost at least 3 * 0.5 = 1.5 -> infeasible
+    assert out[0]["networks"] == [] and "1.5" in out[0]["error"]
+    # 1.5: the three halves: val 0.35 + 0.45 + 0.32 = 1.12, test 1.12 + 0.3 = 1.42
+    assert out[1]["networks"] == ["a@0.5", "b@0.5", "c@0.5"]
+    assert out[1]["val_total"] == pytest.approx(1.12) and out[1]["test_total"] == \
+        pytest.approx(1.42)
+    # 3.0: the full singles: 0.3 + 0.4 + 0.2 = 0.9 (test 1.2)
+    assert out[2]["networks"] == ["a", "b", "c"] and out[2]["val_total"] == pytest.approx(0.9)
+
+
+def test_pessimal():
+    out = pessimal(nets("val"), nets("test"), BUDGETS, TASKS)
+    # 1.0: abc is the only cover -> 0.9
+    assert out[0]["networks"] == ["abc"] and out[0]["val_total"] == pytest.approx(0.9)
+    # 1.5 and 3.0: the worst per task is a 0.45 (ab), b 0.5 (ab), c 0.32 (c@0.5), and
+    # {ab, c@0.5} (cost 1.5) reaches all three: 1.27 (test 1.57). The halves give 1.12.
+    for e in out[1:]:
+        assert e["networks"] == ["ab", "c@0.5"]
+        assert e["val_total"] == pytest.approx(1.27) and e["test_total"] == pytest.approx(1.57)
+        assert e["assignment"] == {"a": "ab", "b": "ab", "c": "c@0.5"}
+
+
+def test_pessimal_matches_brute_force_on_random_instances():
+    rng = np.random.default_rng(1)
+    for _ in range(30):
+        tasks = ["p", "q", "r", "s"][: int(rng.integers(2, 5))]
+        pool = []
+        for k in range(1, len(tasks) + 1):
+            for combo in itertools.combinations(tasks, k):
+                if rng.random() < 0.7 or k == 1:
+                    cost = float(rng.choice([0.5, 1.0]))
+                    pool.append(Network("".join(combo) + f"@{cost}", cost,
+                                        {t: float(rng.uniform(0.1, 1)) for t in combo}))
+        budget = float(rng.choice([1.0, 2.0, 3.0]))
+        worst = None
+        for r in range(1, len(pool) + 1):
+            for subset in itertools.combinations(pool, r):
+                if sum(n.cost for n in subset) > budget + 1e-9:
+                    continue
+                if not all(any(t in n.losses for n in subset) for t in tasks):
+                    continue
+                total = sum(min(n.losses[t] for n in subset if t in n.losses) for t in tasks)
+                worst = total if worst is None else max(worst, total)
+        got = pessimal(pool, None, [budget], tasks)[0]
+        if worst is None:
+            assert got["networks"] == []
+        else:
+            assert got["val_total"] == pytest.approx(worst)
+
+
+def test_random_groupings():
+    # At budget 1.0 the only valid solution is {abc}: every trial scores test 1.2.
+    out = random_groupings(nets("val"), nets("test"), [1.0, 3.0], TASKS, trials=200, seed=0)
+    assert out[0]["test_total"] == pytest.approx(1.2) and out[0]["std"] == pytest.approx(0)
+    assert out[0]["trials"] == 200
+    # At 3.0 the mean lies between the best and the worst valid solutions, and is
+    # reproducible by seed.
+    assert 0.9 + 0.3 - 1e-9 <= out[1]["test_total"] <= 1.57 + 1e-9
+    again = random_groupings(nets("val"), nets("test"), [3.0], TASKS, trials=200, seed=0)
+    assert again[0]["test_total"] == out[1]["test_total"]
+    assert random_groupings(nets("val"), None, [0.4], TASKS, trials=5)[0]["networks"] == []

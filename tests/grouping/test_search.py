@@ -1,0 +1,168 @@
+"""``search`` end to end on a tiny two-task problem: strategies, baselines, resume, CLI errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from taskgrouper.cli import main
+from taskgrouper.config import ExperimentConfig
+from taskgrouper.grouping.search import search
+from taskgrouper.grouping.select import Network, select
+
+TINY = {
+    "data": {"kind": "synthetic", "n_train": 24, "n_val": 12, "n_test": 12, "resolution": 32,
+             "cache": False},
+    "tasks": ["s", "d"],
+    "model": {"backbone": "xception"},
+    "train": {"epochs": 2, "batch_size": 8, "device": "cpu", "threads": 1},
+    "search": {"strategy": "exhaustive,esa,hoa", "budgets": "0.5:2:0.5", "esa_fraction": 0.5,
+               "random_trials": 50},
+}
+
+
+@pytest.fixture(scope="module")
+def tiny_search(tmp_path_factory):
+    out = tmp_path_factory.mktemp("search")
+    results = search(ExperimentConfig.model_validate(TINY), out, progress=False,
+                     log=lambda *_: None)
+    return out, results
+
+
+@pytest.mark.slow
+def test_search_writes_everything_and_selects_exactly(tiny_search):
+    out, results = tiny_search
+    for name in ("runs.sqlite", "results.json", "report.md", "report.html", "search.json"):
+        assert (out / name).is_file(), name
+    assert json.loads((out / "results.json").read_text()) == json.loads(json.dumps(results))
+    assert results["tasks"] == ["s", "d"] and results["budgets"] == [0.5, 1.0, 1.5, 2.0]
+    cands = {c["id"]: c for c in results["candidates"]}
+    # C0 of two tasks (s, d, sd, s@0.5, d@0.5) and the baselines' singles at 1/5, 1/4, 1/3
+    assert {"s", "d", "sd", "s@0.5", "d@0.5", "s@0.2", "d@0.25", "s@0.333"} <= set(cands)
+    assert cands["s@0.5"]["cost"] == pytest.approx(0.5, abs=0.02)
+    # Budget 0.5 cannot cover two tasks (the cheapest C0 cover is s@0.5 + d@0.5 = ~1.0).
+    first = results["selections"][0]
+    assert first["networks"] == [] and "cheapest" in first["error"]
+    # Exhaustive = the exact optimum over C0's validation losses, re-derived by brute force.
+    c0 = ["s", "d", "sd", "s@0.5", "d@0.5"]
+    nets = [Network(n, cands[n]["cost"], cands[n]["val"]) for n in c0]
+    for entry in results["selections"][1:]:
+        best = select(nets, entry["budget"], solver="brute")
+        assert entry["networks"] == list(best.networks)
+        assert entry["val_total"] == pytest.approx(best.total)
+        assert entry["test_total"] == pytest.approx(
+            sum(cands[entry["assignment"][t]]["test"][t] for t in ("s", "d")))
+    # The all-task network is the all-in-one baseline wherever it fits (cost 1).
+    aio = results["baselines"]["all_in_one"]
+    assert aio[2]["test_total"] == pytest.approx(sum(cands["sd"]["test"].values()))
+    # ESA trains every C0 network on half the data once: less compute than exhaustive.
+    strat = results["strategies"]
+    assert strat["esa"]["compute"]["train_samples"] < strat["exhaustive"]["compute"][
+        "train_samples"] + sum(cands[n]["train_samples"] for n in c0)
+    r = strat["esa"]["stats"]["pearson_r"]
+    assert r is None or -1.0 <= r <= 1.0
+    # HOA with two tasks predicts nothing (no network of three tasks): no error to report.
+    assert strat["hoa"]["stats"]["count"] == 0
+    # Table 1 cell: (L_s(s@0.5) - L_s(sd)) / L_s(s@0.5)
+    ls_half, ls_pair = cands["s@0.5"]["test"]["s"], cands["sd"]["test"]["s"]
+    assert results["relationships"]["pair"]["s"]["d"] == pytest.approx(
+        (ls_half - ls_pair) / ls_half)
+
+
+@pytest.mark.slow
+def test_second_search_trains_nothing(tiny_search):
+    out, results = tiny_search
+    from taskgrouper.runs.store import RunStore
+
+    with RunStore(out / "runs.sqlite") as store:
+        before = {r.id: r.finished_at for r in store.records()}
+    again = search(ExperimentConfig.model_validate(TINY), out, progress=False,
+                   log=lambda *_: None)
+    with RunStore(out / "runs.sqlite") as store:
+        after = {r.id: r.finished_at for r in store.records()}
+    assert after == before
+    assert again == json.loads(json.dumps(results))
+
+
+@pytest.mark.slow
+def test_select_runs_on_the_sweep_folder(tiny_search, capsys):
+    out, results = tiny_search
+    assert main(["select", "--runs", str(out), "--budget", "1.5", "--json"]) == 0
+    got = json.loads(capsys.readouterr().out)["selections"][0]
+    # The store also holds the baselines' singles at 1/5..1/3 width, so the choice can only
+    # be as good as or better than C0's.
+    c0 = next(s for s in results["selections"] if s["budget"] == 1.5)
+    assert got["val_total"] <= c0["val_total"] + 1e-12
+
+
+def write(tmp_path: Path, config: dict) -> str:
+    path = tmp_path / "exp.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return str(path)
+
+
+@pytest.mark.parametrize("change,needle", [
+    ({"search": {"strategy": "exhaustiv"}}, "did you mean 'exhaustive'"),
+    ({"search": {"budgets": "1:5"}}, "1:5"),
+    ({"search": {"budgets": "5:1:0.5"}}, "5:1:0.5"),
+    ({"search": {"esa_fraction": 1.5}}, "search.esa_fraction"),
+    ({"tasks": ["s", "q"]}, "'q'"),
+])
+def test_search_bad_input_exits_2(tmp_path, capsys, change, needle):
+    config = json.loads(json.dumps(TINY))
+    for key, value in change.items():
+        config[key] = {**config[key], **value} if isinstance(value, dict) else value
+    code = main(["search", write(tmp_path, config), "--out", str(tmp_path / "o"), "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert needle in err and "Traceback" not in err
+    assert not (tmp_path / "o" / "runs.sqlite").exists()
+
+
+def test_search_refuses_a_folder_of_another_config(tmp_path, capsys):
+    out = tmp_path / "o"
+    out.mkdir()
+    (out / "search.json").write_text(json.dumps({"other": 1}))
+    code = main(["search", write(tmp_path, TINY), "--out", str(out), "--quiet"])
+    assert code == 2 and "different config" in capsys.readouterr().err
+
+
+def test_report_without_results(tmp_path, capsys):
+    assert main(["report", str(tmp_path)]) == 2
+    assert "results.json" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--table", "nowhere.csv"], "nowhere.csv"),
+    (["--table", "{csv}", "--budgets", "1:x:1"], "1:x:1"),
+    (["--table", "{csv}", "--constraint", "d<"], "d<"),
+    (["--table", "{csv}", "--budget", "0.2"], "cheapest"),
+    (["--table", "{nan}"], "nan"),
+    (["--table", "{text}"], "abc"),
+    (["--table", "{uncovered}", "--budget", "3"], "'b'"),
+    (["--runs", "{empty}"], "runs.sqlite"),
+])
+def test_select_bad_input_exits_2(tmp_path, capsys, args, needle):
+    files = {
+        "csv": "network,cost,a,b\nab,1,0.1,0.2\n",
+        "nan": "network,cost,a,b\nab,1,nan,0.2\n",
+        "text": "network,cost,a,b\nab,abc,0.1,0.2\n",
+        "uncovered": "network,cost,a,b\na,1,0.1,\n",
+    }
+    paths = {}
+    for key, text in files.items():
+        paths[key] = tmp_path / f"{key}.csv"
+        paths[key].write_text(text)
+    paths["empty"] = tmp_path
+    args = [a.format(**paths) if "{" in a else a for a in args]
+    code = main(["select", *args])
+    captured = capsys.readouterr()
+    if "--budget" in args and "0.2" in args:
+        # one infeasible budget: reported in the output, exit 1 (no feasible budget at all)
+        assert code == 1 and needle in captured.out
+        return
+    assert code == 2, captured
+    assert needle in captured.err and "Traceback" not in captured.err
