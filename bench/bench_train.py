@@ -92,7 +92,12 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--n-train", type=int, default=256)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--resolution", type=int, default=64)
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads (default: torch's choice, one per core); on a busy "
+                             "machine 1 thread keeps OpenMP barriers from stalling")
     args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     from taskgrouper.data.synthetic import SceneConfig
 
