@@ -17,12 +17,11 @@ from taskgrouper.grouping.tables import (
     read_standley,
 )
 
-DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "standley2020"
+DATA = Path(__file__).resolve().parents[1] / "fixtures" / "standley2020"  # released, unchanged
 
 
 def _need_data() -> None:
-    if not DATA.is_dir():
-        pytest.skip(f"released Standley tables not found at {DATA}")
+    assert DATA.is_dir(), f"released Standley tables missing from {DATA}"
 
 
 def test_read_standley_results() -> None:

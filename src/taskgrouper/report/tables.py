@@ -214,7 +214,8 @@ def table4(methods: Sequence[Method], budgets: Sequence[float], n_tasks: int) ->
 
 _STAT_LABELS = {"pearson_r": "Pearson r (early vs final)", "fraction": "data fraction",
                 "epochs": "epochs", "max_ratio_error": "max-ratio error", "bias": "bias",
-                "pairs": "pairs", "count": "networks x tasks"}
+                "pairs": "pairs", "count": "networks x tasks",
+                "pearson_r_per_task": "per task"}
 
 
 def _fmt_stat(key: str, value: Any) -> str:
@@ -231,6 +232,8 @@ def _fmt_stat(key: str, value: Any) -> str:
         text = f"{value:.3g}" if math.isfinite(value) else DASH
     elif value is None:
         text = DASH
+    elif isinstance(value, Mapping):  # e.g. per-task statistics: "s 0.41, d 0.73"
+        text = ", ".join(f"{k} {_fmt_stat('', v).strip()}" for k, v in value.items())
     else:
         text = json.dumps(value, sort_keys=True, separators=(",", ":"))
     return f"{label} {text}"
