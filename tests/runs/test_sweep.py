@@ -17,8 +17,9 @@ QUIET = {"progress": False, "log": lambda message: None}
 
 
 def numbers(record):
-    """Everything a run measured except the clock."""
-    return (record.tasks, record.val, record.test, record.constant_test, record.cost,
+    """Everything a run measured except the clock (wall time and measured latency)."""
+    cost = {k: v for k, v in record.cost.items() if not k.startswith("latency")}
+    return (record.tasks, record.val, record.test, record.constant_test, cost,
             record.train_samples, record.best_epoch, record.epochs_run)
 
 

@@ -48,7 +48,7 @@ def test_learns_and_writes_its_files(tmp_path):
     assert result.test["y"]["l1"] < 0.5 * result.constant_test["y"]["l1"]
     assert result.test["c"]["accuracy"] > result.constant_test["c"]["accuracy"] + 0.25
     assert result.train_samples == 6 * 256
-    assert result.cost["params"] > 0
+    assert result.cost["params"] > 0 and result.cost["latency_s"] > 0
 
 
 def test_same_seed_same_numbers(tmp_path):

@@ -493,8 +493,10 @@ def _cost(model: nn.Module, config: ExperimentConfig, in_shape) -> dict[str, flo
     from taskgrouper.evaluate.cost import encoder_cost, network_cost
 
     reference = encoder_cost(config.model.backbone, tuple(in_shape), 1.0)
-    cost = network_cost(model, tuple(in_shape), reference)
-    return {"macs": int(cost.macs), "params": int(cost.params), "snt": float(cost.snt)}
+    device = next(model.parameters()).device
+    cost = network_cost(model, tuple(in_shape), reference, latency_device=device)
+    return {"macs": int(cost.macs), "params": int(cost.params), "snt": float(cost.snt),
+            "latency_s": float(cost.latency_s), "latency_device": str(device)}
 
 
 def _progress(iterable, enabled: bool, desc: str):
