@@ -166,3 +166,47 @@ def test_select_bad_input_exits_2(tmp_path, capsys, args, needle):
         return
     assert code == 2, captured
     assert needle in captured.err and "Traceback" not in captured.err
+
+
+@pytest.mark.slow
+def test_search_killed_mid_sweep_resumes_to_the_same_selections(tiny_search, tmp_path):
+    """SIGKILL the search once a few runs are stored; the rerun stores each run once and
+    chooses exactly what the uninterrupted search chose."""
+    import os
+    import signal
+    import sqlite3
+    import subprocess
+    import sys
+    import time
+
+    _, reference = tiny_search
+    out = tmp_path / "killed"
+    config = write(tmp_path, TINY)
+    cmd = [sys.executable, "-m", "taskgrouper.cli", "search", config, "--out", str(out),
+           "--quiet"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    stored = 0
+    while time.time() < deadline and proc.poll() is None:
+        if (out / "runs.sqlite").exists():
+            with sqlite3.connect(out / "runs.sqlite") as db:
+                try:
+                    stored = db.execute("select count(*) from runs").fetchone()[0]
+                except sqlite3.OperationalError:
+                    stored = 0
+            if stored >= 3:
+                break
+        time.sleep(0.2)
+    assert proc.poll() is None, "the search finished before it could be killed"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (out / "results.json").exists()
+    resumed = search(ExperimentConfig.model_validate(TINY), out, progress=False,
+                     log=lambda *_: None)
+    with sqlite3.connect(out / "runs.sqlite") as db:
+        ids = [row[0] for row in db.execute("select id from runs")]
+    assert len(ids) == len(set(ids)) == len(reference["candidates"]) + 5  # + 5 ESA runs
+    for name, strat in reference["strategies"].items():
+        got = resumed["strategies"][name]["selections"]
+        assert [s["networks"] for s in got] == [s["networks"] for s in strat["selections"]]
+        assert [s["test_total"] for s in got] == [s["test_total"] for s in strat["selections"]]
