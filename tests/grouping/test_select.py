@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 import subprocess
 import sys
@@ -22,7 +23,7 @@ from taskgrouper.grouping.select import (
 )
 from taskgrouper.grouping.tables import higher_order_approximation, read_standley
 
-DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "standley2020"
+DATA = Path(__file__).resolve().parents[1] / "fixtures" / "standley2020"  # released, unchanged
 BUDGETS = [1.0, 1.5, 2.0, 2.5, 3.0, 3.5, 4.0, 4.5, 5.0]
 EXACT = ("bnb", "milp")
 
@@ -163,8 +164,6 @@ def test_ties_prefer_cheaper_then_fewer_then_names(solver: str) -> None:
 
 
 def _table4(path: str, hoa: bool = False) -> list[float]:
-    if not DATA.is_dir():
-        pytest.skip(f"released Standley tables not found at {DATA}")
     nets = read_standley(DATA / path)
     if hoa:
         nets = higher_order_approximation(nets)
@@ -192,8 +191,6 @@ def test_table4_hoa() -> None:
 
 
 def test_table4_solvers_agree() -> None:
-    if not DATA.is_dir():
-        pytest.skip(f"released Standley tables not found at {DATA}")
     nets = higher_order_approximation(read_standley(DATA / "results.txt"))
     assert select_many(nets, BUDGETS, solver="bnb") == select_many(nets, BUDGETS, solver="milp")
 
@@ -268,3 +265,156 @@ def test_selection_does_not_import_torch() -> None:
         "assert 'torch' not in sys.modules, 'torch imported'"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# --------------------------------------------------------------------------- LP reduction
+
+
+def _brute_covers(p, budget: float):
+    """Every cover within ``budget`` of a compiled problem, with its objective (brute force)."""
+    for r in range(1, p.size + 1):
+        for combo in itertools.combinations(range(p.size), r):
+            idx = list(combo)
+            if p.cost[idx].sum() > budget + 1e-9:
+                continue
+            mins = p.eff[idx].min(axis=0)
+            if np.isfinite(mins).all():
+                yield idx, float(mins.sum())
+
+
+def test_lagrangian_bound_holds_for_every_selection() -> None:
+    # Any selection S within the budget has objective >= L + sum_{n in S} max(g_n, 0): the
+    # bound behind every network the reduction drops.
+    rng = np.random.default_rng(11)
+    checked = 0
+    for _ in range(15):
+        tasks, nets = _random_instance(rng, ties=False)
+        p = sel_mod._compile(nets, None, Objective())
+        budget = 2.0
+        start = sel_mod._greedy(p, budget)
+        if start is None:
+            continue
+        dual = sel_mod._lp_dual(p, budget, np.array(start))
+        for idx, value in _brute_covers(p, budget):
+            assert value >= dual.bound + np.maximum(dual.g[idx], 0).sum() - 1e-9
+            checked += 1
+    assert checked > 200
+
+
+@pytest.fixture
+def reduce_always(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Exercise the reduced path (and its core MILP) on instances small enough to brute-force.
+    monkeypatch.setattr(sel_mod, "REDUCE_MIN", 0)
+    monkeypatch.setattr(sel_mod, "CORE_SIZE", 3)
+
+
+@pytest.mark.usefixtures("reduce_always")
+@pytest.mark.parametrize("ties", [False, True])
+def test_reduced_solvers_agree_with_brute_force(ties: bool) -> None:
+    rng = np.random.default_rng(500 + ties)
+    checked = 0
+    for i in range(18):
+        tasks, nets = _random_instance(rng, ties)
+        opts = _options(rng, tasks, nets, ("plain", "weights", "constraints")[i % 3])
+        budgets = [float(b) for b in rng.choice(np.arange(0.5, 6.01, 0.5), size=3)]
+        ref = select_many(nets, budgets, solver="brute", **opts)
+        for solver in EXACT:
+            got = select_many(nets, budgets, solver=solver, **opts)
+            for r, g in zip(ref, got, strict=True):
+                if isinstance(r, InfeasibleBudget):
+                    assert isinstance(g, InfeasibleBudget)
+                    assert g.cheapest == pytest.approx(r.cheapest)
+                    continue
+                assert (g.networks, g.assignment) == (r.networks, r.assignment)
+                assert g.total == pytest.approx(r.total, abs=1e-9)
+                checked += 1
+    assert checked > 60
+
+
+@pytest.mark.usefixtures("reduce_always")
+def test_reduced_milp_without_settling_is_still_optimal(monkeypatch: pytest.MonkeyPatch) -> None:
+    # With the exact tie-settling switched off, the local search still returns an optimum.
+    monkeypatch.setattr(sel_mod, "EXACT_CANON_MAX", 0)
+    rng = np.random.default_rng(21)
+    for _ in range(15):
+        tasks, nets = _random_instance(rng, ties=False)
+        for r, g in zip(select_many(nets, [1.5, 3.0], solver="brute"),
+                        select_many(nets, [1.5, 3.0], solver="milp"), strict=True):
+            if isinstance(r, InfeasibleBudget):
+                assert isinstance(g, InfeasibleBudget)
+            else:
+                assert g.objective == pytest.approx(r.objective, abs=1e-9)
+
+
+def _planted(n_tasks: int, n_multi: int, seed: int) -> list[Network]:
+    """Singles (cost 1 and a half-size 0.5) plus random 2-4 task networks near their losses."""
+    rng = np.random.default_rng(seed)
+    tasks = [f"t{j}" for j in range(n_tasks)]
+    single = rng.uniform(0.5, 1.5, n_tasks)
+    nets = [Network(t, 1.0, {t: float(single[j])}) for j, t in enumerate(tasks)]
+    nets += [Network(t + "|half", 0.5, {t: float(1.1 * single[j])}) for j, t in enumerate(tasks)]
+    seen = set()
+    while len(seen) < n_multi:
+        group = tuple(sorted(rng.choice(n_tasks, size=int(rng.integers(2, 5)), replace=False)))
+        if group in seen:
+            continue
+        seen.add(group)
+        losses = {tasks[j]: float(single[j] * rng.normal(0.97, 0.05)) for j in group}
+        nets.append(Network("+".join(tasks[j] for j in group), 1.0, losses))
+    return nets
+
+
+def test_reduced_path_matches_full_milp_on_a_medium_table(monkeypatch: pytest.MonkeyPatch) -> None:
+    # 10 tasks, 320 candidates: budgets from the cheapest cover (3) to generous; the reduced
+    # milp and bnb must match the MILP over every candidate (no reduction) exactly.
+    nets = _planted(10, 300, seed=4)
+    budgets = [3.0, 3.5, 4.0, 5.0, 7.0, 10.0]
+    assert cheapest_cover(nets) == pytest.approx(3.0)
+    reduced = select_many(nets, budgets, solver="milp")
+    assert select_many(nets, budgets, solver="bnb") == reduced
+    monkeypatch.setattr(sel_mod, "REDUCE_MIN", 10**9)  # (random losses: no ties to break)
+    assert select_many(nets, budgets, solver="milp") == reduced
+    totals = [s.total for s in reduced]
+    assert totals == sorted(totals, reverse=True)  # more budget never hurts
+
+
+def test_milp_exclusions_forbid_a_set_or_its_supersets() -> None:
+    # HAND at budget 2.0: the optimum {b, c, d} = 0.40 is unique. Forbidding exactly {b, c, d}
+    # leaves the 0.70 tie {b, c} (cost 1.5) / {a, c, d} (x 0.10, y 0.50, z 0.10; cost 2.0).
+    # Forbidding every superset of {c} leaves {a, d} = {a, b} = 0.90 and e = 0.75: e.
+    p = sel_mod._compile(HAND, None, Objective())
+    model = sel_mod._MilpModel(p)
+    names = p.names  # sorted: a, b, c, d, e
+
+    def solve(exclude):
+        return [names[i] for i in model.solve(2.0, exclude=exclude)]
+
+    assert solve([]) == ["b", "c", "d"]
+    assert solve([([1, 2, 3], False)]) in (["b", "c"], ["a", "c", "d"])
+    assert solve([([2], True)]) == ["e"]
+
+
+# --------------------------------------------------------------------------- cheapest cover
+
+
+def test_slot_bound_hand_case() -> None:
+    # 10 tasks; networks offering 4, 4, 2, 1, 1 slots at costs 1, 1, 1, 0.5, 0.5. Ten slots
+    # cost at least 3: 4 + 4 + 2 (1 + 1 + 1) or 4 + 4 + 1 + 1 (1 + 1 + 0.5 + 0.5).
+    slots = np.array([4, 4, 2, 1, 1])
+    cost = np.array([1.0, 1.0, 1.0, 0.5, 0.5])
+    assert sel_mod._slot_bound(slots, cost, 10) == pytest.approx(3.0)
+    # Nine slots: 4 + 4 + 1 = 2.5.
+    assert sel_mod._slot_bound(slots, cost, 9) == pytest.approx(2.5)
+
+
+def test_cheapest_cover_matches_brute_force() -> None:
+    rng = np.random.default_rng(5)
+    for _ in range(40):
+        tasks, nets = _random_instance(rng, ties=False)
+        nets = [Network(n.name, float(rng.uniform(0.1, 2.0)), n.losses) for n in nets]
+        p = sel_mod._compile(nets, None, Objective())
+        ref = min(p.cost[idx].sum() for idx, _ in _brute_covers(p, math.inf))
+        assert cheapest_cover(nets) == pytest.approx(ref, abs=1e-9)
+        cost, cover = sel_mod._cover(p)
+        assert p.cost[cover].sum() == pytest.approx(cost)
+        assert np.isfinite(p.eff[cover].min(axis=0)).all()

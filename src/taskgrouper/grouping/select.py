@@ -13,6 +13,34 @@ Three interchangeable exact solvers:
 - ``"milp"``: a mixed-integer programme solved by HiGHS through ``scipy.optimize.milp``.
 - ``"brute"``: enumeration of all subsets; the reference for tests (at most 22 candidates).
 
+Above ``REDUCE_MIN`` candidates, ``"bnb"`` and ``"milp"`` first shrink the problem without
+losing the optimum, by LP reduced-cost fixing (as in facility-location solvers):
+
+1. Incumbent: the previous (smaller) budget's optimum, which fits a larger budget, else a
+   greedy selection, else the cheapest cover; a local search improves it.
+2. LP bound by column generation: a restricted LP over a few hundred networks (warm-started
+   with the previous budget's columns), priced against all of them. Its duals give a
+   Lagrangian lower bound ``L`` and, per network and per (network, task) pair, how much the
+   bound rises if the network is chosen or serves the task (:class:`_Dual`).
+3. Fixing: a network or pair whose forced bound exceeds the incumbent's objective ``U`` is in
+   no selection as good as the incumbent, so it goes (a network left serving no task is never
+   in the canonical optimum: dropping it would keep the objective and lower the cost). Then
+   networks dominated by a single other network go (:func:`_undominated`). Of 20,000
+   candidates typically 30 to 800 remain.
+4. ``"milp"``: when many survive, a MILP over the ``CORE_SIZE`` survivors of lowest reduced
+   cost finds a better incumbent (usually the optimum), which shrinks the survivors further;
+   the MILP over all survivors proves it. ``"bnb"``: Algorithm 1 on the survivors, with the
+   Lagrangian bound as a third bound.
+5. Ties (``"milp"``): every selection tying with the optimum survives a final reduction at the
+   optimum's objective; up to ``EXACT_CANON_MAX`` survivors, MILPs that each forbid what the
+   previous found settle the canonical one exactly (this also repairs HiGHS stopping within
+   its 1e-6 tolerance of the optimum); above, a local search on ties does, and the objective
+   is optimal to HiGHS's tolerance.
+
+The solvers stay exact: nothing is dropped that could be in the canonical optimum. The
+cheapest cover is a greedy cover proved optimal by the LP and a "slot" knapsack bound, or a
+set-cover MILP on what LP fixing leaves. ``"brute"`` never reduces.
+
 The paper's ``BETTER()`` is an :class:`Objective`: per-task weights and per-task hard
 constraints ``{task: max_loss}``. Selection is deterministic on ties: among selections whose
 objective values agree to a relative tolerance of 1e-12, the lower total cost wins (costs
@@ -59,9 +87,25 @@ AUTO_BNB_MAX = 64
 PRESOLVE_MAX = 10_000
 #: Brute force refuses more candidates than this.
 BRUTE_MAX = 22
-#: The MILP answer is canonicalised exactly (by branch and bound seeded with the optimum) up to
-#: this many candidates, and by a local search on ties above.
+#: A MILP answer is canonicalised exactly up to this many candidates (after reduction: by
+#: branch and bound seeded with the optimum, or by excluding MILPs), by local search above.
 EXACT_CANON_MAX = 200
+#: Above this many candidates "bnb" and "milp" run on the LP-reduced problem (module doc).
+REDUCE_MIN = 64
+#: A reduced problem larger than this is first solved on its CORE_SIZE networks of lowest
+#: reduced cost, for an incumbent that shrinks it further ("milp" only).
+CORE_SIZE = 100
+#: Local search for an incumbent swaps among this many survivors of lowest reduced cost.
+IMPROVE_POOL = 2_000
+#: HiGHS presolve on the reduced MILPs.
+MILP_PRESOLVE = False
+#: HiGHS's MIP feasibility tolerance: after finding a selection of objective v it only looks
+#: for objectives below v - HIGHS_FEASTOL.
+HIGHS_FEASTOL = 1e-6
+#: At most this many MILPs settle ties after a reduced MILP (then a local search does).
+CANON_ROUNDS = 20
+#: At most this many column-generation rounds per LP bound (any round's duals are valid).
+LP_ROUNDS = 50
 
 
 @dataclass(frozen=True)
@@ -178,6 +222,11 @@ def _is_real(value: object) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
+def _finite_cover(p: _Problem, idx: Sequence[int] | None, budget: float) -> bool:
+    """True when ``idx`` is a non-empty selection that fits ``budget``."""
+    return bool(idx) and math.fsum(p.cost[list(idx)].tolist()) <= budget + COST_TOL
+
+
 @dataclass
 class _Problem:
     """Validated arrays: networks sorted by name, ``inf`` where a network cannot serve."""
@@ -187,7 +236,7 @@ class _Problem:
     cost: np.ndarray  # (M,)
     raw: np.ndarray  # (M, T) raw losses, inf = not predicted
     eff: np.ndarray  # (M, T) effective losses, inf = cannot serve
-    _cheapest: float | None = None
+    _cover: tuple[float, list[int]] | None = None  # cheapest cover: cost, indices
 
     @property
     def size(self) -> int:
@@ -214,7 +263,7 @@ def _compile(
                 f"network {net.name!r}: cost must be a finite number >= 0, got {net.cost!r}"
             )
         for task, loss in net.losses.items():
-            if not _is_real(loss):
+            if type(loss) is not float and not _is_real(loss):  # (fast path for floats)
                 raise ValueError(
                     f"network {net.name!r}, task {task!r}: loss must be a number, got {loss!r}"
                 )
@@ -236,11 +285,13 @@ def _compile(
         raise ValueError("no tasks to cover")
     objective.validate(task_list)
     nets.sort(key=lambda n: n.name)
+    column = {task: j for j, task in enumerate(task_list)}
     raw = np.full((len(nets), len(task_list)), math.inf)
     for i, net in enumerate(nets):
-        for j, task in enumerate(task_list):
-            if task in net.losses:
-                raw[i, j] = float(net.losses[task])
+        for task, loss in net.losses.items():
+            j = column.get(task)
+            if j is not None:
+                raw[i, j] = float(loss)
     eff = objective.effective_losses(raw, task_list)
     for j, task in enumerate(task_list):
         if not np.isfinite(raw[:, j]).any():
@@ -262,7 +313,19 @@ def _compile(
 
 
 def _prune_dominated(p: _Problem) -> _Problem:
-    """Drop networks that can never be in the canonical optimum.
+    """Drop networks that can never be in the canonical optimum (see :func:`_undominated`)."""
+    keep = _undominated(p)
+    return p if keep.all() else _take(p, keep)
+
+
+def _take(p: _Problem, keep: np.ndarray) -> _Problem:
+    """The problem on the networks where the boolean mask ``keep`` is set."""
+    return _Problem(p.tasks, [p.names[i] for i in np.flatnonzero(keep)], p.cost[keep],
+                    p.raw[keep], p.eff[keep])
+
+
+def _undominated(p: _Problem) -> np.ndarray:
+    """Mask of the networks that no other network dominates.
 
     Network b dominates a when b serves every task a serves at an effective loss no higher,
     and b is cheaper by more than ``COST_TOL``, or no dearer and earlier by name. Swapping a
@@ -284,10 +347,7 @@ def _prune_dominated(p: _Problem) -> _Problem:
         dom = (cb < ca - COST_TOL) | ((cb <= ca) & (idx < a))  # names sorted: index = order
         if dom.any():
             keep[a] = False
-    if keep.all():
-        return p
-    return _Problem(p.tasks, [n for n, k in zip(p.names, keep, strict=True) if k],
-                    p.cost[keep], p.raw[keep], p.eff[keep], p._cheapest)
+    return keep
 
 
 # --------------------------------------------------------------------------- evaluation
@@ -406,24 +466,122 @@ def score(
 
 
 def _cheapest_cover(p: _Problem) -> float:
-    """Exact minimum cost of a set covering every task (set cover, solved by HiGHS)."""
-    if p._cheapest is not None:
-        return p._cheapest
-    from scipy.optimize import LinearConstraint, milp
+    """Exact minimum cost of a set covering every task (cached on ``p``)."""
+    return _cover(p)[0]
 
-    cover = np.isfinite(p.eff).T.astype(float)  # (T, M)
-    res = milp(
-        p.cost,
-        integrality=np.ones(p.size),
-        bounds=(0, 1),
-        constraints=LinearConstraint(cover, lb=1.0, ub=np.inf),
-        options={"mip_rel_gap": 0.0},
-    )
-    if res.x is None:  # pragma: no cover - every task has a server after _compile
-        raise RuntimeError(f"set cover failed: {res.message}")
-    chosen = np.flatnonzero(res.x > 0.5)
-    p._cheapest = math.fsum(p.cost[chosen].tolist())
-    return p._cheapest
+
+def _cover(p: _Problem) -> tuple[float, list[int]]:
+    """Exact cheapest cover of every task: its cost and its networks (cached on ``p``).
+
+    A greedy cover is the incumbent; two lower bounds often prove it optimal at once: the
+    LP relaxation, and a "slot" bound (each task needs one slot and network n offers as many
+    slots as it serves tasks, so a cover costs at least the cheapest set of networks offering T
+    slots, a small knapsack solved exactly by dynamic programming). Otherwise networks whose
+    LP reduced cost rules them out of every cover no dearer than the incumbent are dropped and
+    HiGHS solves the set-cover MILP on the rest.
+    """
+    if p._cover is not None:
+        return p._cover
+    can = np.isfinite(p.eff)  # (M, T)
+    T = len(p.tasks)
+    best = _greedy_cover(can, p.cost)
+    ub = math.fsum(p.cost[best].tolist())
+    tol = 1e-12 * max(1.0, abs(ub))
+    if _slot_bound(can.sum(axis=1), p.cost, T) < ub - tol:
+        from scipy.optimize import linprog
+        from scipy.sparse import csr_matrix
+
+        a_ub = -csr_matrix(can.T.astype(float))  # (T, M): covered at least once
+        res = linprog(p.cost, A_ub=a_ub, b_ub=-np.ones(T), bounds=(0, 1), method="highs")
+        if res.status == 0:
+            pi = np.maximum(-np.asarray(res.ineqlin.marginals, dtype=float), 0.0)  # (T,)
+            reduced = p.cost - can @ pi  # (M,)
+            lb = math.fsum([*pi.tolist(), *np.minimum(reduced, 0.0).tolist()])
+            keep = lb + np.maximum(reduced, 0.0) <= ub + 1e-9 * max(1.0, abs(ub))
+            keep[best] = True
+        else:  # pragma: no cover - the LP of a coverable problem is feasible
+            lb, keep = -math.inf, np.ones(p.size, dtype=bool)
+        if lb < ub - tol:
+            sub = np.flatnonzero(keep)
+            chosen = _milp_cover(can[sub], p.cost[sub], bound=ub + 1e-9 * max(1.0, abs(ub)))
+            if chosen is not None:
+                chosen = sub[chosen].tolist()
+                cost = math.fsum(p.cost[chosen].tolist())
+                if cost < ub:
+                    best, ub = chosen, cost
+    p._cover = (ub, sorted(int(i) for i in best))
+    return p._cover
+
+
+def _cover_within(p: _Problem, budget: float) -> list[int] | None:
+    """A cover that fits ``budget``, or None when none does."""
+    cost, cover = _cover(p)
+    if cost <= budget + COST_TOL:
+        return cover
+    if cost > budget + COST_TOL + 2 * HIGHS_FEASTOL * max(1.0, abs(cost)):
+        return None
+    # HiGHS's cover may be dearer than the cheapest by its tolerance: ask for one that fits.
+    found = _milp_cover(np.isfinite(p.eff), p.cost, bound=budget + COST_TOL)
+    if found is None or math.fsum(p.cost[found].tolist()) > budget + COST_TOL:
+        return None
+    return found
+
+
+def _greedy_cover(can: np.ndarray, cost: np.ndarray) -> list[int]:
+    """Greedy set cover (cheapest cost per newly covered task), then drop redundant networks."""
+    uncovered = np.ones(can.shape[1], dtype=bool)
+    chosen: list[int] = []
+    while uncovered.any():
+        new = can[:, uncovered].sum(axis=1)
+        ratio = np.where(new > 0, cost / np.maximum(new, 1), math.inf)
+        pick = int(np.argmin(ratio))
+        chosen.append(pick)
+        uncovered &= ~can[pick]
+    for i in sorted(chosen, key=lambda i: (-cost[i], i)):  # dearest redundant ones first
+        rest = [j for j in chosen if j != i]
+        if rest and can[rest].any(axis=0).all():
+            chosen = rest
+    return chosen
+
+
+def _slot_bound(slots: np.ndarray, cost: np.ndarray, T: int) -> float:
+    """Least total cost of distinct networks offering at least T slots in all (exact DP)."""
+    dp = np.full(T + 1, math.inf)  # dp[s]: least cost of min(T, slots offered) = s
+    dp[0] = 0.0
+    level = np.arange(T + 1)
+    for size in np.unique(slots[slots > 0]):
+        size = int(size)
+        # Of the networks offering ``size`` slots, an optimum uses the cheapest few.
+        prefix = np.cumsum(np.sort(cost[slots == size])[: -(-T // size)])
+        new = dp.copy()
+        for j, spent in enumerate(prefix.tolist(), start=1):
+            np.minimum.at(new, np.minimum(level + j * size, T), dp + spent)
+        dp = new
+    return float(dp[T])
+
+
+def _milp_cover(can: np.ndarray, cost: np.ndarray, bound: float) -> list[int] | None:
+    """The set-cover MILP (HiGHS); None when nothing cheaper than ``bound`` exists."""
+    from scipy.optimize import LinearConstraint, milp
+    from scipy.sparse import csr_matrix
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Unrecognized options", category=Warning)
+        res = milp(
+            cost,
+            integrality=np.ones(cost.size),
+            bounds=(0, 1),
+            constraints=LinearConstraint(csr_matrix(can.T.astype(float)), lb=1.0, ub=np.inf),
+            options={
+                "mip_rel_gap": 0.0,
+                "mip_abs_gap": 0.0,
+                "presolve": cost.size <= PRESOLVE_MAX,
+                "objective_bound": bound,
+            },
+        )
+    if res.x is None:
+        return None
+    return np.flatnonzero(res.x > 0.5).tolist()
 
 
 def cheapest_cover(
@@ -523,10 +681,23 @@ def _solve_bnb(
     budget: float,
     seeds: Sequence[Sequence[int] | None] = (),
     node_limit: int | None = None,
+    dual: tuple[np.ndarray, float] | None = None,
 ) -> list[int] | None:
-    """Algorithm 1 with bounds. Exact: returns the canonical optimum (see module doc)."""
+    """Algorithm 1 with bounds. Exact: returns the canonical optimum (see module doc).
+
+    ``dual`` (task multipliers ``u`` and budget multiplier ``lam >= 0``, see :class:`_Dual`)
+    adds a third bound: the Lagrangian bound with the chosen networks forced in and the
+    filtered-out ones forced out.
+    """
     eff, cost = p.eff, p.cost
     state: dict = {"key": None, "idx": None, "nodes": 0}
+    if dual is not None:
+        u, lam = dual
+        with np.errstate(invalid="ignore"):
+            g = lam * cost + np.minimum(eff - u, 0.0).sum(axis=1)  # (M,) reduced costs
+        g_neg = np.minimum(g, 0.0)
+        base = math.fsum(u.tolist()) - lam * (budget + COST_TOL)
+        slack = 1e-9 * (1.0 + abs(base) + float(np.abs(g).sum()))  # float error allowance
 
     def consider(idx: Sequence[int]) -> None:
         if math.fsum(cost[list(idx)].tolist()) > budget + COST_TOL:
@@ -549,7 +720,10 @@ def _solve_bnb(
         # At best a tie on the objective, and already dearer than the incumbent.
         return lb >= best[0] - tol and used > best[1] + COST_TOL
 
-    def rec(cand: np.ndarray, chosen: tuple[int, ...], cur: np.ndarray, used: float) -> None:
+    def rec(
+        cand: np.ndarray, chosen: tuple[int, ...], cur: np.ndarray, used: float, g_in: float
+    ) -> None:
+        # g_in: sum of the chosen networks' reduced costs (0 without ``dual``).
         state["nodes"] += 1
         if node_limit is not None and state["nodes"] > node_limit:
             raise _NodeLimit
@@ -591,23 +765,35 @@ def _solve_bnb(
         # suffix[i] = per-task minimum over cand[i:] -> bound for the rest of the loop.
         suffix = np.minimum.accumulate(L[::-1], axis=0)[::-1]
         k = cand.size
+        if dual is not None:
+            # lag[i]: Lagrangian bound of the subtrees that exclude cand[:i].
+            lag = base + g_in - slack + np.concatenate([np.cumsum(g_neg[cand][::-1])[::-1], [0]])
+            if pruned(float(lag[0]), used):
+                return
         for i in range(k):
             rest = np.minimum(cur, suffix[i])
             if not np.isfinite(rest).all() or pruned(math.fsum(rest.tolist()), used):
                 break
             n = int(cand[i])
+            if dual is not None:
+                if pruned(float(lag[i]), used):
+                    break
+                if pruned(float(lag[i + 1]) + float(g[n]), used + float(cost[n])):
+                    continue
             new_cur = np.minimum(cur, L[i])
             child_lb = new_cur if i + 1 == k else np.minimum(new_cur, suffix[i + 1])
             if not np.isfinite(child_lb).all():
                 continue  # the child can never cover every task
             if pruned(math.fsum(child_lb.tolist()), used + float(cost[n])):
                 continue
-            rec(cand[i + 1 :], (*chosen, n), new_cur, used + float(cost[n]))
+            rec(cand[i + 1 :], (*chosen, n), new_cur, used + float(cost[n]),
+                g_in + (float(g[n]) if dual is not None else 0.0))
 
     rec(
         np.arange(p.size)[cost <= budget + COST_TOL],
         (),
         np.full(len(p.tasks), math.inf),
+        0.0,
         0.0,
     )
     return state["idx"]
@@ -648,16 +834,47 @@ class _MilpModel:
         self.ub_base = np.concatenate([np.ones(T), np.zeros(P), [0.0]])
         self.integrality = np.concatenate([np.ones(m), np.zeros(P)])
 
-    def solve(self, budget: float, time_limit: float | None = None) -> list[int] | None:
-        from scipy.optimize import LinearConstraint, milp
+    def solve(
+        self,
+        budget: float,
+        time_limit: float | None = None,
+        *,
+        bound: float | None = None,
+        presolve: bool | None = None,
+        exclude: Sequence[tuple[Sequence[int], bool]] = (),
+    ) -> list[int] | None:
+        """Chosen network indices; None if infeasible, or nothing has objective < ``bound``.
 
+        ``bound`` (an incumbent's objective) lets HiGHS prune from the start; it is not a
+        constraint: HiGHS may return a worse selection it met on the way when none beats the
+        bound. ``exclude`` forbids selections: ``(idx, True)`` every superset of ``idx``,
+        ``(idx, False)`` exactly ``idx``. HiGHS stops once nothing beats its incumbent by its
+        MIP feasibility tolerance (``HIGHS_FEASTOL``), so the answer is optimal to that
+        tolerance; callers settle the rest.
+        """
+        from scipy.optimize import LinearConstraint, milp
+        from scipy.sparse import csr_matrix, vstack
+
+        A, lb = self.A, self.lb
         ub = self.ub_base.copy()
         ub[-1] = budget + COST_TOL
+        if exclude:
+            rows = np.zeros((len(exclude), self.c.size))
+            for r, (idx, supersets) in enumerate(exclude):
+                if not supersets:
+                    rows[r, : self.m] = -1.0
+                rows[r, list(idx)] = 1.0
+            A = vstack([A, csr_matrix(rows)]).tocsr()
+            lb = np.concatenate([lb, np.full(len(exclude), -np.inf)])
+            ub = np.concatenate([ub, [len(set(idx)) - 1.0 for idx, _ in exclude]])
         options: dict = {
             "mip_rel_gap": 0.0,
             "mip_abs_gap": 0.0,  # HiGHS default 1e-6 could stop short on totals ~0.5
-            "presolve": self.m <= PRESOLVE_MAX,
+            "presolve": self.m <= PRESOLVE_MAX if presolve is None else presolve,
         }
+        if bound is not None:
+            options["objective_bound"] = bound
+            options["mip_heuristic_effort"] = 0.0  # the incumbent is known; prove, not search
         if time_limit is not None:
             options["time_limit"] = time_limit
         with warnings.catch_warnings():
@@ -667,42 +884,55 @@ class _MilpModel:
                 self.c,
                 integrality=self.integrality,
                 bounds=(0, 1),
-                constraints=LinearConstraint(self.A, self.lb, ub),
+                constraints=LinearConstraint(A, lb, ub),
                 options=options,
             )
-        if res.status == 2 or res.x is None:  # infeasible
-            return None
-        if res.status != 0:
+        if res.x is None and (res.status == 2 or bound is not None):
+            return None  # infeasible, or nothing beats the bound
+        if res.status != 0 or res.x is None:
             raise RuntimeError(f"HiGHS did not finish: {res.message}")
         return np.flatnonzero(res.x[: self.m] > 0.5).tolist()
 
 
-def _local_canonical(p: _Problem, budget: float, idx: list[int]) -> list[int]:
-    """Improve a selection's tie-break key by dropping and swapping single networks."""
-    best = _key(p, idx)
-    cur = sorted(idx)
-    improved = True
-    while improved:
-        improved = False
-        for a in list(cur):
-            rest = [i for i in cur if i != a]
-            base = (
-                p.eff[rest].min(axis=0) if rest else np.full(len(p.tasks), math.inf)
-            )
-            if rest and _better(_key(p, rest), best):
-                cur, best, improved = rest, _key(p, rest), True
-                break
-            vals = np.minimum(base, p.eff).sum(axis=1)  # objective with a swapped for each n
-            rest_cost = math.fsum(p.cost[rest].tolist())
-            ok = np.isfinite(vals) & (p.cost + rest_cost <= budget + COST_TOL)
+def _improve(
+    p: _Problem, budget: float, idx: Sequence[int], pool: np.ndarray | None = None
+) -> list[int]:
+    """Local search on the full key: add, drop or swap single networks (swaps from ``pool``).
+
+    Returns a selection whose key is no worse than ``idx``'s; used for incumbents and to
+    canonicalise ties where the exact search would be too large.
+    """
+    pool = np.arange(p.size) if pool is None else np.asarray(pool, dtype=np.intp)
+    E, C = p.eff[pool], p.cost[pool]  # (K, T), (K,)
+    cur = sorted(set(int(i) for i in idx))
+    best = _key(p, cur)
+    if best is None:
+        return cur
+    for _ in range(10 * (len(p.tasks) + p.size)):  # each move strictly improves the key
+        move = None
+        for drop in (None, *cur):
+            rest = [i for i in cur if i != drop]
+            if drop is not None and rest:
+                key = _key(p, rest)
+                if _better(key, best):
+                    move = (rest, key)
+                    break
+            base = p.eff[rest].min(axis=0) if rest else np.full(len(p.tasks), math.inf)
+            vals = np.minimum(base, E).sum(axis=1)  # (K,) objective with each pool network
+            room = budget + COST_TOL - math.fsum(p.cost[rest].tolist())
+            ok = np.isfinite(vals) & (room - C >= -1e-12) & ~np.isin(pool, cur)
             ok &= vals <= best[0] + max(1e-9, abs(best[0]) * 1e-9)
-            ok[cur] = False
-            for n in np.flatnonzero(ok):
-                key = _key(p, [*rest, int(n)])
-                if key[1] <= budget + COST_TOL and _better(key, best):
-                    cur, best, improved = sorted([*rest, int(n)]), key, True
-            if improved:
+            for k in np.flatnonzero(ok)[np.argsort(vals[ok], kind="stable")][:8]:
+                cand = [*rest, int(pool[k])]
+                key = _key(p, cand)
+                if key is not None and key[1] <= budget + COST_TOL and _better(key, best):
+                    move = (sorted(cand), key)
+                    break
+            if move:
                 break
+        if move is None:
+            break
+        cur, best = move
     return cur
 
 
@@ -716,7 +946,231 @@ def _solve_milp(
     # Canonicalise among optimal alternatives (the MILP picks an arbitrary one).
     if p.size <= EXACT_CANON_MAX:
         return _solve_bnb(p, budget, seeds=[idx])
-    return _local_canonical(p, budget, idx)
+    return _improve(p, budget, idx)
+
+
+# --------------------------------------------------------------------------- LP reduction
+
+
+@dataclass
+class _Dual:
+    """A Lagrangian lower bound built from LP duals; valid for any ``u`` and ``lam >= 0``.
+
+    Relaxing "each task served once" with multipliers ``u`` and the budget with ``lam`` leaves
+    an independent choice per network::
+
+        L(u, lam) = sum_t u_t - lam * B + sum_n min(0, g_n),
+        g_n       = lam * cost_n + sum_t min(0, eff[n, t] - u_t),
+
+    a lower bound on the objective of every selection within ``B``. Choosing network n raises
+    it by ``max(g_n, 0)``; n serving task t raises it by ``max(g_n, 0) + max(eff[n, t] - u_t,
+    0)``. The LP optimum's duals make ``L`` the LP bound.
+
+    Attributes:
+        bound: ``L(u, lam)``.
+        u: Task multipliers, shape (T,).
+        lam: Budget multiplier.
+        g: Reduced cost of each network, shape (M,).
+        columns: Networks in the last restricted LP (a warm start for the next budget).
+    """
+
+    bound: float
+    u: np.ndarray
+    lam: float
+    g: np.ndarray
+    columns: np.ndarray
+
+    def survivors(
+        self, p: _Problem, limit: float, keep: Sequence[int] = ()
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Networks and (network, task) pairs that may appear in a selection of objective
+        <= ``limit``; ``keep`` (an incumbent) is kept whole.
+
+        Returns:
+            Indices of the surviving networks, shape (K,), and their serving mask (K, T).
+        """
+        slack = limit - self.bound
+        with np.errstate(invalid="ignore"):
+            rise = np.maximum(self.g, 0.0)[:, None] + np.maximum(p.eff - self.u, 0.0)  # (M, T)
+        pair = np.isfinite(p.eff) & (rise <= slack)
+        keep = list(keep)
+        pair[keep] = np.isfinite(p.eff[keep])
+        nets = np.flatnonzero(pair.any(axis=1))
+        return nets, pair[nets]
+
+
+def _lp_dual(p: _Problem, budget: float, start: np.ndarray) -> _Dual:
+    """The LP bound by column generation from ``start`` (which must hold a feasible cover)."""
+    from scipy.optimize import linprog
+    from scipy.sparse import coo_matrix, csr_matrix, hstack, identity, vstack
+
+    T = len(p.tasks)
+    capacity = budget + COST_TOL
+    cols = np.unique(np.asarray(start, dtype=np.intp))
+    best: _Dual | None = None
+    for _ in range(LP_ROUNDS):
+        eff = p.eff[cols]  # (m, T)
+        net_idx, task_idx = np.nonzero(np.isfinite(eff))
+        m, P = cols.size, net_idx.size
+        c = np.concatenate([np.zeros(m), eff[net_idx, task_idx]])
+        a_eq = hstack(
+            [csr_matrix((T, m)), coo_matrix((np.ones(P), (task_idx, np.arange(P))), shape=(T, P))]
+        )
+        a_ub = vstack(
+            [
+                hstack([coo_matrix((-np.ones(P), (np.arange(P), net_idx)), shape=(P, m)),
+                        identity(P)]),
+                csr_matrix(np.concatenate([p.cost[cols], np.zeros(P)])[None, :]),
+            ]
+        )
+        b_ub = np.concatenate([np.zeros(P), [capacity]])
+        res = linprog(c, A_ub=a_ub, b_ub=b_ub, A_eq=a_eq, b_eq=np.ones(T), bounds=(0, 1),
+                      method="highs")
+        if res.status != 0:
+            raise RuntimeError(f"HiGHS could not solve the LP relaxation: {res.message}")
+        u = np.asarray(res.eqlin.marginals, dtype=float)
+        lam = max(0.0, -float(res.ineqlin.marginals[-1]))
+        with np.errstate(invalid="ignore"):
+            g = lam * p.cost + np.minimum(p.eff - u, 0.0).sum(axis=1)  # (M,)
+        bound = math.fsum([*u.tolist(), -lam * capacity, *np.minimum(g, 0.0).tolist()])
+        if best is None or bound > best.bound:
+            best = _Dual(bound, u, lam, g, cols)
+        price = g.copy()
+        price[cols] = 0.0
+        new = np.flatnonzero(price < -1e-9 * max(1.0, abs(bound)))
+        if not new.size:
+            break
+        new = new[np.argsort(price[new], kind="stable")][: max(100, cols.size)]
+        cols = np.union1d(cols, new)
+    assert best is not None
+    best.columns = cols
+    return best
+
+
+def _limit(value: float) -> float:
+    """Objective up to which a selection ties with or beats ``value`` (with float slack)."""
+    return value + 1e-9 * max(1.0, abs(value))
+
+
+def _subproblem(p: _Problem, nets: np.ndarray, pair: np.ndarray) -> _Problem:
+    """The problem on networks ``nets`` where each serves only the tasks of ``pair``."""
+    return _Problem(p.tasks, [p.names[i] for i in nets], p.cost[nets], p.raw[nets],
+                    np.where(pair, p.eff[nets], math.inf))
+
+
+def _position(nets: np.ndarray, idx: Sequence[int]) -> list[int]:
+    """Positions in ``nets`` (sorted) of the networks ``idx`` (all present)."""
+    return np.searchsorted(nets, np.asarray(idx, dtype=np.intp)).tolist()
+
+
+@dataclass
+class _Sweep:
+    """What one budget's solve leaves for the next, larger one."""
+
+    previous: list[int] | None = None
+    columns: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.intp))
+
+
+def _solve_reduced(p: _Problem, budget: float, method: str, sweep: _Sweep) -> list[int] | None:
+    """Exact canonical optimum via LP reduction, then ``method`` ("bnb" or "milp")."""
+    # Incumbent: the previous (smaller) budget's optimum, else the greedy one, else the
+    # cheapest cover; local search among the survivors improves it below.
+    inc = sweep.previous if _finite_cover(p, sweep.previous, budget) else None
+    inc = inc or _greedy(p, budget)
+    if inc is None:
+        inc = _cover_within(p, budget)
+        if inc is None:
+            return None
+    dual = _lp_dual(p, budget, np.union1d(sweep.columns, inc))
+    sweep.columns = dual.columns
+
+    def reduce(idx: list[int]) -> tuple[np.ndarray, np.ndarray]:
+        return dual.survivors(p, _limit(_key(p, idx)[0]), idx)
+
+    nets, pair = reduce(inc)
+    # Every improving swap stays among the survivors; those of lowest reduced cost suffice.
+    pool = nets[np.argsort(dual.g[nets], kind="stable")[:IMPROVE_POOL]]
+    better = _improve(p, budget, inc, pool)
+    if better != inc:
+        inc = better
+        nets, pair = reduce(inc)
+
+    if method == "bnb":
+        sub = _subproblem(p, nets, pair)
+        keep = _undominated(sub)
+        keep[_position(nets, inc)] = True  # the seed stays whole
+        nets, sub = nets[keep], _take(sub, keep)
+        idx = _solve_bnb(sub, budget, seeds=[_position(nets, inc)], dual=(dual.u, dual.lam))
+        return nets[idx].tolist()
+
+    def milp(nets: np.ndarray, pair: np.ndarray, inc: list[int]) -> list[int]:
+        """MILP on the undominated ``nets``; its answer if it beats ``inc``, else ``inc``."""
+        sub = _subproblem(p, nets, pair)
+        keep = _undominated(sub)
+        found = _MilpModel(_take(sub, keep)).solve(
+            budget, bound=_limit(_key(p, inc)[0]), presolve=MILP_PRESOLVE
+        )
+        if found is not None:
+            found = nets[keep][found].tolist()
+            if _better(_key(p, found), _key(p, inc)):
+                return found
+        return inc
+
+    solved = False
+    if nets.size > CORE_SIZE:
+        # Incumbent from the core: the survivors of lowest reduced cost.
+        core = np.sort(np.argsort(dual.g[nets], kind="stable")[:CORE_SIZE])
+        inside = set(nets[core].tolist())
+        inc = milp(nets[core], pair[core], inc)
+        nets, pair = reduce(inc)
+        # The core MILP was optimal over the core: if nothing outside it survives, its answer
+        # is optimal over all networks.
+        solved = set(nets.tolist()) <= inside
+    if not solved:
+        inc = milp(nets, pair, inc)
+        nets, pair = reduce(inc)
+    # Settle: every selection as good as ``inc`` (ties, and any HiGHS stopped short of)
+    # survives the reduction at its objective.
+    sub = _subproblem(p, nets, pair)
+    keep = _undominated(sub)
+    keep[_position(nets, inc)] = True
+    nets, sub = nets[keep], _take(sub, keep)
+    seed = _position(nets, inc)
+    if sub.size <= EXACT_CANON_MAX:
+        idx = _settle(sub, budget, seed)
+        if idx is not None:
+            return nets[idx].tolist()
+    return nets[_improve(sub, budget, seed)].tolist()
+
+
+def _settle(p: _Problem, budget: float, idx: list[int]) -> list[int] | None:
+    """The canonical optimum, from a near-optimal ``idx``, by MILPs that each forbid what the
+    previous ones found; None if that takes more than ``CANON_ROUNDS`` MILPs.
+
+    A found selection to which no affordable network adds an improvement has no superset that
+    beats it (a superset has the same objective, costs no less and has more networks), so its
+    supersets are forbidden with it; otherwise only the selection itself is.
+    """
+    model = _MilpModel(p)
+    best_idx = _improve(p, budget, idx)
+    best = _key(p, best_idx)
+    found = best_idx
+    exclude: list[tuple[list[int], bool]] = []
+    for _ in range(CANON_ROUNDS):
+        cur = p.eff[found].min(axis=0)
+        room = budget + COST_TOL - math.fsum(p.cost[found].tolist())
+        adds = (p.cost <= room) & (p.eff < cur).any(axis=1)
+        adds[found] = False
+        exclude.append((found, not adds.any()))
+        bound = _limit(best[0])
+        found = model.solve(budget, bound=bound, exclude=exclude)
+        key = None if found is None else _key(p, found)
+        if key is None or key[0] > bound + 2 * HIGHS_FEASTOL * max(1.0, abs(bound)):
+            # Nothing beats the bound, and no incumbent near it made HiGHS cut below it.
+            return best_idx
+        if key[1] <= budget + COST_TOL and _better(key, best):
+            best_idx, best = sorted(found), key
+    return None
 
 
 # --------------------------------------------------------------------------- public API
@@ -748,9 +1202,10 @@ def select_many(
 ) -> list[Selection | InfeasibleBudget]:
     """Select networks for each budget of a sweep, reusing work across budgets.
 
-    The problem is validated and compiled once; the MILP matrix is built once; branch and bound
-    solves budgets in increasing order, seeding each with the previous optimum (it fits a larger
-    budget). The cheapest cover is computed once.
+    The problem is validated and compiled once; budgets are solved in increasing order, each
+    seeded with the previous optimum (it fits a larger budget) and, above ``REDUCE_MIN``
+    candidates, with the previous LP's columns (module doc). The cheapest cover is computed at
+    most once.
 
     Args:
         networks: Candidate networks (names unique).
@@ -777,23 +1232,26 @@ def select_many(
     budget_list = [_check_budget(b) for b in budgets]
     p = _compile(networks, tasks, objective)
     name = _resolve_solver(solver, p)
-    if name != "brute":  # brute force stays the untouched reference
-        p = _prune_dominated(p)
-    model = _MilpModel(p) if name == "milp" else None
+    reduce = name != "brute" and p.size > REDUCE_MIN
+    if name != "brute" and not reduce:  # brute force stays the untouched reference
+        p = _prune_dominated(p)  # (the reduced path prunes what survives the reduction)
+    model = _MilpModel(p) if name == "milp" and not reduce else None
     out: dict[int, Selection | InfeasibleBudget] = {}
-    previous: list[int] | None = None
+    sweep = _Sweep()
     for k in sorted(range(len(budget_list)), key=lambda k: budget_list[k]):
         budget = budget_list[k]
         if name == "brute":
             idx = _solve_brute(p, budget)
+        elif reduce:
+            idx = _solve_reduced(p, budget, name, sweep)
         elif name == "bnb":
-            idx = _solve_bnb(p, budget, seeds=[previous])
+            idx = _solve_bnb(p, budget, seeds=[sweep.previous])
         else:
             idx = _solve_milp(p, budget, model)
         if idx is None:
             out[k] = InfeasibleBudget(budget, _cheapest_cover(p))
         else:
-            previous = idx
+            sweep.previous = idx
             out[k] = _to_selection(p, budget, idx)
     return [out[k] for k in range(len(budget_list))]
 
