@@ -64,7 +64,8 @@ def test_pessimal():
         assert e["assignment"] == {"a": "ab", "b": "ab", "c": "c@0.5"}
 
 
-def test_pessimal_matches_brute_force_on_random_instances():
+@pytest.mark.parametrize("max_tasks", [12, 0])  # 0: the MILP instead of the enumeration
+def test_pessimal_matches_brute_force_on_random_instances(max_tasks):
     rng = np.random.default_rng(1)
     for _ in range(30):
         tasks = ["p", "q", "r", "s"][: int(rng.integers(2, 5))]
@@ -85,11 +86,17 @@ def test_pessimal_matches_brute_force_on_random_instances():
                     continue
                 total = sum(min(n.losses[t] for n in subset if t in n.losses) for t in tasks)
                 worst = total if worst is None else max(worst, total)
-        got = pessimal(pool, None, [budget], tasks)[0]
+        got = pessimal(pool, None, [budget], tasks, max_tasks=max_tasks)[0]
         if worst is None:
-            assert got["networks"] == []
+            assert got["networks"] == [] and "error" in got
         else:
             assert got["val_total"] == pytest.approx(worst)
+            chosen = [n for n in pool if n.name in got["networks"]]
+            assert sum(n.cost for n in chosen) <= budget + 1e-9
+            # irredundant: dropping any chosen network uncovers a task
+            for n in chosen:
+                rest = [k for k in chosen if k is not n]
+                assert not all(any(t in k.losses for k in rest) for t in tasks)
 
 
 def test_random_groupings():
@@ -103,3 +110,35 @@ def test_random_groupings():
     again = random_groupings(nets("val"), nets("test"), [3.0], TASKS, trials=200, seed=0)
     assert again[0]["test_total"] == out[1]["test_total"]
     assert random_groupings(nets("val"), None, [0.4], TASKS, trials=5)[0]["networks"] == []
+
+
+def test_pessimal_beyond_the_enumeration():
+    # 14 tasks (more than the enumeration's 12): each has a full single (cost 1, loss 0.2) and
+    # a half-size one (cost 0.5, loss 0.3); one pair network "t0+t1" (cost 1, loss 0.5 each).
+    # Covers within 7: the 14 halves (14 * 0.5 = 7.0; total 14 * 0.3 = 4.2) and the pair + the
+    # 12 other halves (1 + 6 = 7.0; total 2 * 0.5 + 12 * 0.3 = 4.6); any full single or any
+    # extra network pushes the cost past 7. Pessimal: 4.6. The cheapest cover costs 7, so 6.5
+    # is infeasible.
+    tasks = [f"t{j}" for j in range(14)]
+    pool = [Network(t, 1.0, {t: 0.2}) for t in tasks]
+    pool += [Network(t + "@0.5", 0.5, {t: 0.3}) for t in tasks]
+    pool.append(Network("t0+t1", 1.0, {"t0": 0.5, "t1": 0.5}))
+    worst, none = pessimal(pool, None, [7.0, 6.5], tasks)
+    assert worst["networks"] == sorted(["t0+t1"] + [t + "@0.5" for t in tasks[2:]])
+    assert worst["val_total"] == pytest.approx(4.6)
+    assert worst["assignment"]["t0"] == "t0+t1" and worst["assignment"]["t5"] == "t5@0.5"
+    assert none["networks"] == [] and "cost 7" in none["error"]
+
+
+def test_entries_score_test_by_the_validation_assignment():
+    # Chosen {ab, a}; validation assigns a -> ab (0.2 < 0.3) and b -> ab: val 0.2 + 0.5 = 0.7.
+    # As search scores every strategy: validation picks each task's server (a: ab 0.2 < a 0.3),
+    # and the server's test loss counts: a 0.6 (not the lower 0.3 of the unused a), b 0.5 -> 1.1
+    from taskgrouper.grouping.baselines import _entry
+
+    val = {"ab": Network("ab", 1.0, {"a": 0.2, "b": 0.5}), "a": Network("a", 0.5, {"a": 0.3})}
+    test = {"ab": Network("ab", 1.0, {"a": 0.6, "b": 0.5}), "a": Network("a", 0.5, {"a": 0.3})}
+    e = _entry(1.5, ["ab", "a"], val, test, ["a", "b"])
+    assert e["networks"] == ["a", "ab"] and e["cost"] == pytest.approx(1.5)
+    assert e["assignment"] == {"a": "ab", "b": "ab"}
+    assert e["val_total"] == pytest.approx(0.7) and e["test_total"] == pytest.approx(1.1)

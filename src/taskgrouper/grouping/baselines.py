@@ -31,7 +31,9 @@ _EPS = 1e-9  # budget comparisons, as in select
 
 def _entry(budget: float, chosen: Sequence[str], val: dict[str, Network],
            test: dict[str, Network], tasks: Sequence[str]) -> dict:
-    """Score ``chosen``: each task served by the chosen network with the lowest val loss."""
+    """Score ``chosen`` as ``search`` scores every strategy's choice: each task is served by
+    the chosen network with the lowest validation loss, and contributes that network's test
+    loss (what a deployed system reports; no peeking at test to pick the server)."""
     assignment = {}
     for t in tasks:
         serving = [n for n in chosen if t in val[n].losses]
@@ -167,39 +169,26 @@ def pessimal(val: Sequence[Network], test: Sequence[Network] | None,
     chosen network.
 
     Adding a network never raises any task's best loss, so the worst solution is an
-    irredundant cover. They are enumerated by covering the first uncovered task with each
-    network that predicts it and fits; at most one network per task, so at most ``T`` deep.
-    Ties: the higher total, then the lower cost, then fewer networks, then names.
-
-    Raises:
-        ValueError: more than ``max_tasks`` tasks (the enumeration grows as N^T).
+    irredundant cover. Up to ``max_tasks`` tasks they are enumerated by covering the first
+    uncovered task with each network that predicts it and fits (at most one network per task,
+    so at most ``T`` deep); ties: the higher total, then the lower cost, then fewer networks,
+    then names. Beyond ``max_tasks`` tasks, or past ``ENUM_NODES`` enumeration steps, a MILP
+    (HiGHS, :func:`_pessimal_milp`) finds the worst total (to HiGHS's 1e-6 tolerance), and
+    redundant networks are dropped, dearest first.
     """
-    if len(tasks) > max_tasks:
-        raise ValueError(f"pessimal enumerates covers of up to {max_tasks} tasks; got "
-                         f"{len(tasks)}")
     v, t = _tables(val, test)
     nets = sorted(v.values(), key=lambda n: n.name)
     by_task = {x: [n for n in nets if x in n.losses] for x in tasks}
     out = []
     for b in budgets:
-        best_key, best_set = None, None
-
-        def visit(chosen: list[Network], left: float) -> None:
-            nonlocal best_key, best_set
-            open_tasks = [x for x in tasks if not any(x in n.losses for n in chosen)]
-            if not open_tasks:
-                total = math.fsum(min(n.losses[x] for n in chosen if x in n.losses)
-                                  for x in tasks)
-                names = tuple(sorted(n.name for n in chosen))
-                key = (-total, math.fsum(n.cost for n in chosen), len(names), names)
-                if best_key is None or key < best_key:
-                    best_key, best_set = key, names
-                return
-            for n in by_task[open_tasks[0]]:
-                if n.cost <= left + _EPS and n not in chosen:
-                    visit(chosen + [n], left - n.cost)
-
-        visit([], b)
+        best_set = None
+        if len(tasks) <= max_tasks:
+            try:
+                best_set = _pessimal_enumerate(nets, by_task, tasks, b)
+            except _TooMany:
+                best_set = _pessimal_milp(nets, tasks, b)
+        else:
+            best_set = _pessimal_milp(nets, tasks, b)
         if best_set is None:
             try:
                 cheapest = cheapest_cover(nets, tasks=tasks)
@@ -211,3 +200,101 @@ def pessimal(val: Sequence[Network], test: Sequence[Network] | None,
         else:
             out.append(_entry(b, list(best_set), v, t, tasks))
     return out
+
+
+#: The pessimal enumeration gives way to the MILP after this many steps.
+ENUM_NODES = 200_000
+
+
+class _TooMany(Exception):
+    pass
+
+
+def _pessimal_enumerate(nets: list[Network], by_task: dict[str, list[Network]],
+                        tasks: Sequence[str], budget: float) -> tuple[str, ...] | None:
+    """Names of the pessimal selection by enumerating covers; None if nothing fits."""
+    best_key, best_set = None, None
+    steps = 0
+
+    def visit(chosen: list[Network], left: float) -> None:
+        nonlocal best_key, best_set, steps
+        steps += 1
+        if steps > ENUM_NODES:
+            raise _TooMany
+        open_tasks = [x for x in tasks if not any(x in n.losses for n in chosen)]
+        if not open_tasks:
+            total = math.fsum(min(n.losses[x] for n in chosen if x in n.losses)
+                              for x in tasks)
+            names = tuple(sorted(n.name for n in chosen))
+            key = (-total, math.fsum(n.cost for n in chosen), len(names), names)
+            if best_key is None or key < best_key:
+                best_key, best_set = key, names
+            return
+        for n in by_task[open_tasks[0]]:
+            if n.cost <= left + _EPS and n not in chosen:
+                visit(chosen + [n], left - n.cost)
+
+    visit([], budget)
+    return best_set
+
+
+def _pessimal_milp(nets: list[Network], tasks: Sequence[str],
+                   budget: float) -> tuple[str, ...] | None:
+    """Names of the selection within ``budget`` covering ``tasks`` with the highest total.
+
+    Binary ``x[n]`` (network n chosen). For task t, with the networks predicting it sorted by
+    loss ``l_1 <= ... <= l_k``, continuous ``z[t, j]`` (j < k) is 1 when none of the first j is
+    chosen: ``z[t, j] <= 1 - x[n_j]`` and ``z[t, j] <= z[t, j-1]``. Task t's served loss is
+    ``l_1 + sum_j (l_{j+1} - l_j) z[t, j]``, which the MILP maximises; ``sum_{n predicts t}
+    x[n] >= 1`` covers t; ``sum cost x <= budget``.
+    """
+    import warnings
+
+    from scipy.optimize import LinearConstraint, milp
+    from scipy.sparse import coo_matrix
+
+    m = len(nets)
+    obj: list[float] = [0.0] * m  # minimised: minus the served losses' increments
+    rows: list[int] = []
+    cols: list[int] = []
+    coef: list[float] = []
+    lo: list[float] = []
+    hi: list[float] = []
+
+    def add_row(entries: list[tuple[int, float]], low: float, high: float) -> None:
+        r = len(lo)
+        for col, val in entries:
+            rows.append(r)
+            cols.append(col)
+            coef.append(val)
+        lo.append(low)
+        hi.append(high)
+
+    for task in tasks:
+        order = sorted((n.losses[task], i) for i, n in enumerate(nets) if task in n.losses)
+        add_row([(i, 1.0) for _, i in order], 1.0, np.inf)  # covered
+        prev = None
+        for j in range(1, len(order)):
+            z = len(obj)
+            obj.append(-(order[j][0] - order[j - 1][0]))
+            add_row([(z, 1.0), (order[j - 1][1], 1.0)], -np.inf, 1.0)
+            if prev is not None:
+                add_row([(z, 1.0), (prev, -1.0)], -np.inf, 0.0)
+            prev = z
+    add_row([(i, n.cost) for i, n in enumerate(nets)], -np.inf, budget + _EPS)
+    n_var = len(obj)
+    a = coo_matrix((coef, (rows, cols)), shape=(len(lo), n_var)).tocsr()
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Unrecognized options", category=Warning)
+        res = milp(np.asarray(obj), integrality=np.r_[np.ones(m), np.zeros(n_var - m)],
+                   bounds=(0, 1), constraints=LinearConstraint(a, lo, hi),
+                   options={"mip_rel_gap": 0.0, "mip_abs_gap": 0.0})
+    if res.x is None:
+        return None
+    chosen = [nets[i] for i in np.flatnonzero(res.x[:m] > 0.5)]
+    # Drop redundant networks, dearest first: the total can only rise, the cost falls.
+    for n in sorted(chosen, key=lambda n: (-n.cost, n.name)):
+        rest = [k for k in chosen if k is not n]
+        if all(any(x in k.losses for k in rest) for x in tasks):
+            chosen = rest
+    return tuple(sorted(n.name for n in chosen))
