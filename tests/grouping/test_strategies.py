@@ -12,6 +12,7 @@ from taskgrouper.grouping.candidates import (
     network_name,
     pairs_and_singles,
     paper_candidates,
+    search_candidates,
 )
 from taskgrouper.grouping.strategies import get_strategy, hoa_errors, hoa_predict, pearson
 
@@ -34,9 +35,16 @@ def test_names_widths_and_fractions():
     base = [c.name for c in baseline_candidates("sd")]
     assert base == ["s@0.2", "d@0.2", "s@0.25", "d@0.25", "s@0.333", "d@0.333",
                     "s@0.5", "d@0.5", "s", "d", "sd"]
-    # HOA: 3 singles + 3 pairs + 3 half singles
-    assert [c.name for c in pairs_and_singles("abc")] == [
-        "a", "b", "c", "ab", "ac", "bc", "a@0.5", "b@0.5", "c@0.5"]
+    # HOA: 3 singles + 3 pairs + the 3 singles at each reduced width (1/5, 1/4, 1/3, 1/2)
+    hoa = [c.name for c in pairs_and_singles("abc")]
+    assert hoa[:6] == ["a", "b", "c", "ab", "ac", "bc"] and len(hoa) == 6 + 12
+    assert hoa[6:9] == ["a@0.2", "b@0.2", "c@0.2"] and hoa[-1] == "c@0.5"
+    # The search's candidate set: C0 (7 + 3 halves) + singles at 1/5, 1/4, 1/3 (9)
+    full = search_candidates("abc")
+    assert len(full) == 19 and {c.name for c in paper_candidates("abc")} < {
+        c.name for c in full}
+    esa = search_candidates("abc", fraction=0.2, epochs=1)
+    assert esa[0].run_id == "a-f0.2-e1" and esa[-1].run_id == "c-w0.333-f0.2-e1"
 
 
 def test_too_many_tasks_for_exhaustive():
@@ -71,12 +79,14 @@ def test_hoa_missing_pair_is_named():
 def test_strategy_plans_and_estimates():
     tasks = ["a", "b", "c"]
     esa = get_strategy("esa", fraction=0.25)
-    assert [c.run_id for c in esa.plan(tasks)][:2] == ["a-f0.25", "b-f0.25"]
+    assert [c.run_id for c in esa.plan(tasks)][:2] == ["a-f0.25-e1", "b-f0.25-e1"]
+    # every early run's loss is its position in the plan: a -> 1, ..., abc (7th) -> 7
     measured = {c.run_id: {t: 1.0 + i for t in c.tasks} for i, c in enumerate(esa.plan(tasks))}
     est = esa.estimate(tasks, measured)
     assert est["a"] == {"a": 1.0} and est["abc"] == {"a": 7.0, "b": 7.0, "c": 7.0}
+    assert set(est) == {c.name for c in esa.selectable(tasks)}
     hoa = get_strategy("hoa")
-    assert len(hoa.plan(tasks)) == 9
+    assert len(hoa.plan(tasks)) == 18
     with pytest.raises(KeyError, match="'a'"):
         hoa.estimate(tasks, {})
     with pytest.raises(ValueError, match="did you mean 'esa'"):

@@ -22,6 +22,7 @@ __all__ = [
     "network_name",
     "paper_candidates",
     "pairs_and_singles",
+    "search_candidates",
     "subsets",
 ]
 
@@ -52,11 +53,13 @@ class Candidate:
         tasks: The tasks it predicts, in the dataset's task order.
         width: Encoder size as a fraction of the full-width encoder's cost.
         fraction: Fraction of the training data it sees per epoch (ESA trains on 0.2).
+        epochs: Epochs to train, when not the experiment's (ESA: one pass).
     """
 
     tasks: tuple[str, ...]
     width: float = 1.0
     fraction: float = 1.0
+    epochs: int | None = None
 
     @property
     def name(self) -> str:
@@ -71,11 +74,13 @@ class Candidate:
             joined += f"-w{_width_label(self.width)}"
         if abs(self.fraction - 1.0) > 1e-9:
             joined += f"-f{_width_label(self.fraction)}"
+        if self.epochs is not None:
+            joined += f"-e{self.epochs}"
         return joined
 
     def full(self) -> Candidate:
-        """The same network trained on all the data."""
-        return Candidate(self.tasks, self.width, 1.0)
+        """The same network trained to convergence on all the data."""
+        return Candidate(self.tasks, self.width)
 
 
 def subsets(tasks: Sequence[str], sizes: Iterable[int] | None = None) -> list[tuple[str, ...]]:
@@ -97,12 +102,23 @@ def paper_candidates(tasks: Sequence[str], fraction: float = 1.0) -> list[Candid
     return out
 
 
+def search_candidates(tasks: Sequence[str], fraction: float = 1.0,
+                      epochs: int | None = None) -> list[Candidate]:
+    """What a search chooses among: C0 plus the baselines' single-task networks at widths
+    1/5, 1/4 and 1/3, so the exact choice can never be worse (on validation) than the
+    independent baseline at any budget."""
+    extra = [Candidate((t,), w, fraction, epochs) for w in INDEPENDENT_WIDTHS
+             if w not in (0.5, 1.0) for t in tasks]
+    return [Candidate(c.tasks, c.width, fraction, epochs) for c in paper_candidates(tasks)] \
+        + extra
+
+
 def pairs_and_singles(tasks: Sequence[str]) -> list[Candidate]:
     """What the higher-order approximation trains: all singles and pairs at full width, plus
-    the half-width single-task networks of C0."""
+    the reduced-width single-task networks of the candidate set."""
     _check_tasks(tasks)
     out = [Candidate(s, 1.0) for s in subsets(tasks, (1, 2))]
-    out += [Candidate((t,), 0.5) for t in tasks]
+    out += [Candidate((t,), w) for w in INDEPENDENT_WIDTHS if w != 1.0 for t in tasks]
     return out
 
 

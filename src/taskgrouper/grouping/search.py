@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from taskgrouper.config import ExperimentConfig
-from taskgrouper.grouping.candidates import Candidate, baseline_candidates, paper_candidates
+from taskgrouper.grouping.candidates import Candidate, baseline_candidates, search_candidates
 from taskgrouper.grouping.select import InfeasibleBudget, Network, select_many
 from taskgrouper.grouping.strategies import Strategy, get_strategy, hoa_errors, pearson
 from taskgrouper.grouping.tables import parse_budgets
@@ -52,14 +52,15 @@ def strategies_of(config: ExperimentConfig, names: Sequence[str] | str | None = 
     return out
 
 
-def _run_config(base: dict[str, Any], c: Candidate, strategy: Strategy | None) -> dict:
+def _run_config(base: dict[str, Any], c: Candidate) -> dict:
     cfg = json.loads(json.dumps(base))
     cfg.pop("search", None)
     cfg["tasks"] = list(c.tasks)
     cfg["model"]["width"] = c.width
     if c.fraction < 1.0:
         cfg["train"]["train_fraction"] = c.fraction
-        cfg["train"]["epochs"] = strategy.epochs if strategy is not None else 1
+    if c.epochs is not None:
+        cfg["train"]["epochs"] = c.epochs
     return cfg
 
 
@@ -67,10 +68,10 @@ def _specs(base: dict[str, Any], candidates: Sequence[tuple[Candidate, Strategy 
     from taskgrouper.runs.store import RunSpec
 
     specs: dict[str, Any] = {}
-    for c, strategy, group in candidates:
+    for c, _, group in candidates:
         if c.run_id in specs:
             continue
-        specs[c.run_id] = RunSpec(c.run_id, group, _run_config(base, c, strategy),
+        specs[c.run_id] = RunSpec(c.run_id, group, _run_config(base, c),
                                   {"tasks": list(c.tasks), "width": c.width,
                                    "fraction": c.fraction, "network": c.name})
     return list(specs.values())
@@ -148,7 +149,7 @@ def search(config: ExperimentConfig, out_dir: str | Path, *,
     data = load_dataset(config.data, config.tasks)
     tasks = list(data.tasks)
     base = config.model_dump(mode="json")
-    c0 = paper_candidates(tasks)
+    c0 = search_candidates(tasks)  # what every strategy chooses among
 
     # Phase 1: every strategy's plan, plus the baselines' networks.
     phase1: list[tuple[Candidate, Strategy | None, str]] = []
@@ -265,7 +266,7 @@ def _results(config, tasks, budgets, strategies, records, full, estimates, raw_s
             # Pooled over (network, task) as the paper reports it, and within each task
             # (the pooled r also rewards the tasks' different loss scales).
             pairs: dict[str, tuple[list, list]] = {t: ([], []) for t in tasks}
-            for c in c0:
+            for c in s.selectable(tasks):
                 if c.name in full:
                     for t in c.tasks:
                         pairs[t][0].append(estimates["esa"][c.name][t])

@@ -8,9 +8,9 @@ A strategy answers three questions (Standley et al., 2020, Sec. 3.3):
 3. the networks selection then chooses are trained to convergence (phase 2, the same for every
    strategy, done by :mod:`taskgrouper.grouping.search`), and scored on the test split.
 
-- ``exhaustive``: every network of C0 trained to convergence; selection on the real losses.
-- ``esa`` (early stopping approximation, Sec. 3.3.1): every network of C0 trained on a pass
-  through ``fraction`` of the training data; selection on those early validation losses.
+- ``exhaustive``: every candidate trained to convergence; selection on the real losses.
+- ``esa`` (early stopping approximation, Sec. 3.3.1): every candidate trained for ``epochs``
+  passes through ``fraction`` of the training data; selection on those early losses.
 - ``hoa`` (higher-order approximation, Sec. 3.3.2): all networks of one and two tasks trained
   to convergence; the loss of a network with three or more tasks on task ``t`` is predicted as
   the mean of ``t``'s loss over the two-task networks it contains.
@@ -24,7 +24,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from taskgrouper.grouping.candidates import Candidate, pairs_and_singles, paper_candidates
+from taskgrouper.grouping.candidates import Candidate, pairs_and_singles, search_candidates
 from taskgrouper.tasks import closest
 
 __all__ = [
@@ -57,14 +57,15 @@ class Strategy:
     def plan(self, tasks: Sequence[str]) -> list[Candidate]:
         """Phase-1 candidate runs."""
         if self.name == "exhaustive":
-            return paper_candidates(tasks)
+            return search_candidates(tasks)
         if self.name == "esa":
-            return paper_candidates(tasks, fraction=self.fraction)
+            return search_candidates(tasks, fraction=self.fraction, epochs=self.epochs)
         return pairs_and_singles(tasks)
 
     def selectable(self, tasks: Sequence[str]) -> list[Candidate]:
-        """The networks selection chooses among (C0 for every strategy), at full training."""
-        return paper_candidates(tasks)
+        """The networks selection chooses among (the same for every strategy): C0 and the
+        reduced-width single-task networks, fully trained."""
+        return search_candidates(tasks)
 
     def estimate(self, tasks: Sequence[str], measured: Mapping[str, Losses]) -> dict:
         """Validation losses selection sees, for every network of :meth:`selectable`.
@@ -83,8 +84,8 @@ class Strategy:
         if self.name == "exhaustive":
             return {c.name: dict(_get(measured, c.run_id)) for c in nets}
         if self.name == "esa":
-            return {c.name: dict(_get(measured, Candidate(c.tasks, c.width, self.fraction)
-                                      .run_id)) for c in nets}
+            return {c.name: dict(_get(measured, Candidate(c.tasks, c.width, self.fraction,
+                                                          self.epochs).run_id)) for c in nets}
         known = {c.name: dict(_get(measured, c.run_id)) for c in pairs_and_singles(tasks)}
         return hoa_predict(known, nets)
 
