@@ -37,6 +37,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/bench_scenes.py
 	$(BIN)/python bench/bench_flops.py
 	$(BIN)/python bench/bench_train.py
+	$(BIN)/python bench/bench_select.py
 
 clean:
 	rm -rf $(VENV) taskgrouper-demo .pytest_cache .ruff_cache

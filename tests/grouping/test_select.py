@@ -57,6 +57,24 @@ def _options(rng: np.random.Generator, tasks, nets, kind: str) -> dict:
     return {}
 
 
+def _assert_like_brute(nets, budgets, opts) -> int:
+    """Every exact solver returns brute force's selection; the number of feasible checks."""
+    ref = select_many(nets, budgets, solver="brute", **opts)
+    checked = 0
+    for solver in EXACT:
+        got = select_many(nets, budgets, solver=solver, **opts)
+        for r, g in zip(ref, got, strict=True):
+            if isinstance(r, InfeasibleBudget):
+                assert isinstance(g, InfeasibleBudget)
+                assert g.cheapest == pytest.approx(r.cheapest)
+                continue
+            assert g.objective == pytest.approx(r.objective, abs=1e-9)
+            assert g.total == pytest.approx(r.total, abs=1e-9)
+            assert (g.networks, g.assignment) == (r.networks, r.assignment)
+            checked += 1
+    return checked
+
+
 @pytest.mark.parametrize("kind", ["plain", "weights", "constraints"])
 @pytest.mark.parametrize("ties", [False, True])
 def test_solvers_agree_with_brute_force(kind: str, ties: bool) -> None:
@@ -66,19 +84,7 @@ def test_solvers_agree_with_brute_force(kind: str, ties: bool) -> None:
         tasks, nets = _random_instance(rng, ties)
         opts = _options(rng, tasks, nets, kind)
         budgets = [float(b) for b in rng.choice(np.arange(0.5, 6.01, 0.5), size=3)]
-        ref = select_many(nets, budgets, solver="brute", **opts)
-        for solver in EXACT:
-            got = select_many(nets, budgets, solver=solver, **opts)
-            for r, g in zip(ref, got, strict=True):
-                if isinstance(r, InfeasibleBudget):
-                    assert isinstance(g, InfeasibleBudget)
-                    assert g.cheapest == pytest.approx(r.cheapest)
-                    continue
-                assert g.objective == pytest.approx(r.objective, abs=1e-9)
-                assert g.total == pytest.approx(r.total, abs=1e-9)
-                assert g.networks == r.networks
-                assert g.assignment == r.assignment
-                checked += 1
+        checked += _assert_like_brute(nets, budgets, opts)
     assert checked > 100
 
 
@@ -317,17 +323,7 @@ def test_reduced_solvers_agree_with_brute_force(ties: bool) -> None:
         tasks, nets = _random_instance(rng, ties)
         opts = _options(rng, tasks, nets, ("plain", "weights", "constraints")[i % 3])
         budgets = [float(b) for b in rng.choice(np.arange(0.5, 6.01, 0.5), size=3)]
-        ref = select_many(nets, budgets, solver="brute", **opts)
-        for solver in EXACT:
-            got = select_many(nets, budgets, solver=solver, **opts)
-            for r, g in zip(ref, got, strict=True):
-                if isinstance(r, InfeasibleBudget):
-                    assert isinstance(g, InfeasibleBudget)
-                    assert g.cheapest == pytest.approx(r.cheapest)
-                    continue
-                assert (g.networks, g.assignment) == (r.networks, r.assignment)
-                assert g.total == pytest.approx(r.total, abs=1e-9)
-                checked += 1
+        checked += _assert_like_brute(nets, budgets, opts)
     assert checked > 60
 
 
