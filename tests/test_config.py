@@ -59,3 +59,14 @@ def test_closest_knows_abbreviations_and_typos():
     assert closest("lr", ["learning_rate", "seed"]).startswith("did you mean 'learning_rate'")
     assert closest("xceptoin", ["xception", "resnet"]).startswith("did you mean 'xception'")
     assert closest("zzz", ["xception", "resnet"]) == "choices: resnet, xception"
+
+
+def test_every_example_config_parses():
+    from pathlib import Path
+
+    from taskgrouper.config import load_config
+
+    configs = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
+    assert len(configs) >= 3
+    for path in configs:
+        load_config(path)
