@@ -19,8 +19,8 @@ TINY = {
     "tasks": ["s", "d"],
     "model": {"backbone": "xception"},
     "train": {"epochs": 2, "batch_size": 8, "device": "cpu", "threads": 1},
-    "search": {"strategy": "exhaustive,esa,hoa", "budgets": "0.3:1.8:0.5", "esa_fraction": 0.5,
-               "random_trials": 50},
+    "search": {"strategy": "exhaustive,esa,hoa", "budgets": "0.3:1.8:0.5", "esa_fraction": 1.0,
+               "esa_epochs": 1, "random_trials": 50},  # ESA runs see all the data, for 1 epoch
 }
 
 
@@ -40,6 +40,8 @@ def test_search_writes_everything_and_selects_exactly(tiny_search):
     assert json.loads((out / "results.json").read_text()) == json.loads(json.dumps(results))
     assert results["tasks"] == ["s", "d"] and results["budgets"] == [0.3, 0.8, 1.3, 1.8]
     cands = {c["id"]: c for c in results["candidates"]}
+    # Candidates are the fully trained runs, never ESA's one-epoch runs of the same network.
+    assert all("-e" not in c["run_id"] for c in cands.values())
     # C0 of two tasks (s, d, sd, s@0.5, d@0.5) and the baselines' singles at 1/5, 1/4, 1/3
     assert {"s", "d", "sd", "s@0.5", "d@0.5", "s@0.2", "d@0.25", "s@0.333"} <= set(cands)
     assert cands["s@0.5"]["cost"] == pytest.approx(0.5, abs=0.02)

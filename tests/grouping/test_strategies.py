@@ -9,6 +9,7 @@ import pytest
 from taskgrouper.grouping.candidates import (
     Candidate,
     baseline_candidates,
+    fully_trained,
     network_name,
     pairs_and_singles,
     paper_candidates,
@@ -45,6 +46,19 @@ def test_names_widths_and_fractions():
         c.name for c in full}
     esa = search_candidates("abc", fraction=0.2, epochs=1)
     assert esa[0].run_id == "a-f0.2-e1" and esa[-1].run_id == "c-w0.333-f0.2-e1"
+
+
+def test_fully_trained_ignores_esa_runs_of_the_same_network():
+    from types import SimpleNamespace as Rec
+
+    runs = [Rec(id="s", tasks=["s"], width=1.0), Rec(id="s-e1", tasks=["s"], width=1.0),
+            Rec(id="s-w0.5-f0.2-e1", tasks=["s"], width=0.5),
+            Rec(id="s-w0.5", tasks=["s"], width=0.5), Rec(id="sd-e1", tasks=["s", "d"], width=1.0)]
+    # ESA over all of the data (fraction 1) for one epoch has the network of "s" but not its
+    # run id; whatever the order the store returns them in, "s" stays the full run.
+    for order in (runs, runs[::-1]):
+        full = fully_trained(order)
+        assert {n: r.id for n, r in full.items()} == {"s": "s", "s@0.5": "s-w0.5"}
 
 
 def test_too_many_tasks_for_exhaustive():

@@ -10,6 +10,7 @@ import math
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
+from taskgrouper.grouping.candidates import fully_trained, network_name
 from taskgrouper.grouping.select import (
     InfeasibleBudget,
     Network,
@@ -82,7 +83,7 @@ def select_runs(runs_dir: str | Path, budgets: Iterable[float] = (1.0,), hoa: bo
     """Select among the fully trained networks of a sweep folder (``DIR/runs.sqlite``).
 
     Validation losses choose, test losses score (as :func:`select_table`); runs trained on a
-    fraction of the data (ESA) are left out.
+    fraction of the data or for fewer epochs (ESA) are left out.
 
     Raises:
         ValueError: no store in the folder, or no fully trained run in it.
@@ -94,12 +95,12 @@ def select_runs(runs_dir: str | Path, budgets: Iterable[float] = (1.0,), hoa: bo
         raise ValueError(f"no {STORE_FILE} in '{runs_dir}'; pass the --out folder of a "
                          "'taskgrouper search' or 'taskgrouper demo'")
     with RunStore(path) as store:
-        records = [r for r in store.records() if r.fraction >= 1.0 - 1e-9]
+        records = list(fully_trained(store.records()).values())
     if not records:
         raise ValueError(f"{path} holds no fully trained run yet; run the search to the end")
     val, test = [], []
     for r in records:
-        name = r.tags.get("network", r.id)
+        name = network_name(r.tasks, r.width)
         cost = r.width  # nominal SNT, as the search selects (measured within 3%)
         val.append(Network(name, cost, r.val_losses))
         test.append(Network(name, cost, r.test_losses))

@@ -19,6 +19,7 @@ __all__ = [
     "INDEPENDENT_WIDTHS",
     "Candidate",
     "baseline_candidates",
+    "fully_trained",
     "network_name",
     "paper_candidates",
     "pairs_and_singles",
@@ -140,3 +141,18 @@ def _check_tasks(tasks: Sequence[str], limit: int | None = None) -> None:
         raise ValueError(f"{len(tasks)} tasks give {2 ** len(tasks) - 1} candidate networks; "
                          f"exhaustive candidate sets stop at {limit} tasks. Use the 'hoa' "
                          "strategy, which trains only pairs")
+
+
+def fully_trained(records) -> dict:
+    """Network name -> its fully trained run (all the data, the experiment's epochs).
+
+    A run is fully trained when its id is the one :meth:`Candidate.full` gives its network:
+    an ESA run over all of the data but for one epoch (``s-e1``) has the same fraction and
+    network as ``s`` and must never stand in for it.
+    """
+    out = {}
+    for r in records:
+        c = Candidate(tuple(r.tasks), r.width)
+        if r.id == c.run_id:
+            out[c.name] = r
+    return out

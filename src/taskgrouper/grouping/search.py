@@ -25,7 +25,12 @@ from pathlib import Path
 from typing import Any
 
 from taskgrouper.config import ExperimentConfig
-from taskgrouper.grouping.candidates import Candidate, baseline_candidates, search_candidates
+from taskgrouper.grouping.candidates import (
+    Candidate,
+    baseline_candidates,
+    fully_trained,
+    search_candidates,
+)
 from taskgrouper.grouping.select import InfeasibleBudget, Network, select_many
 from taskgrouper.grouping.strategies import Strategy, get_strategy, hoa_errors, pearson
 from taskgrouper.grouping.tables import parse_budgets
@@ -191,8 +196,7 @@ def search(config: ExperimentConfig, out_dir: str | Path, *,
             run_sweep(specs2, out, **sweep)
         records = {r.id: r for r in store.records()}
 
-    full = {r.tags.get("network", r.id): r for r in records.values()
-            if r.fraction >= 1.0 - 1e-9}
+    full = fully_trained(records.values())
     results = _results(config, tasks, budgets, chosen_strategies, records, full, estimates,
                        raw_selections, c0, baselines)
     for cand in results["candidates"]:
