@@ -66,6 +66,8 @@ class ModelConfig(_Section):
     backbone: str = "xception"
     width: float = Field(1.0, gt=0.0, le=4.0)
     architecture: str = "hard_sharing"
+    #: The architecture's own settings (its row of ``models.arch.ARCH_TABLE`` lists them).
+    options: dict[str, Any] = Field(default_factory=dict)
 
 
 class BalancerConfig(_Section):
@@ -73,6 +75,8 @@ class BalancerConfig(_Section):
 
     name: str = "uniform"
     weights: dict[str, float] | None = None
+    #: The balancer's own settings (its row of ``balancing.BALANCERS`` lists them).
+    options: dict[str, Any] = Field(default_factory=dict)
 
 
 class TrainConfig(_Section):

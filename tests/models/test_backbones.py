@@ -90,3 +90,16 @@ def test_build_backbone_names_and_errors():
         build_backbone("xceptoin", (3, 32, 32))
     with pytest.raises(ValueError, match="image samples"):
         build_backbone("xception", (12,))
+
+
+@pytest.mark.parametrize("name,shape", [("xception", (3, 32, 32)), ("resnet", (3, 32, 32)),
+                                        ("mlp", (5,))])
+def test_stages_chain_reproduces_forward(name, shape):
+    torch.manual_seed(0)
+    backbone = build_backbone(name, shape, width=0.25).eval()
+    x = torch.randn(2, *shape)
+    with torch.no_grad():
+        outs, h = backbone(x), x
+        for stage, out in zip(backbone.stages(), outs, strict=True):
+            h = stage(h)
+            assert torch.equal(h, out)

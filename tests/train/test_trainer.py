@@ -88,18 +88,18 @@ def test_interrupted_run_resumes_to_the_same_result(tmp_path, monkeypatch):
 
 def test_nan_loss_stops_naming_task_and_epoch(tmp_path, monkeypatch):
     calls = {"n": 0}
-    original = trainer_mod.task_loss_sum
+    original = trainer_mod.task_loss
     steps_per_epoch = 256 // 32
 
     def nan_for_c_in_epoch_2(spec, pred, target):
-        total, count = original(spec, pred, target)
+        loss = original(spec, pred, target)
         if pred.requires_grad and spec.name == "c":
             calls["n"] += 1
             if calls["n"] > steps_per_epoch + 3:
-                total = total * float("nan")
-        return total, count
+                loss = loss * float("nan")
+        return loss
 
-    monkeypatch.setattr(trainer_mod, "task_loss_sum", nan_for_c_in_epoch_2)
+    monkeypatch.setattr(trainer_mod, "task_loss", nan_for_c_in_epoch_2)
     with pytest.raises(TrainingDiverged, match=r"task\(s\) c became NaN/inf in epoch 2"):
         train(config(), tmp_path, data=tabular(), progress=False, log=lambda m: None)
     kept = torch.load(tmp_path / "last.pt", weights_only=False)
@@ -123,3 +123,17 @@ def test_schedules_change_the_learning_rate(tmp_path, schedule):
         assert lrs == pytest.approx([0.1 * (1 - k / 3) ** 0.9 for k in range(3)], rel=1e-6)
     else:
         assert all(b in (a, a / 2) for a, b in zip(lrs, lrs[1:], strict=False))
+
+
+def test_unknown_options_are_named_before_any_data_is_loaded():
+    from taskgrouper.train.trainer import check_names
+
+    cfg = config()
+    bad_balancer = cfg.model_copy(update={"balancer": cfg.balancer.model_copy(
+        update={"options": {"alpha": 1.5}})})
+    with pytest.raises(ValueError, match="balancer 'uniform' has no option 'alpha'"):
+        check_names(bad_balancer)
+    bad_model = cfg.model_copy(update={"model": cfg.model.model_copy(
+        update={"options": {"groups": [["a"]]}})})
+    with pytest.raises(ValueError, match="architecture 'hard_sharing' has no option 'groups'"):
+        check_names(bad_model)

@@ -14,7 +14,8 @@ from taskgrouper.balancing.base import Balancer
 from taskgrouper.balancing.weighting import Fixed, Uniform
 from taskgrouper.tasks import closest
 
-__all__ = ["BALANCERS", "Balancer", "BalancerInfo", "Fixed", "Uniform", "build_balancer"]
+__all__ = ["BALANCERS", "Balancer", "BalancerInfo", "Fixed", "Uniform", "balancer_info",
+           "build_balancer"]
 
 
 @dataclass(frozen=True)
@@ -24,8 +25,11 @@ class BalancerInfo:
     Attributes:
         name: The name used in configs.
         cls: The class (or factory) that builds it.
-        needs_task_grads: True when it needs per-task gradients of the shared parameters.
+        needs_task_grads: True when it needs per-task gradients of shared parameters (or of
+            the shared representation): the architecture must have shared parameters.
         supports_rep_grad: True when it can work on gradients w.r.t. the shared representation.
+        rep_only: True when it always works on the shared representation (``mgda_ub``): the
+            architecture must set ``Outputs.rep``.
         params: Parameter names the config may pass, with their defaults.
         paper: Where it comes from.
     """
@@ -34,6 +38,7 @@ class BalancerInfo:
     cls: Callable[..., Balancer]
     needs_task_grads: bool = False
     supports_rep_grad: bool = False
+    rep_only: bool = False
     params: Mapping[str, Any] = field(default_factory=dict)
     paper: str = ""
 
@@ -44,6 +49,18 @@ BALANCERS: tuple[BalancerInfo, ...] = (
 )
 
 
+def balancer_info(name: str) -> BalancerInfo:
+    """The table row of ``name``.
+
+    Raises:
+        ValueError: an unknown name (suggests the closest).
+    """
+    table = {info.name: info for info in BALANCERS}
+    if name not in table:
+        raise ValueError(f"unknown balancer '{name}'; {closest(name, table)}")
+    return table[name]
+
+
 def build_balancer(spec: str | Balancer, **params: Any) -> Balancer:
     """A balancer from a name in :data:`BALANCERS` (with its parameters) or an instance.
 
@@ -52,14 +69,11 @@ def build_balancer(spec: str | Balancer, **params: Any) -> Balancer:
     """
     if isinstance(spec, Balancer):
         return spec
-    table = {info.name: info for info in BALANCERS}
-    if spec not in table:
-        raise ValueError(f"unknown balancer '{spec}'; {closest(spec, table)}")
-    info = table[spec]
+    info = balancer_info(spec)
     given = {k: v for k, v in params.items() if v is not None}
     for key in given:
         if key not in info.params:
-            allowed = ", ".join(info.params) or "none"
-            raise ValueError(f"balancer '{spec}' takes no parameter '{key}' "
-                             f"(parameters: {allowed})")
+            hint = closest(key, list(info.params)) if info.params else "it takes no options"
+            raise ValueError(f"balancer.options: balancer '{spec}' has no option '{key}'; "
+                             f"{hint}")
     return info.cls(**given)

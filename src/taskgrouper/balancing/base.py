@@ -4,11 +4,19 @@ Lifecycle, driven by the trainer:
 
 1. ``setup(tasks, model)`` once, before the first step (after a resume, ``load_state_dict``
    follows).
-2. ``backward(losses)`` every training step: combine the per-task losses (a dict of scalar
-   tensors, each the mean over the batch's valid labels) and leave gradients in ``.grad`` of
-   the model's parameters. Returns the weight given to each task, for the log.
-3. ``epoch_end(train_losses, val_losses)`` after each epoch (methods that adapt per epoch, such
-   as DWA, use it).
+2. ``backward(losses, scale, rep)`` every training step: combine the per-task losses (a dict
+   of scalar tensors, each the mean over the batch's valid labels) and *accumulate* gradients
+   into ``.grad`` of the model's parameters (add, never overwrite: the trainer may already
+   have back-propagated a regularisation term). ``scale`` is the AMP grad scaler's ``scale``
+   (or None); ``rep`` is the model's shared representation (``Outputs.rep``, a list of
+   tensors, or None), for methods defined on gradients with respect to it. Returns the weight
+   given to each task, for the log.
+3. ``epoch_end(train_losses, val_losses, val_metrics)`` after each epoch (methods that adapt
+   per epoch use it: DWA the loss history, DTP the validation metrics as KPIs).
+
+The model (given to ``setup``) is a :class:`~taskgrouper.models.arch.MultiTaskModel`:
+``shared_parameters()``, ``task_parameters(t)`` and ``last_shared_layer()`` say which
+parameters per-task gradients are taken of.
 
 Learnable balancer parameters (e.g. uncertainty's log variances) are returned by
 ``parameters()`` and optimised with the model.
@@ -50,14 +58,17 @@ class Balancer:
         return total, w
 
     def backward(self, losses: Mapping[str, Tensor],
-                 scale: Callable[[Tensor], Tensor] | None = None) -> dict[str, float]:
-        """Back-propagate one step's losses; ``scale`` is the AMP grad scaler's ``scale``."""
+                 scale: Callable[[Tensor], Tensor] | None = None,
+                 rep: Sequence[Tensor] | None = None) -> dict[str, float]:
+        """Back-propagate one step's losses; ``scale`` is the AMP grad scaler's ``scale``,
+        ``rep`` the shared representation (unused by loss-weighting methods)."""
         total, w = self.combine(losses)
         (scale(total) if scale is not None else total).backward()
         return w
 
     def epoch_end(self, train_losses: Mapping[str, float],
-                  val_losses: Mapping[str, float] | None = None) -> None:
+                  val_losses: Mapping[str, float] | None = None,
+                  val_metrics: Mapping[str, Mapping[str, float]] | None = None) -> None:
         """Per-epoch update; nothing by default."""
 
     def parameters(self) -> list[nn.Parameter]:

@@ -1,5 +1,6 @@
 """Multi-task networks: shared backbones, task heads and the builders that combine them."""
 
+from taskgrouper.models.arch import ARCH_TABLE, ArchInfo, MultiTaskModel, Outputs, arch_info
 from taskgrouper.models.backbones import (
     BACKBONES,
     DilatedResNet,
@@ -10,11 +11,22 @@ from taskgrouper.models.backbones import (
     scale_channels,
     width_for_cost,
 )
-from taskgrouper.models.builders import ARCHITECTURES, HardSharingNet, build_model
+from taskgrouper.models.builders import (
+    ARCHITECTURES,
+    HardSharingNet,
+    build_model,
+    check_architecture,
+)
 from taskgrouper.models.heads import GlobalHead, LightDecoder, TaskHead, build_head
 
 __all__ = [
     "ARCHITECTURES",
+    "ARCH_TABLE",
+    "ArchInfo",
+    "MultiTaskModel",
+    "Outputs",
+    "arch_info",
+    "check_architecture",
     "BACKBONES",
     "DilatedResNet",
     "GlobalHead",

@@ -7,7 +7,11 @@ outputs ordered from shallow to deep, and which exposes:
 * ``strides``: cumulative stride of each stage output (1 for vector backbones);
 * ``width``: the channel multiplier it was built with;
 * ``spatial``: ``True`` for image backbones (stage outputs are ``(B, C, H, W)`` maps),
-  ``False`` for vector backbones (``(B, C)``).
+  ``False`` for vector backbones (``(B, C)``);
+* ``stages()``: the backbone as a chain of modules, one per stage output: stage ``i`` maps
+  stage ``i - 1``'s output (the input for ``i = 0``) to output ``i`` of ``forward``.
+  Architectures that interleave layers between stages (cross-stitch, NDDR) or gate blocks
+  (AdaShare) use it.
 
 ``width``: size as a fraction of cost
 -------------------------------------
@@ -210,6 +214,11 @@ class XceptionEncoder(nn.Module):
         self.strides = [2, 4, 8, 16]
         _init_weights(self)
 
+    def stages(self) -> list[nn.Module]:
+        """The chain of stages behind the four stage outputs."""
+        return [self.stem, self.entry1, self.entry2,
+                nn.Sequential(self.entry3, self.middle, self.exit)]
+
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         # x: (B, Cin, H, W)
         s = self.stem(x)  # (B, 48w, H/2, W/2)
@@ -288,16 +297,20 @@ class DilatedResNet(nn.Module):
             stages.append(nn.Sequential(*blocks))
             self.strides.append(stride)
             cin = cout
-        self.stages = nn.ModuleList(stages)
+        self.blocks = nn.ModuleList(stages)
         self.out_channels = chans
         self.output_stride = output_stride
         _init_weights(self)
+
+    def stages(self) -> list[nn.Module]:
+        """The chain of stages behind the four stage outputs (the stem joins the first)."""
+        return [nn.Sequential(self.stem, self.blocks[0]), *self.blocks[1:]]
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         # x: (B, Cin, H, W)
         x = self.stem(x)  # (B, 64w, H/4, W/4)
         outs = []
-        for stage in self.stages:
+        for stage in self.blocks:
             x = stage(x)  # (B, C_i, H/s_i, W/s_i)
             outs.append(x)
         return outs
@@ -333,6 +346,10 @@ class MLPEncoder(nn.Module):
         self.out_channels = [cin]
         self.strides = [1]
         _init_weights(self)
+
+    def stages(self) -> list[nn.Module]:
+        """One stage: the whole MLP (on flattened inputs)."""
+        return [nn.Sequential(nn.Flatten(1), self.net)]
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         # (B, D) -> [(B, hidden[-1] * width)]

@@ -1,95 +1,60 @@
-"""Multi-task network builders.
+"""Multi-task network builders: config names and options to a :class:`MultiTaskModel`.
 
 Standley et al. (2020) train, for every candidate group of tasks, a *hard parameter sharing*
-network: one shared encoder and one small decoder per task. :class:`HardSharingNet` is that
-network, for any subset of tasks.
+network (one shared encoder, one small decoder per task); the survey's architectures
+(Vandenhende et al., 2021) are in :mod:`taskgrouper.models.arch`, one row each of
+:data:`~taskgrouper.models.arch.ARCH_TABLE`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
-import torch
 from torch import nn
 
+from taskgrouper.models.arch import ARCH_TABLE, HardSharingNet, arch_info
 from taskgrouper.models.backbones import build_backbone
-from taskgrouper.models.heads import build_head
 from taskgrouper.tasks import TaskSpec, closest
 
-__all__ = ["ARCHITECTURES", "HardSharingNet", "build_model"]
+__all__ = ["ARCHITECTURES", "HardSharingNet", "build_model", "check_architecture"]
 
 #: Names accepted by :func:`build_model`'s ``architecture``.
-ARCHITECTURES: tuple[str, ...] = ("hard_sharing",)
+ARCHITECTURES: tuple[str, ...] = tuple(info.name for info in ARCH_TABLE)
 
 
-class HardSharingNet(nn.Module):
-    """One shared encoder and one head per task.
-
-    ``forward`` is ``decode(encode(x), x.shape[-2:])``; the two halves are exposed separately so
-    that gradient-balancing methods can act on the shared representation.
+def check_architecture(architecture: str, tasks: Sequence[str], spatial: bool | None = None,
+                       options: Mapping[str, Any] | None = None) -> None:
+    """Fail fast on an architecture that cannot take these tasks, input or options.
 
     Args:
-        encoder: A backbone (see :mod:`taskgrouper.models.backbones`).
-        tasks: Task name -> spec; one head is built per task.
-        backbone_name: The backbone's registry name (used to compute standard network time).
+        architecture: A name of :data:`ARCHITECTURES`.
+        tasks: The task names.
+        spatial: Whether inputs are images (None: not known yet).
+        options: ``model.options``.
 
-    Attributes:
-        tasks: Task names, in the order given.
-        encoder: The shared backbone.
-        heads: ``nn.ModuleDict`` of task name -> head.
+    Raises:
+        ValueError: naming the architecture and what would fix it.
     """
-
-    def __init__(self, encoder: nn.Module, tasks: Mapping[str, TaskSpec],
-                 backbone_name: str | None = None) -> None:
-        super().__init__()
-        if not tasks:
-            raise ValueError("HardSharingNet needs at least one task")
-        for name in tasks:
-            if not name or "." in name:
-                raise ValueError(f"task name '{name}' cannot be a module name (empty or has '.')")
-        self.encoder = encoder
-        self.backbone_name = backbone_name
-        self.tasks: tuple[str, ...] = tuple(tasks)
-        self.specs: dict[str, TaskSpec] = dict(tasks)
-        self.heads = nn.ModuleDict({name: build_head(spec, encoder)
-                                    for name, spec in tasks.items()})
-
-    def encode(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """Backbone stage outputs, shallow to deep."""
-        # (B, C, H, W) or (B, D) -> [(B, C_i, H/s_i, W/s_i)] or [(B, F)]
-        return self.encoder(x)
-
-    def decode(self, features: Sequence[torch.Tensor], input_hw: Sequence[int] | None = None,
-               tasks: Iterable[str] | None = None) -> dict[str, torch.Tensor]:
-        """Run the heads on shared features.
-
-        Args:
-            features: Output of :meth:`encode`.
-            input_hw: Spatial size of the input; dense outputs are resized to it when they
-                differ (``None`` for vector inputs).
-            tasks: Heads to run (default: all).
-        """
-        names = self.tasks if tasks is None else tuple(tasks)
-        return {name: self.heads[name](features, input_hw) for name in names}
-
-    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        input_hw = tuple(x.shape[-2:]) if x.dim() == 4 else None
-        return self.decode(self.encode(x), input_hw)
-
-    def shared_parameters(self) -> Iterator[nn.Parameter]:
-        """Parameters of the shared encoder."""
-        return self.encoder.parameters()
-
-    def task_parameters(self, task: str) -> Iterator[nn.Parameter]:
-        """Parameters of one task's head."""
-        if task not in self.heads:
-            raise KeyError(f"no task '{task}'; " + closest(task, self.tasks))
-        return self.heads[task].parameters()
+    info = arch_info(architecture)
+    if info.max_tasks is not None and len(tasks) > info.max_tasks:
+        raise ValueError(f"architecture '{architecture}' takes at most {info.max_tasks} tasks, "
+                         f"got {len(tasks)} ({', '.join(tasks)}); choose {info.max_tasks} "
+                         f"tasks, or another architecture")
+    if info.spatial_only and spatial is False:
+        raise ValueError(f"architecture '{architecture}' needs image inputs and an image "
+                         f"backbone; use hard_sharing for vector inputs")
+    for key in options or {}:
+        if key not in info.options:
+            hint = closest(key, list(info.options)) if info.options else "it takes no options"
+            raise ValueError(f"model.options: architecture '{architecture}' has no option "
+                             f"'{key}'; {hint}")
 
 
 def build_model(tasks: Mapping[str, TaskSpec], in_shape: Sequence[int],
                 backbone: str = "xception", width: float = 1.0,
-                architecture: str = "hard_sharing") -> nn.Module:
+                architecture: str = "hard_sharing",
+                options: Mapping[str, Any] | None = None) -> nn.Module:
     """Build a multi-task network for ``tasks``.
 
     Args:
@@ -99,12 +64,19 @@ def build_model(tasks: Mapping[str, TaskSpec], in_shape: Sequence[int],
         width: Encoder size as a fraction of the full encoder's cost (0.5 = the paper's
             half-sized network; see :mod:`taskgrouper.models.backbones`).
         architecture: One of :data:`ARCHITECTURES`.
+        options: The architecture's options (``model.options``).
 
     Raises:
-        ValueError: Unknown architecture or backbone, or a dense task on a vector backbone.
+        ValueError: Unknown architecture, backbone or option, or tasks or inputs the
+            architecture cannot take.
     """
-    if architecture not in ARCHITECTURES:
-        raise ValueError(f"unknown architecture '{architecture}'; "
-                         + closest(architecture, ARCHITECTURES))
-    encoder = build_backbone(backbone, tuple(in_shape), width=width)
-    return HardSharingNet(encoder, tasks, backbone_name=backbone)
+    info = arch_info(architecture)
+    in_shape = tuple(int(s) for s in in_shape)
+    check_architecture(architecture, list(tasks), spatial=len(in_shape) == 3, options=options)
+    first = [build_backbone(backbone, in_shape, width=width)]  # validates name and shape
+
+    def make_backbone() -> nn.Module:
+        return first.pop() if first else build_backbone(backbone, in_shape, width=width)
+
+    params = {**info.options, **(options or {})}
+    return info.build(make_backbone, tasks, backbone_name=backbone, **params)

@@ -55,8 +55,13 @@ def task_loss_sum(spec: TaskSpec, pred: Tensor, target: Tensor) -> tuple[Tensor,
     """Sum of the per-label losses over valid labels, and how many labels were summed.
 
     Split-level losses are ``sum(sums) / sum(counts)`` over batches, so they do not depend on
-    how the split was batched.
+    how the split was batched. A dense prediction smaller than its labels (an auxiliary,
+    deeply supervised output) is upsampled bilinearly to the label size first.
     """
+    if spec.dense and pred.dim() == 4 and pred.shape[-2:] != target.shape[-2:]:
+        # (B, C, h, w) -> (B, C, H, W)
+        pred = F.interpolate(pred, size=tuple(target.shape[-2:]), mode="bilinear",
+                             align_corners=False)
     mask = valid_mask(spec, target)
     if spec.kind in ("segmentation", "classification"):
         # (B, K, H, W) / (B, K) logits, (B, H, W) / (B,) ids with -1 = missing

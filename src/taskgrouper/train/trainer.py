@@ -31,7 +31,7 @@ from taskgrouper.config import ExperimentConfig
 from taskgrouper.data import MultiTaskData, load_dataset
 from taskgrouper.tasks import TaskSpec, fit_normalisation, normalise_target
 from taskgrouper.train.checkpoint import load_checkpoint, save_checkpoint, write_json_atomic
-from taskgrouper.train.losses import denormalise, task_loss_sum
+from taskgrouper.train.losses import denormalise, task_loss, task_loss_sum
 
 __all__ = ["TrainResult", "TrainingDiverged", "evaluate_split", "resolve_device", "train"]
 
@@ -286,8 +286,8 @@ def check_names(config: ExperimentConfig) -> None:
     Raises:
         ValueError: naming the config key, the bad value and the closest known name.
     """
-    from taskgrouper.balancing import BALANCERS
-    from taskgrouper.models import ARCHITECTURES, BACKBONES
+    from taskgrouper.balancing import BALANCERS, balancer_info, build_balancer
+    from taskgrouper.models import ARCHITECTURES, BACKBONES, arch_info, check_architecture
     from taskgrouper.tasks import closest
 
     for key, value, known in (
@@ -296,6 +296,18 @@ def check_names(config: ExperimentConfig) -> None:
             ("balancer.name", config.balancer.name, [b.name for b in BALANCERS])):
         if value not in known:
             raise ValueError(f"{key}: unknown name '{value}'; {closest(value, known)}")
+    arch, bal = arch_info(config.model.architecture), balancer_info(config.balancer.name)
+    check_architecture(arch.name, config.tasks or [], options=config.model.options)
+    build_balancer(bal.name, weights=config.balancer.weights, **config.balancer.options)
+    if bal.needs_task_grads and not arch.shared_parameters:
+        raise ValueError(f"balancer '{bal.name}' needs per-task gradients of shared parameters, "
+                         f"but architecture '{arch.name}' shares none (one network per task); "
+                         f"use a loss-weighting balancer (uniform, fixed, uncertainty, dwa, "
+                         f"dtp) or an architecture with a shared encoder")
+    if bal.rep_only and not arch.shared_representation:
+        raise ValueError(f"balancer '{bal.name}' works on the shared representation, which "
+                         f"architecture '{arch.name}' does not have; use hard_sharing, or a "
+                         f"balancer on parameter gradients (e.g. mgda)")
 
 
 def train(config: ExperimentConfig, out_dir: str | Path, *, data: MultiTaskData | None = None,
@@ -354,11 +366,12 @@ def train(config: ExperimentConfig, out_dir: str | Path, *, data: MultiTaskData 
 
     torch.manual_seed(tc.seed)
     model = build_model(specs, data.input_shape, backbone=config.model.backbone,
-                        width=config.model.width,
-                        architecture=config.model.architecture).to(device)
+                        width=config.model.width, architecture=config.model.architecture,
+                        options=config.model.options).to(device)
     memory_format = _memory_format(tc.memory_format, data.input_shape)
     model = model.to(memory_format=memory_format)
-    balancer: Balancer = build_balancer(config.balancer.name, weights=config.balancer.weights)
+    balancer: Balancer = build_balancer(config.balancer.name, weights=config.balancer.weights,
+                                        **config.balancer.options)
     balancer.setup(tasks, model)
     optimizer = _make_optimizer(list(model.parameters()) + balancer.parameters(), tc)
 
@@ -400,6 +413,14 @@ def train(config: ExperimentConfig, out_dir: str | Path, *, data: MultiTaskData 
     for epoch in range(start_epoch + 1, tc.epochs + 1):
         if stopped_early:
             break
+        if model.on_epoch_start(epoch, tc.epochs):
+            # a new phase re-initialised the model (AdaShare's re-training): fresh optimiser
+            # and schedule, and the best checkpoint must come from the new phase
+            optimizer = _make_optimizer(list(model.parameters()) + balancer.parameters(), tc)
+            schedule = _Schedule(optimizer, tc.schedule, tc.lr,
+                                 steps_per_epoch * (tc.epochs - epoch + 1), tc.poly_power)
+            best_val, bad_epochs = math.inf, 0
+            log(f"{out}: epoch {epoch} starts a new training phase")
         model.train()
         t0 = time.perf_counter()
         lr_used = schedule.lr
@@ -414,12 +435,18 @@ def train(config: ExperimentConfig, out_dir: str | Path, *, data: MultiTaskData 
             with autocast:
                 out_t = model(x)
             losses = {}
+            aux = getattr(out_t, "aux", {})
             for t in tasks:
                 target = train_t.targets[t][idx].to(device, non_blocking=True)
-                s, c = task_loss_sum(specs[t], out_t[t].float(), target)
-                losses[t] = s / c.clamp(min=1.0)
+                losses[t] = task_loss(specs[t], out_t[t].float(), target)
+                for pred in aux.get(t, ()):  # deep supervision: same label, weight 1
+                    losses[t] = losses[t] + task_loss(specs[t], pred.float(), target)
             optimizer.zero_grad(set_to_none=True)
-            weights = balancer.backward(losses, scaler.scale if scaler.is_enabled() else None)
+            scale = scaler.scale if scaler.is_enabled() else None
+            extra = model.regularization()
+            if extra is not None:  # outside balancing; balancers accumulate onto it
+                (scale(extra) if scale is not None else extra).backward(retain_graph=True)
+            weights = balancer.backward(losses, scale, rep=getattr(out_t, "rep", None))
             stacked = torch.stack([losses[t].detach() for t in tasks])
             running += stacked.double() * len(idx)
             if step % check_every == 0 or step == steps_per_epoch - 1:
@@ -444,7 +471,7 @@ def train(config: ExperimentConfig, out_dir: str | Path, *, data: MultiTaskData 
         val = evaluate_split(model, val_t, specs, device, tc.eval_batch_size, amp_dtype)
         val_losses = {t: val[t]["loss"] for t in tasks}
         val_total = sum(val_losses.values())
-        balancer.epoch_end(train_losses, val_losses)
+        balancer.epoch_end(train_losses, val_losses, val)
         schedule.after_epoch(sum(train_losses.values()))
         seconds = time.perf_counter() - t0
         samples += n_train
