@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/taskgrouper train configs/synthetic.yaml --out taskgrouper-demo
+	$(BIN)/taskgrouper demo --out taskgrouper-demo
 
 test: $(STAMP)
 	$(BIN)/ruff check src tests bench
