@@ -11,6 +11,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from taskgrouper.balancing.base import Balancer
+from taskgrouper.balancing.dtp import DTP
+from taskgrouper.balancing.dwa import DWA
+from taskgrouper.balancing.famo import FAMO
+from taskgrouper.balancing.gradnorm import GradNorm
+from taskgrouper.balancing.imtl import IMTL
+from taskgrouper.balancing.mgda import MGDA, MGDAUB
+from taskgrouper.balancing.nash import NashMTL
+from taskgrouper.balancing.pareto import ParetoMTL
+from taskgrouper.balancing.projection import CAGrad, GradDrop, PCGrad
+from taskgrouper.balancing.uncertainty import Uncertainty
 from taskgrouper.balancing.weighting import Fixed, Uniform
 from taskgrouper.tasks import closest
 
@@ -46,6 +56,42 @@ class BalancerInfo:
 BALANCERS: tuple[BalancerInfo, ...] = (
     BalancerInfo("uniform", Uniform, paper="Standley et al. 2020 (unweighted mean)"),
     BalancerInfo("fixed", Fixed, params={"weights": None}, paper="hand-tuned weights"),
+    BalancerInfo("uncertainty", Uncertainty,
+                 paper="Kendall et al. 2018, CVPR (homoscedastic uncertainty; survey Eq. 6)"),
+    BalancerInfo("gradnorm", GradNorm, needs_task_grads=True,
+                 params={"alpha": 1.5, "lr": 0.025},
+                 paper="Chen et al. 2018, ICML (GradNorm; survey Eq. 7)"),
+    BalancerInfo("dwa", DWA, params={"temperature": 2.0},
+                 paper="Liu et al. 2019, CVPR (dynamic weight average; survey Eq. 8)"),
+    BalancerInfo("dtp", DTP, params={"gamma": 2.0, "alpha": 0.9, "kpi": None},
+                 paper="Guo et al. 2018, ECCV (dynamic task prioritization; survey Eq. 9)"),
+    BalancerInfo("mgda", MGDA, needs_task_grads=True, supports_rep_grad=True,
+                 params={"normalization": "none", "rep": False, "batched": False},
+                 paper="Sener & Koltun 2018, NeurIPS (MGDA, Frank-Wolfe min-norm solver)"),
+    BalancerInfo("mgda_ub", MGDAUB, needs_task_grads=True, supports_rep_grad=True,
+                 rep_only=True, params={"normalization": "none", "batched": False},
+                 paper="Sener & Koltun 2018, NeurIPS (MGDA-UB on the shared representation)"),
+    BalancerInfo("pareto_mtl", ParetoMTL, needs_task_grads=True, supports_rep_grad=True,
+                 params={"n_preferences": 5, "preference": None, "vector": None,
+                         "init_steps": 100, "rep": False, "batched": False},
+                 paper="Lin et al. 2019, NeurIPS (Pareto multi-task learning)"),
+    BalancerInfo("graddrop", GradDrop, needs_task_grads=True, supports_rep_grad=True,
+                 rep_only=True, params={"leak": 0.0, "seed": 0, "batched": False},
+                 paper="Chen et al. 2020, NeurIPS (gradient sign dropout)"),
+    BalancerInfo("pcgrad", PCGrad, needs_task_grads=True, supports_rep_grad=True,
+                 params={"seed": 0, "rep": False, "batched": False},
+                 paper="Yu et al. 2020, NeurIPS (gradient surgery)"),
+    BalancerInfo("cagrad", CAGrad, needs_task_grads=True, supports_rep_grad=True,
+                 params={"c": 0.5, "rep": False, "batched": False},
+                 paper="Liu et al. 2021, NeurIPS (conflict-averse gradient descent)"),
+    BalancerInfo("nash_mtl", NashMTL, needs_task_grads=True, supports_rep_grad=True,
+                 params={"update_every": 1, "rep": False, "batched": False},
+                 paper="Navon et al. 2022, ICML (Nash bargaining)"),
+    BalancerInfo("imtl", IMTL, needs_task_grads=True, supports_rep_grad=True,
+                 params={"learn_scales": False, "rep": False, "batched": False},
+                 paper="Liu et al. 2021, ICLR (impartial MTL: IMTL-G, IMTL-L)"),
+    BalancerInfo("famo", FAMO, params={"lr": 0.025, "gamma": 0.001},
+                 paper="Liu et al. 2023, NeurIPS (fast adaptive multitask optimization)"),
 )
 
 
