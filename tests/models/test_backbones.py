@@ -83,7 +83,7 @@ def test_mlp_encoder():
 
 
 def test_build_backbone_names_and_errors():
-    assert set(BACKBONES) == {"xception", "resnet", "mlp"}
+    assert set(BACKBONES) == {"xception", "resnet", "mlp", "hrnet"}
     assert isinstance(build_backbone("mlp", (12,)), MLPEncoder)
     assert isinstance(build_backbone("resnet", (3, 32, 32), width=0.25), DilatedResNet)
     with pytest.raises(ValueError, match="did you mean 'xception'"):

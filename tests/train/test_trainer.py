@@ -137,3 +137,15 @@ def test_unknown_options_are_named_before_any_data_is_loaded():
         update={"options": {"groups": [["a"]]}})})
     with pytest.raises(ValueError, match="architecture 'hard_sharing' has no option 'groups'"):
         check_names(bad_model)
+
+
+def test_gradient_balancer_needs_shared_parameters():
+    from taskgrouper.train.trainer import check_names
+
+    cfg = config()
+    cfg = cfg.model_copy(update={
+        "model": cfg.model.model_copy(update={"architecture": "cross_stitch"}),
+        "balancer": cfg.balancer.model_copy(update={"name": "pcgrad"})})
+    with pytest.raises(ValueError, match=r"balancer 'pcgrad' needs per-task gradients of "
+                                         r"shared parameters.*'cross_stitch' shares none"):
+        check_names(cfg)

@@ -50,7 +50,7 @@ __all__ = [
 ]
 
 #: Names accepted by :func:`build_backbone`.
-BACKBONES: tuple[str, ...] = ("xception", "resnet", "mlp")
+BACKBONES: tuple[str, ...] = ("xception", "resnet", "mlp", "hrnet")
 
 
 def scale_channels(channels: int, width: float, multiple: int = 4, minimum: int = 8) -> int:
@@ -381,6 +381,10 @@ def build_backbone(name: str, in_shape: tuple[int, ...], width: float = 1.0) -> 
                          f"{in_shape}; use 'mlp' for vector inputs")
     if name == "xception":
         return XceptionEncoder(in_shape[0], width=mult)
+    if name == "hrnet":
+        from taskgrouper.models.hrnet import HRNetEncoder  # imports this module
+
+        return HRNetEncoder(in_shape[0], width=mult)
     return DilatedResNet(in_shape[0], width=mult)
 
 

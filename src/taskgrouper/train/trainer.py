@@ -302,8 +302,9 @@ def check_names(config: ExperimentConfig) -> None:
     if bal.needs_task_grads and not arch.shared_parameters:
         raise ValueError(f"balancer '{bal.name}' needs per-task gradients of shared parameters, "
                          f"but architecture '{arch.name}' shares none (one network per task); "
-                         f"use a loss-weighting balancer (uniform, fixed, uncertainty, dwa, "
-                         f"dtp) or an architecture with a shared encoder")
+                         f"use a loss-weighting balancer ("
+                         + ", ".join(b.name for b in BALANCERS if not b.needs_task_grads)
+                         + ") or an architecture with a shared encoder")
     if bal.rep_only and not arch.shared_representation:
         raise ValueError(f"balancer '{bal.name}' works on the shared representation, which "
                          f"architecture '{arch.name}' does not have; use hard_sharing, or a "

@@ -13,8 +13,17 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from taskgrouper.models.arch.adashare import build_adashare
 from taskgrouper.models.arch.base import MultiTaskModel, Outputs
+from taskgrouper.models.arch.branched import build_branched
+from taskgrouper.models.arch.cross_stitch import build_cross_stitch
 from taskgrouper.models.arch.hard_sharing import HardSharingNet, build_hard_sharing
+from taskgrouper.models.arch.jtrl import build_jtrl
+from taskgrouper.models.arch.mtan import build_mtan
+from taskgrouper.models.arch.mtinet import build_mtinet
+from taskgrouper.models.arch.nddr import build_nddr
+from taskgrouper.models.arch.padnet import build_padnet
+from taskgrouper.models.arch.papnet import build_papnet
 
 __all__ = ["ARCH_TABLE", "ArchInfo", "HardSharingNet", "MultiTaskModel", "Outputs", "arch_info"]
 
@@ -51,6 +60,37 @@ class ArchInfo:
 ARCH_TABLE: tuple[ArchInfo, ...] = (
     ArchInfo("hard_sharing", build_hard_sharing,
              paper="Caruana 1997; the network of Standley et al. 2020"),
+    ArchInfo("cross_stitch", build_cross_stitch, shared_parameters=False,
+             shared_representation=False, needs_stages=True,
+             options={"alpha_same": 0.9, "alpha_other": None, "pretrained": None},
+             paper="Misra et al. 2016 (survey Sec. 2.2.1)"),
+    ArchInfo("nddr", build_nddr, shared_parameters=False, shared_representation=False,
+             needs_stages=True,
+             options={"alpha_same": 0.9, "alpha_other": None, "pretrained": None},
+             paper="Gao et al. 2019, NDDR-CNN (survey Sec. 2.2.2)"),
+    ArchInfo("mtan", build_mtan, spatial_only=True,
+             paper="Liu et al. 2019 (survey Sec. 2.2.3)"),
+    ArchInfo("branched", build_branched, needs_stages=True,
+             options={"groups": None, "branch_stage": None},
+             paper="Vandenhende et al. 2020, branched networks (survey Sec. 2.2.4)"),
+    ArchInfo("padnet", build_padnet, spatial_only=True,
+             options={"channels": None, "head": "light", "message_conv": True},
+             paper="Xu et al. 2018, PAD-Net (survey Sec. 2.3.1, Eq. 2)"),
+    ArchInfo("mtinet", build_mtinet, spatial_only=True,
+             options={"channels": None, "head": "light", "message_conv": True},
+             paper="Vandenhende et al. 2020, MTI-Net (survey Sec. 2.3.4)"),
+    ArchInfo("papnet", build_papnet, spatial_only=True,
+             options={"channels": None, "diffusion_steps": 3, "beta": 0.5,
+                      "max_affinity_pixels": 1024, "head": "light"},
+             paper="Zhang et al. 2019, PAP-Net (survey Sec. 2.3.2, Eq. 3)"),
+    ArchInfo("jtrl", build_jtrl, spatial_only=True, max_tasks=2,
+             options={"channels": None, "head": "light"},
+             paper="Zhang et al. 2018, JTRL (survey Sec. 2.3.3)"),
+    ArchInfo("adashare", build_adashare, spatial_only=True,
+             options={"search_epochs": 0.5, "tau_init": 5.0, "tau_decay": 0.965,
+                      "curriculum_step": 0, "final_policy": "argmax",
+                      "sparsity_weight": 0.05, "sharing_weight": 0.05, "head": "light"},
+             paper="Sun et al. 2020, AdaShare (seed 001)"),
 )
 
 
