@@ -35,6 +35,7 @@ _API: dict[str, str] = {
     "select_many": "taskgrouper.grouping.select",
     "search": "taskgrouper.grouping.search",
     "run_demo": "taskgrouper.demo",
+    "run_bench": "taskgrouper.bench",
     "delta_mtl": "taskgrouper.evaluate.metrics",
 }
 

@@ -64,6 +64,18 @@ def _cmd_search(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from taskgrouper.bench import format_bench, run_bench
+    from taskgrouper.config import load_config
+
+    overrides = {"train.device": args.device} if args.device else {}
+    config = load_config(args.config, overrides)
+    results = run_bench(config, args.out, workers=args.workers, executor=_executor(args),
+                        progress=not args.quiet)
+    print(format_bench(results, args.out))
+    return 1 if results["failed"] else 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from taskgrouper.demo import run_demo
 
@@ -158,6 +170,16 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_search)
 
+    p = sub.add_parser("bench", help="architectures x balancers against single-task networks: "
+                                     "the Delta_MTL table (exit 1 if some run failed)")
+    p.add_argument("config", help="experiment YAML with a bench section (see configs/)")
+    p.add_argument("--out", required=True, help="bench folder; an existing one is resumed")
+    p.add_argument("--workers", type=int, default=1, help="parallel training processes")
+    p.add_argument("--executor", default="local", help="local (default)")
+    p.add_argument("--device", help="auto (default), cpu, cuda, ...")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=_cmd_bench)
+
     p = sub.add_parser("demo", help="the whole framework on the synthetic scenes")
     p.add_argument("--out", default="taskgrouper-demo", help="output folder (resumable)")
     p.add_argument("--quick", action="store_true", help="three tasks, a few minutes")
@@ -166,8 +188,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_demo)
 
-    p = sub.add_parser("report", help="write report.md and report.html from results.json")
-    p.add_argument("dir", help="a search or demo folder")
+    p = sub.add_parser("report", help="write report.md and report.html from results.json "
+                                      "(or bench.json)")
+    p.add_argument("dir", help="a search, demo or bench folder")
     p.set_defaults(func=_cmd_report)
 
     p = sub.add_parser("select", help="choose networks under inference-time budgets")

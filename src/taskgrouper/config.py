@@ -16,9 +16,11 @@ from taskgrouper.tasks import closest
 
 __all__ = [
     "BalancerConfig",
+    "BenchConfig",
     "ConfigError",
     "DataConfig",
     "ExperimentConfig",
+    "GridConfig",
     "ModelConfig",
     "SearchConfig",
     "TrainConfig",
@@ -112,6 +114,68 @@ class SearchConfig(_Section):
     random_trials: int = Field(1000, ge=1)  # the "random groupings" baseline
 
 
+#: Optimisers a training run (and a bench grid) may use.
+OPTIMIZERS = ("sgd", "adam")
+
+
+class GridConfig(_Section):
+    """A hyperparameter grid (Vandenhende et al. 2021, Table IV): every combination trains.
+
+    A list left out keeps the ``train`` section's value. ``lr`` is one list for every optimiser
+    or, as in Table IV, one list per optimiser (``{sgd: [1e-3, 5e-3], adam: [1e-4]}``).
+    """
+
+    optimizer: list[Literal["sgd", "adam"]] | None = Field(None, min_length=1)
+    batch_size: list[int] | None = Field(None, min_length=1)
+    lr: list[float] | dict[str, list[float]] | None = None
+
+    @field_validator("batch_size")
+    @classmethod
+    def _positive_batches(cls, value: list[int] | None) -> list[int] | None:
+        if value is not None and any(b < 1 for b in value):
+            raise ValueError(f"batch sizes must be at least 1, got {value}")
+        return value
+
+    @field_validator("lr")
+    @classmethod
+    def _positive_rates(cls, value):
+        if value is None:
+            return value
+        lists = value.values() if isinstance(value, dict) else [value]
+        if isinstance(value, dict):
+            for key in value:
+                if key not in OPTIMIZERS:
+                    raise ValueError(f"lr: unknown optimizer '{key}'; {closest(key, OPTIMIZERS)}")
+        for rates in lists:
+            if not rates or any(not r > 0 for r in rates):
+                raise ValueError(f"learning rates must be non-empty lists of positive numbers, "
+                                 f"got {rates}")
+        return value
+
+
+class BenchConfig(_Section):
+    """Benchmark settings (``taskgrouper bench``; Vandenhende et al. 2021, Sec. 4.1).
+
+    Which architecture x balancer models to train: every pair of ``architectures`` (default:
+    every row of ``models.arch.ARCH_TABLE``) and ``balancers`` (default: every row of
+    ``balancing.BALANCERS``), or, when ``pairs`` is given, exactly those pairs, where ``"*"``
+    stands for every name of the corresponding list (``[["*", uniform], [hard_sharing, "*"]]``
+    is the survey's Table V: every architecture with one balancer, every balancer with the
+    MTL baseline). Names are checked against the tables when the bench runs.
+    """
+
+    architectures: list[str] | None = Field(None, min_length=1)
+    balancers: list[str] | None = Field(None, min_length=1)
+    pairs: list[tuple[str, str]] | None = Field(None, min_length=1)
+    grid: GridConfig | None = None
+    #: Architecture name -> its ``model.options`` (``model.options`` itself applies to
+    #: ``model.architecture``).
+    model_options: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    #: Balancer name -> its ``balancer.options`` (``balancer.options`` itself applies to
+    #: ``balancer.name``).
+    balancer_options: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+
 class ExperimentConfig(_Section):
     """A whole experiment."""
 
@@ -121,6 +185,8 @@ class ExperimentConfig(_Section):
     balancer: BalancerConfig = Field(default_factory=BalancerConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     search: SearchConfig | None = None
+    # Left out of dumps: a run's identity (and id) never depends on the bench it belongs to.
+    bench: BenchConfig | None = Field(None, exclude=True)
 
 
 def _known_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:

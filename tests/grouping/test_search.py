@@ -209,7 +209,9 @@ def test_search_killed_mid_sweep_resumes_to_the_same_selections(tiny_search, tmp
                      log=lambda *_: None)
     with sqlite3.connect(out / "runs.sqlite") as db:
         ids = [row[0] for row in db.execute("select id from runs")]
-    assert len(ids) == len(set(ids)) == 2 * len(reference["candidates"])  # + the ESA runs
+    # the candidates, the ESA runs, and the all-task MGDA-UB run when that balancer exists
+    mgda = int("mgda_ub" in reference["baselines"])
+    assert len(ids) == len(set(ids)) == 2 * len(reference["candidates"]) + mgda
     for name, strat in reference["strategies"].items():
         got = resumed["strategies"][name]["selections"]
         assert [s["networks"] for s in got] == [s["networks"] for s in strat["selections"]]

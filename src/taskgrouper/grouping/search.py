@@ -58,9 +58,14 @@ def strategies_of(config: ExperimentConfig, names: Sequence[str] | str | None = 
 
 
 def _run_config(base: dict[str, Any], c: Candidate) -> dict:
+    """A candidate's run: the experiment (architecture, its options, balancer and all) with
+    the candidate's tasks, width and schedule; balancer weights of other tasks are dropped."""
     cfg = json.loads(json.dumps(base))
     cfg.pop("search", None)
     cfg["tasks"] = list(c.tasks)
+    weights = (cfg.get("balancer") or {}).get("weights")
+    if weights:
+        cfg["balancer"]["weights"] = {t: w for t, w in weights.items() if t in c.tasks} or None
     cfg["model"]["width"] = c.width
     if c.fraction < 1.0:
         cfg["train"]["train_fraction"] = c.fraction
@@ -80,6 +85,38 @@ def _specs(base: dict[str, Any], candidates: Sequence[tuple[Candidate, Strategy 
                                   {"tasks": list(c.tasks), "width": c.width,
                                    "fraction": c.fraction, "network": c.name})
     return list(specs.values())
+
+
+#: The balancer of the other baseline of Standley et al. (2020), Sec. 4.3: the all-task
+#: network trained with the method of Sener and Koltun (2018), MGDA-UB.
+MGDA_BALANCER = "mgda_ub"
+
+
+def _mgda_spec(base: dict[str, Any], config: ExperimentConfig, tasks: Sequence[str],
+               spatial: bool, log: Callable[[str], None]):
+    """The all-task, full-width network trained with ``mgda_ub`` (everything else as the
+    experiment), as a run spec; None when the balancer table has no ``mgda_ub`` row or the
+    architecture cannot take it (then the baseline is left out, with a log line)."""
+    from taskgrouper import balancing
+    from taskgrouper.bench import incompatibility
+    from taskgrouper.models.arch import arch_info
+    from taskgrouper.runs.store import RunSpec
+
+    rows = {b.name: b for b in balancing.BALANCERS}
+    if MGDA_BALANCER not in rows:
+        return None
+    why = incompatibility(arch_info(config.model.architecture), rows[MGDA_BALANCER],
+                          len(tasks), spatial)
+    if why is not None:
+        log(f"no {MGDA_BALANCER} baseline: {why}")
+        return None
+    c = Candidate(tuple(tasks), 1.0)
+    cfg = _run_config(base, c)
+    cfg["balancer"] = {"name": MGDA_BALANCER, "weights": None, "options": {}}
+    run_id = f"{c.run_id}-{MGDA_BALANCER}"
+    return RunSpec(run_id, "baseline", cfg, {"tasks": list(c.tasks), "width": 1.0,
+                                             "fraction": 1.0, "network": run_id,
+                                             "balancer": MGDA_BALANCER})
 
 
 def _identity_check(out: Path, config: ExperimentConfig) -> None:
@@ -163,10 +200,12 @@ def search(config: ExperimentConfig, out_dir: str | Path, *,
         phase1 += [(c, s, group) for c in s.plan(tasks)]
     if baselines:
         phase1 += [(c, None, "baseline") for c in baseline_candidates(tasks)]
+    mgda = (_mgda_spec(base, config, tasks, len(data.input_shape) == 3, log) if baselines
+            else None)
     with RunStore(out / STORE_FILE) as store:
         sweep = dict(store=store, workers=workers, executor=executor, data=data,
                      progress=progress, log=log)
-        specs = _specs(base, phase1)
+        specs = _specs(base, phase1) + ([mgda] if mgda is not None else [])
         todo = len({s.id for s in specs} - store.done_ids())
         log(f"phase 1: {len(specs)} runs ({todo} to train)")
         run_sweep(specs, out, **sweep)
@@ -198,7 +237,8 @@ def search(config: ExperimentConfig, out_dir: str | Path, *,
 
     full = fully_trained(records.values())
     results = _results(config, tasks, budgets, chosen_strategies, records, full, estimates,
-                       raw_selections, c0, baselines)
+                       raw_selections, c0, baselines,
+                       records.get(mgda.id) if mgda is not None else None)
     for cand in results["candidates"]:
         cand["cost_measured"] = measured_snt.get(cand["width"])
     results = _json_safe(results)
@@ -246,7 +286,7 @@ def _compute(records, run_ids) -> dict[str, float]:
 
 
 def _results(config, tasks, budgets, strategies, records, full, estimates, raw_selections,
-             c0, with_baselines) -> dict:
+             c0, with_baselines, mgda=None) -> dict:
     candidates = []
     for name, r in sorted(full.items(), key=lambda kv: (len(kv[1].tasks), -kv[1].width,
                                                          kv[0])):
@@ -299,12 +339,12 @@ def _results(config, tasks, budgets, strategies, records, full, estimates, raw_s
     if with_baselines:
         results["baselines"] = _baselines(tasks, budgets, full, c0,
                                           config.search.random_trials if config.search
-                                          else 1000)
+                                          else 1000, mgda)
     results["relationships"] = _relationships(candidates, tasks)
     return results
 
 
-def _baselines(tasks, budgets, full, c0, trials) -> dict:
+def _baselines(tasks, budgets, full, c0, trials, mgda=None) -> dict:
     from taskgrouper.grouping import baselines as bl
 
     def nets(names, split):
@@ -314,7 +354,7 @@ def _baselines(tasks, budgets, full, c0, trials) -> dict:
     singles = [n for n in full if len(full[n].tasks) == 1]
     everything = [n for n in full if len(full[n].tasks) == len(tasks)]
     pool = [c.name for c in c0 if c.name in full]
-    return {
+    out = {
         "all_in_one": bl.all_in_one(nets(everything, "val"), nets(everything, "test"),
                                     budgets, tasks),
         "independent": bl.independent(nets(singles, "val"), nets(singles, "test"), budgets,
@@ -323,6 +363,11 @@ def _baselines(tasks, budgets, full, c0, trials) -> dict:
                                       trials=trials),
         "pessimal": bl.pessimal(nets(pool, "val"), nets(pool, "test"), budgets, tasks),
     }
+    if mgda is not None:  # the all-task network trained with MGDA-UB, wherever it fits
+        out[MGDA_BALANCER] = bl.all_in_one([Network(mgda.id, mgda.width, mgda.val_losses)],
+                                           [Network(mgda.id, mgda.width, mgda.test_losses)],
+                                           budgets, tasks)
+    return out
 
 
 def _relationships(candidates, tasks) -> dict:

@@ -39,7 +39,8 @@ STRATEGY_LABELS: dict[str, str] = {"exhaustive": "Optimal (exhaustive)", "esa": 
                                    "hoa": "HOA"}
 #: Display names of baselines, in report order; others follow in results order.
 BASELINE_LABELS: dict[str, str] = {"all_in_one": "All-in-one", "independent": "Independent",
-                                   "random": "Random", "pessimal": "Pessimal"}
+                                   "random": "Random", "pessimal": "Pessimal",
+                                   "mgda_ub": "All-in-one (MGDA-UB)"}
 #: The strategy that regret and compute fractions are measured against.
 REFERENCE = "exhaustive"
 DASH = "–"

@@ -73,7 +73,8 @@ def load_and_write(directory: str | Path) -> tuple[Path, Path]:
     """Read ``DIRECTORY/results.json`` and write the report next to it.
 
     Args:
-        directory: A search or demo output folder (or the ``results.json`` file itself).
+        directory: A search or demo output folder (or the ``results.json`` file itself); a
+            bench folder (``bench.json``, no ``results.json``) gets the bench report.
 
     Returns:
         The paths of ``report.md`` and ``report.html``.
@@ -82,6 +83,11 @@ def load_and_write(directory: str | Path) -> tuple[Path, Path]:
         ResultsFileError: No ``results.json``, not JSON, or not a results object.
     """
     path = Path(directory)
+    bench = path / "bench.json" if path.is_dir() else path
+    if bench.name == "bench.json" and bench.is_file() and not (path / RESULTS_FILE).is_file():
+        from taskgrouper.report.bench import load_and_write_bench  # a bench folder
+
+        return load_and_write_bench(bench)
     if path.suffix != ".json" or path.is_dir():
         path = path / RESULTS_FILE
     if not path.is_file():

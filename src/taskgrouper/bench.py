@@ -1,0 +1,536 @@
+"""``taskgrouper bench``: the benchmark protocol of Vandenhende et al. (2021), Sec. 4.
+
+The protocol (Sec. 4.1), over whatever rows :data:`~taskgrouper.models.arch.ARCH_TABLE` and
+:data:`~taskgrouper.balancing.BALANCERS` hold when it runs:
+
+1. **Single-task baselines**: one network per task with the same backbone and width
+   (``hard_sharing`` with one task, ``uniform``): the reference ``b`` of Delta_MTL.
+2. **Models**: every architecture x balancer pair the ``bench`` section names (default: the
+   whole of both tables; ``pairs`` with ``"*"`` gives the survey's Table V layout), each
+   trained on all the tasks. A pair that a table flag forbids (a gradient balancer on an
+   architecture without shared parameters, a representation balancer on one without a shared
+   representation, ``jtrl`` with more than two tasks, an image-only architecture on vectors)
+   is not trained and is listed under ``skipped`` with the reason.
+3. **Grid** (optional, Table IV): every model and every baseline trains at every grid point
+   (optimiser x batch size x learning rate). A model reports the point with the best
+   *validation* Delta_MTL (against the baselines' validation metrics); a baseline the point
+   with the lowest validation loss of its task. Every point is kept in ``bench.json``.
+4. **Scores** (Eq. 10, Table V): per-task test metrics (the metrics each task spec lists),
+   FLOPs and parameters, and Delta_MTL on the test split over every (task, metric) pair::
+
+       Delta_MTL = (1/T) sum_i (-1)^{l_i} (M_m,i - M_b,i) / M_b,i     (in %)
+
+Runs go through :func:`taskgrouper.runs.run_sweep`, so the store is ``DIR/runs.sqlite`` and a
+second call on the same folder trains nothing (run ids hash each run's config, so changing the
+``bench`` section adds runs and keeps the finished ones). A run that fails (a NaN loss) is
+listed under ``failed`` with its message, its model row keeps its other grid points (or
+reports the error), and every other run completes; calling again retries only the failures.
+
+``DIR/bench.json`` (strict JSON; undefined numbers are ``null``)::
+
+    {"version", "title", "tasks", "dataset", "backbone", "width",
+     "task_metrics": {task: [metric, ...]}, "lower_is_better": {metric: bool},
+     "grid": [{"optimizer", "batch_size", "lr"}, ...],
+     "baselines": {task: {metric: value}},            # test metrics of the single-task nets
+     "single_task": {task: {"run_id", "flops", "params", "metrics", "val_metrics",
+                            "train_samples", "wall_s", "grid": {...}}},
+     "rows": [{"architecture", "balancer", "backbone", "flops", "params",
+               "metrics": {task: {metric: value}}, "val_metrics", "delta_mtl",
+               "val_delta_mtl", "train_samples", "wall_s", "run_id", "error",
+               "grid": {"chosen": point, "points": [...], "train_samples", "wall_s"}}],
+     "skipped": [{"architecture", "balancer", "reason"}],
+     "failed": [{"run_id", "architecture", "balancer", "grid", "error"}],
+     "compute": {"runs", "train_samples", "wall_s"}}
+
+``flops`` counts two per multiply-add (as :class:`torch.utils.flop_counter.FlopCounterMode`
+does) for one sample at the real input size.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from taskgrouper.config import BenchConfig, ExperimentConfig, GridConfig, TrainConfig
+
+__all__ = ["BENCH_FILE", "BENCH_VERSION", "GridPoint", "format_bench", "grid_points",
+           "plan_models", "run_bench"]
+
+#: The benchmark's output file inside its folder.
+BENCH_FILE = "bench.json"
+#: Version of the ``bench.json`` layout.
+BENCH_VERSION = 1
+#: The single-task baselines' architecture and balancer (the survey's "single task" row).
+BASELINE_ARCH = "hard_sharing"
+BASELINE_BALANCER = "uniform"
+#: ``"*"`` in ``bench.pairs``: every name of the corresponding list.
+ANY = "*"
+
+
+@dataclass(frozen=True)
+class GridPoint:
+    """One hyperparameter setting of the grid (Vandenhende et al. 2021, Table IV)."""
+
+    optimizer: str
+    batch_size: int
+    lr: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"optimizer": self.optimizer, "batch_size": self.batch_size, "lr": self.lr}
+
+    @property
+    def label(self) -> str:
+        """``adam bs16 lr0.002``."""
+        return f"{self.optimizer} bs{self.batch_size} lr{self.lr:g}"
+
+
+def grid_points(train: TrainConfig, grid: GridConfig | None) -> list[GridPoint]:
+    """Every grid point, in the order optimizer x batch size x learning rate.
+
+    A list the grid leaves out keeps the ``train`` section's value; a per-optimiser ``lr``
+    mapping gives each optimiser its own rates (an optimiser it does not name keeps
+    ``train.lr``). Without a grid, the one point of the ``train`` section.
+    """
+    grid = grid or GridConfig()
+    optimizers = grid.optimizer or [train.optimizer]
+    batches = grid.batch_size or [train.batch_size]
+    points: list[GridPoint] = []
+    for opt in dict.fromkeys(optimizers):
+        if isinstance(grid.lr, Mapping):
+            rates = grid.lr.get(opt) or [train.lr]
+        else:
+            rates = grid.lr or [train.lr]
+        for bs, lr in itertools.product(dict.fromkeys(batches), dict.fromkeys(rates)):
+            points.append(GridPoint(str(opt), int(bs), float(lr)))
+    return points
+
+
+def _tables() -> tuple[dict[str, Any], dict[str, Any]]:
+    """The architecture and balancer rows as they are now (read at call time, not import)."""
+    from taskgrouper import balancing
+    from taskgrouper.models import arch
+
+    return ({a.name: a for a in arch.ARCH_TABLE}, {b.name: b for b in balancing.BALANCERS})
+
+
+def _check_names(bench: BenchConfig, archs: Mapping[str, Any],
+                 bals: Mapping[str, Any]) -> None:
+    """Every name the bench section uses is a table row (or ``"*"`` in ``pairs``)."""
+    from taskgrouper.tasks import closest
+
+    def check(key: str, name: str, known: Mapping[str, Any], what: str, wildcard: bool = False):
+        if name in known or (wildcard and name == ANY):
+            return
+        choices = [*known, ANY] if wildcard else list(known)
+        raise ValueError(f"{key}: unknown {what} '{name}'; {closest(name, choices)}")
+
+    for name in bench.architectures or []:
+        check("bench.architectures", name, archs, "architecture")
+    for name in bench.balancers or []:
+        check("bench.balancers", name, bals, "balancer")
+    for i, (a, b) in enumerate(bench.pairs or []):
+        check(f"bench.pairs[{i}]", a, archs, "architecture", wildcard=True)
+        check(f"bench.pairs[{i}]", b, bals, "balancer", wildcard=True)
+    for name in bench.model_options:
+        check("bench.model_options", name, archs, "architecture")
+    for name in bench.balancer_options:
+        check("bench.balancer_options", name, bals, "balancer")
+
+
+def incompatibility(arch: Any, bal: Any, n_tasks: int, spatial: bool) -> str | None:
+    """Why the table flags forbid training ``bal`` on ``arch`` for these tasks, or None.
+
+    Args:
+        arch: An :class:`~taskgrouper.models.arch.ArchInfo` row.
+        bal: A :class:`~taskgrouper.balancing.BalancerInfo` row.
+        n_tasks: Number of tasks of the model.
+        spatial: Whether the inputs are images.
+    """
+    if getattr(bal, "needs_task_grads", False) and not getattr(arch, "shared_parameters", True):
+        return (f"balancer '{bal.name}' needs per-task gradients of shared parameters; "
+                f"architecture '{arch.name}' shares none")
+    if getattr(bal, "rep_only", False) and not getattr(arch, "shared_representation", True):
+        return (f"balancer '{bal.name}' works on the shared representation; architecture "
+                f"'{arch.name}' has none")
+    max_tasks = getattr(arch, "max_tasks", None)
+    if max_tasks is not None and n_tasks > max_tasks:
+        return (f"architecture '{arch.name}' takes at most {max_tasks} tasks; the bench has "
+                f"{n_tasks}")
+    if getattr(arch, "spatial_only", False) and not spatial:
+        return f"architecture '{arch.name}' needs image inputs; the dataset has vectors"
+    return None
+
+
+def plan_models(bench: BenchConfig, n_tasks: int, spatial: bool
+                ) -> tuple[list[tuple[str, str]], list[dict[str, str]]]:
+    """The (architecture, balancer) models to train, and the skipped ones with reasons.
+
+    Args:
+        bench: The ``bench`` section.
+        n_tasks: Number of tasks.
+        spatial: Whether the inputs are images.
+
+    Returns:
+        ``(models, skipped)``: models in table order (pairs: in the order given, ``"*"``
+        expanded in list order, repeats dropped); ``skipped`` entries are
+        ``{"architecture", "balancer", "reason"}``.
+
+    Raises:
+        ValueError: a name that is not a row of its table (with the closest name).
+    """
+    archs, bals = _tables()
+    _check_names(bench, archs, bals)
+    arch_names = list(dict.fromkeys(bench.architectures or archs))
+    bal_names = list(dict.fromkeys(bench.balancers or bals))
+    if bench.pairs:
+        wanted: list[tuple[str, str]] = []
+        for a, b in bench.pairs:
+            for a2 in (arch_names if a == ANY else [a]):
+                wanted += [(a2, b2) for b2 in (bal_names if b == ANY else [b])]
+    else:
+        wanted = list(itertools.product(arch_names, bal_names))
+    models, skipped = [], []
+    for a, b in dict.fromkeys(wanted):
+        why = incompatibility(archs[a], bals[b], n_tasks, spatial)
+        if why is None:
+            models.append((a, b))
+        else:
+            skipped.append({"architecture": a, "balancer": b, "reason": why})
+    return models, skipped
+
+
+def _run_config(base: Mapping[str, Any], config: ExperimentConfig, tasks: Sequence[str],
+                arch: str, bal: str, point: GridPoint) -> dict[str, Any]:
+    """One run's config: the experiment with this model, these tasks and this grid point."""
+    from taskgrouper.balancing import balancer_info
+
+    bench = config.bench or BenchConfig()
+    cfg = copy.deepcopy(dict(base))
+    cfg.pop("search", None)
+    cfg.pop("bench", None)
+    cfg["tasks"] = list(tasks)
+    model_options = dict(config.model.options) if arch == config.model.architecture else {}
+    model_options.update(bench.model_options.get(arch, {}))
+    cfg["model"]["architecture"] = arch
+    cfg["model"]["options"] = model_options
+    bal_options = dict(config.balancer.options) if bal == config.balancer.name else {}
+    bal_options.update(bench.balancer_options.get(bal, {}))
+    weights = config.balancer.weights if "weights" in balancer_info(bal).params else None
+    if weights:
+        weights = {t: w for t, w in weights.items() if t in tasks}
+    cfg["balancer"] = {"name": bal, "weights": weights or None, "options": bal_options}
+    cfg["train"].update(point.as_dict())
+    return cfg
+
+
+@dataclass(frozen=True)
+class _Planned:
+    """A spec of the bench and what it is for."""
+
+    spec: Any  # RunSpec
+    role: str  # "model" or "single_task"
+    architecture: str
+    balancer: str
+    task: str | None
+    point: GridPoint
+
+
+def _plan(config: ExperimentConfig, tasks: Sequence[str],
+          models: Sequence[tuple[str, str]], points: Sequence[GridPoint]) -> list[_Planned]:
+    from taskgrouper.config import parse_config
+    from taskgrouper.runs.store import RunSpec, make_run_id
+    from taskgrouper.train.trainer import check_names
+
+    base = config.model_dump(mode="json")
+    planned: list[_Planned] = []
+
+    def add(role, arch, bal, run_tasks, task, point, group):
+        cfg = _run_config(base, config, run_tasks, arch, bal, point)
+        where = (f"single-task baseline '{task}'" if role == "single_task"
+                 else f"bench model {arch} + {bal}")
+        try:
+            check_names(parse_config(cfg, source=where))
+        except ValueError as err:
+            raise ValueError(f"{where}: {err}") from None
+        tags = {"role": role, "architecture": arch, "balancer": bal, "grid": point.as_dict()}
+        spec = RunSpec(make_run_id(group, cfg), "bench" if role == "model" else "single_task",
+                       cfg, tags)
+        planned.append(_Planned(spec, role, arch, bal, task, point))
+
+    for task in tasks:
+        for point in points:
+            add("single_task", BASELINE_ARCH, BASELINE_BALANCER, [task], task, point, "single")
+    for arch, bal in models:
+        for point in points:
+            add("model", arch, bal, tasks, None, point, f"{arch}.{bal}")
+    return planned
+
+
+def run_bench(config: ExperimentConfig, out_dir: str | Path, *, workers: int = 1,
+              executor=None, progress: bool = True,
+              log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Run the benchmark; write ``bench.json``, ``report.md`` and ``report.html``.
+
+    Args:
+        config: The experiment; its ``bench`` section picks the models and the grid (none:
+            every architecture x every balancer at the ``train`` section's settings).
+        out_dir: The bench folder (store, run folders, bench.json, report). An existing one is
+            resumed: finished runs are not repeated.
+        workers: Parallel training processes on this machine.
+        executor: An executor instance instead of the local pool.
+        progress: Progress bars.
+        log: Where status lines go.
+
+    Returns:
+        The ``bench.json`` object.
+
+    Raises:
+        ValueError: an unknown architecture or balancer name (with the closest one), bad
+            options, fewer than two tasks, or a bad config (before anything trains).
+    """
+    from taskgrouper.data import load_dataset
+    from taskgrouper.runs.store import STORE_FILE, RunStore
+    from taskgrouper.runs.sweep import SweepError, run_sweep
+    from taskgrouper.train.checkpoint import write_json_atomic
+
+    bench = config.bench or BenchConfig()
+    _check_names(bench, *_tables())  # before any data is loaded
+    data = load_dataset(config.data, config.tasks)
+    tasks = list(data.tasks)
+    if len(tasks) < 2:
+        raise ValueError(f"tasks: a bench compares multi-task networks with single-task ones; "
+                         f"give at least two tasks (got {', '.join(tasks) or 'none'})")
+    spatial = len(data.input_shape) == 3
+    models, skipped = plan_models(bench, len(tasks), spatial)
+    points = grid_points(config.train, bench.grid)
+    planned = _plan(config, tasks, models, points)
+    for s in skipped:
+        log(f"skipped {s['architecture']} + {s['balancer']}: {s['reason']}")
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    failures: dict[str, str] = {}
+    with RunStore(out / STORE_FILE) as store:
+        specs = [p.spec for p in planned]
+        todo = len({s.id for s in specs} - store.done_ids())
+        log(f"bench: {len(models)} models x {len(points)} grid point(s) and {len(tasks)} "
+            f"single-task baselines: {len(specs)} runs ({todo} to train)")
+        try:
+            run_sweep(specs, out, store=store, workers=workers, executor=executor, data=data,
+                      progress=progress, log=log)
+        except SweepError as err:
+            failures = dict(err.failures)
+        records = {s.id: store.get(s.id) for s in specs}
+
+    results = _results(config, data, tasks, planned, records, failures, skipped, points)
+    write_json_atomic(results, out / BENCH_FILE)
+    from taskgrouper.report.bench import write_bench_report
+
+    write_bench_report(results, out)
+    return results
+
+
+# --------------------------------------------------------------------------------- scoring
+
+
+def _metrics_of(values: Mapping[str, Mapping[str, float]],
+                task_metrics: Mapping[str, Sequence[str]]) -> dict[str, dict[str, float]]:
+    """The standard metrics of each task (the loss and anything else dropped)."""
+    return {t: {m: values[t][m] for m in names if m in values.get(t, {})}
+            for t, names in task_metrics.items() if t in values}
+
+
+def _delta(model, baseline, task_metrics) -> tuple[float | None, str | None]:
+    """Delta_MTL (%) and None, or None and why it is undefined."""
+    from taskgrouper.evaluate.metrics import delta_mtl
+
+    if model is None or baseline is None:
+        return None, "single-task baselines missing" if baseline is None else "no result"
+    try:
+        return delta_mtl(model, baseline, metrics=task_metrics), None
+    except ValueError as err:
+        return None, str(err)
+
+
+def _point_entry(p: _Planned, record, failures: Mapping[str, str], task_metrics,
+                 base_val, base_test) -> dict[str, Any]:
+    entry: dict[str, Any] = {**p.point.as_dict(), "run_id": p.spec.id}
+    if record is None:
+        entry.update(status="failed",
+                     error=failures.get(p.spec.id, "not trained (interrupted)"))
+        return entry
+    val = _metrics_of(record.val, task_metrics)
+    test = _metrics_of(record.test, task_metrics)
+    entry.update(status="done", metrics=test, val_metrics=val,
+                 losses=record.test_losses, val_losses=record.val_losses,
+                 flops=2 * int(record.cost.get("macs", 0)), params=record.cost.get("params"),
+                 train_samples=record.train_samples, wall_s=record.wall_s)
+    if p.role == "model":
+        entry["val_delta_mtl"], why_val = _delta(val, base_val, task_metrics)
+        entry["delta_mtl"], why_test = _delta(test, base_test, task_metrics)
+        if why_val or why_test:
+            entry["delta_error"] = why_test or why_val
+    return entry
+
+
+def choose_point(points: Sequence[Mapping[str, Any]], key: Callable[[Mapping], float | None],
+                 higher: bool) -> int | None:
+    """Index of the finished point with the best ``key`` (first on ties), else of the first
+    finished point when no key is defined, else None."""
+    done = [i for i, p in enumerate(points) if p.get("status") == "done"]
+    scored = [(key(points[i]), i) for i in done]
+    scored = [(v, i) for v, i in scored if v is not None and math.isfinite(v)]
+    if scored:
+        best = max(v for v, _ in scored) if higher else min(v for v, _ in scored)
+        return next(i for v, i in scored if v == best)
+    return done[0] if done else None
+
+
+def _grid_summary(entries: list[dict[str, Any]], chosen: int | None) -> dict[str, Any]:
+    for i, e in enumerate(entries):
+        e["chosen"] = i == chosen
+    done = [e for e in entries if e["status"] == "done"]
+    return {"chosen": None if chosen is None else {k: entries[chosen][k] for k in
+                                                   ("optimizer", "batch_size", "lr")},
+            "points": entries,
+            "train_samples": int(sum(e["train_samples"] for e in done)),
+            "wall_s": float(math.fsum(e["wall_s"] for e in done))}
+
+
+def _results(config, data, tasks, planned, records, failures, skipped, points) -> dict:
+    from taskgrouper.evaluate.metrics import LOWER_IS_BETTER
+
+    task_metrics = {t: list(data.tasks[t].metrics) for t in tasks}
+    names = sorted({m for ms in task_metrics.values() for m in ms})
+
+    # Single-task baselines: per task, the grid point with the lowest validation loss.
+    single: dict[str, dict[str, Any]] = {}
+    for task in tasks:
+        mine = [p for p in planned if p.role == "single_task" and p.task == task]
+        entries = [_point_entry(p, records.get(p.spec.id), failures, task_metrics, None, None)
+                   for p in mine]
+        chosen = choose_point(entries, lambda e, t=task: (e.get("val_losses") or {}).get(t),
+                              higher=False)
+        grid = _grid_summary(entries, chosen)
+        best = entries[chosen] if chosen is not None else {}
+        single[task] = {"run_id": best.get("run_id"), "flops": best.get("flops"),
+                        "params": best.get("params"), "metrics": best.get("metrics"),
+                        "val_metrics": best.get("val_metrics"),
+                        "train_samples": best.get("train_samples"),
+                        "wall_s": best.get("wall_s"), "grid": grid,
+                        "error": None if chosen is not None else entries[0].get("error")}
+    complete = all(single[t]["metrics"] is not None for t in tasks)
+    base_test = {t: single[t]["metrics"][t] for t in tasks} if complete else None
+    base_val = {t: single[t]["val_metrics"][t] for t in tasks} if complete else None
+
+    rows, failed = [], []
+    model_keys = list(dict.fromkeys((p.architecture, p.balancer) for p in planned
+                                    if p.role == "model"))
+    for arch, bal in model_keys:
+        mine = [p for p in planned if p.role == "model" and (p.architecture, p.balancer)
+                == (arch, bal)]
+        entries = [_point_entry(p, records.get(p.spec.id), failures, task_metrics, base_val,
+                                base_test) for p in mine]
+        chosen = choose_point(entries, lambda e: e.get("val_delta_mtl"), higher=True)
+        grid = _grid_summary(entries, chosen)
+        best = entries[chosen] if chosen is not None else {}
+        rows.append({
+            "architecture": arch, "balancer": bal, "backbone": config.model.backbone,
+            "flops": best.get("flops"), "params": best.get("params"),
+            "metrics": best.get("metrics"), "val_metrics": best.get("val_metrics"),
+            "delta_mtl": best.get("delta_mtl"), "val_delta_mtl": best.get("val_delta_mtl"),
+            "train_samples": best.get("train_samples"), "wall_s": best.get("wall_s"),
+            "run_id": best.get("run_id"),
+            "error": (entries[0].get("error") if chosen is None
+                      else best.get("delta_error")),
+            "grid": grid})
+    for p in planned:
+        if records.get(p.spec.id) is None:
+            failed.append({"run_id": p.spec.id, "architecture": p.architecture,
+                           "balancer": p.balancer, "task": p.task, "grid": p.point.as_dict(),
+                           "error": failures.get(p.spec.id, "not trained (interrupted)")})
+
+    done = [r for r in records.values() if r is not None]
+    results = {
+        "version": BENCH_VERSION,
+        "title": f"taskgrouper bench: {', '.join(tasks)}",
+        "tasks": list(tasks),
+        "dataset": config.data.model_dump(mode="json"),
+        "backbone": config.model.backbone,
+        "width": config.model.width,
+        "task_metrics": task_metrics,
+        "lower_is_better": {m: LOWER_IS_BETTER[m] for m in names if m in LOWER_IS_BETTER},
+        "grid": [p.as_dict() for p in points],
+        "baselines": {t: single[t]["metrics"][t] for t in tasks
+                      if single[t]["metrics"] is not None},
+        "single_task": single,
+        "rows": rows,
+        "skipped": list(skipped),
+        "failed": failed,
+        "compute": {"runs": len(done), "train_samples": int(sum(r.train_samples for r in done)),
+                    "wall_s": float(math.fsum(r.wall_s for r in done))},
+    }
+    return _json_safe(results)
+
+
+def _json_safe(obj):
+    """NaN and infinities (undefined statistics) become null: strict JSON, equal on reload."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, Mapping):
+        return {str(k): _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_json_safe(v) for v in obj]
+    return obj
+
+
+# --------------------------------------------------------------------------------- summary
+
+
+def format_bench(results: Mapping[str, Any], out: str | Path | None = None) -> str:
+    """A plain-text Table V: one line per model, sorted by Delta_MTL (best first)."""
+    tasks = results["tasks"]
+    heads = {t: results["task_metrics"][t][0] for t in tasks}
+    lower = results.get("lower_is_better", {})
+    lines = []
+    cols = [f"{t} {heads[t]}{'↓' if lower.get(heads[t]) else '↑'}" for t in tasks]
+    lines.append(f"{'model':<34}" + "".join(f"{c:>14}" for c in cols)
+                 + f"{'params(M)':>11}{'ΔMTL %':>9}")
+
+    def line(name, metrics, params, delta):
+        cells = "".join(f"{_num(metrics, t, heads[t]):>14}" for t in tasks)
+        p = f"{params / 1e6:.3g}" if params is not None else "-"
+        d = f"{delta:+.2f}" if delta is not None else "-"
+        return f"{name:<34}{cells}{p:>11}{d:>9}"
+
+    single = results.get("single_task", {})
+    base_params = [single[t].get("params") for t in tasks]
+    base = {t: results["baselines"].get(t) for t in tasks}
+    entries = [(line("single task (" + BASELINE_ARCH + ")", base,
+                     sum(base_params) if None not in base_params else None,
+                     0.0 if len(results["baselines"]) == len(tasks) else None), 0.0)]
+    for r in results["rows"]:
+        entries.append((line(f"{r['architecture']} + {r['balancer']}", r.get("metrics") or {},
+                             r.get("params"), r.get("delta_mtl")),
+                        r.get("delta_mtl") if r.get("delta_mtl") is not None else -math.inf))
+    lines += [text for text, _ in sorted(entries, key=lambda e: -e[1])]
+    for s in results.get("skipped", []):
+        lines.append(f"skipped {s['architecture']} + {s['balancer']}: {s['reason']}")
+    for f in results.get("failed", []):
+        lines.append(f"failed {f['run_id']}: {f['error']}")
+    c = results.get("compute", {})
+    lines.append(f"{c.get('runs', 0)} runs, {c.get('train_samples', 0)} training samples, "
+                 f"{c.get('wall_s', 0.0):.0f} run-seconds")
+    if out is not None:
+        lines.append(f"wrote {out}/{BENCH_FILE}, report.md, report.html, runs.sqlite")
+    return "\n".join(lines)
+
+
+def _num(metrics: Mapping[str, Any], task: str, name: str) -> str:
+    value = (metrics.get(task) or {}).get(name)
+    return "-" if value is None else f"{value:.4g}"
