@@ -38,6 +38,8 @@ bench: $(STAMP)
 	$(BIN)/python bench/bench_flops.py
 	$(BIN)/python bench/bench_train.py
 	$(BIN)/python bench/bench_select.py
+	$(BIN)/python bench/bench_balancers.py
+	$(BIN)/python bench/bench_papnet_memory.py
 
 clean:
 	rm -rf $(VENV) taskgrouper-demo .pytest_cache .ruff_cache
