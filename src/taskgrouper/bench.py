@@ -49,6 +49,7 @@ does) for one sample at the real input size.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import itertools
 import math
 from collections.abc import Callable, Mapping, Sequence
@@ -297,10 +298,14 @@ def run_bench(config: ExperimentConfig, out_dir: str | Path, *, workers: int = 1
     from taskgrouper.runs.store import STORE_FILE, RunStore
     from taskgrouper.runs.sweep import SweepError, run_sweep
     from taskgrouper.train.checkpoint import write_json_atomic
+    from taskgrouper.train.trainer import prepare_data
 
     bench = config.bench or BenchConfig()
     _check_names(bench, *_tables())  # before any data is loaded
     data = load_dataset(config.data, config.tasks)
+    # decode a lazy dataset once for every run (when it fits), and list what the loader
+    # left out once here rather than in every run's log
+    data = dataclasses.replace(prepare_data(data, config.data, log), skipped=[])
     tasks = list(data.tasks)
     if len(tasks) < 2:
         raise ValueError(f"tasks: a bench compares multi-task networks with single-task ones; "

@@ -28,7 +28,7 @@ __all__ = [
     "parse_config",
 ]
 
-DATA_KINDS = ("synthetic", "arrays")
+DATA_KINDS = ("synthetic", "arrays", "taskonomy", "nyud", "pascal_context", "cityscapes")
 
 
 class ConfigError(ValueError):
@@ -53,6 +53,25 @@ class DataConfig(_Section):
     texture_strength: float = Field(0.7, ge=0.0, le=1.0)
     class_follows_shape: float = Field(1.0, ge=0.0, le=1.0)
     cache: bool = True
+    # real datasets read from disk (taskonomy, nyud, pascal_context, cityscapes)
+    #: Images and labels are resized to [height, width]; null keeps each dataset's default.
+    size: tuple[int, int] | None = None
+    #: Dataset-specific split: Taskonomy "tiny", "medium", "full", "fullplus" or a split CSV;
+    #: NYUD layout "auto", "nyud_mt" or "mtan"; otherwise unused.
+    split: str | None = None
+    #: Classes of the label maps where a dataset ships several (Cityscapes 7 or 19).
+    classes: int | None = None
+    #: Fraction of the official training images held out as the validation split, for
+    #: datasets that publish only train and val (the official val becomes the test split).
+    val_fraction: float = Field(0.1, gt=0.0, lt=1.0)
+    #: Cap on samples per split (0: all); handy for smoke runs on a large dataset.
+    limit: int = Field(0, ge=0)
+    #: DataLoader worker processes that decode files during training (0: in the main process).
+    workers: int = Field(2, ge=0)
+    #: Decode the whole dataset into memory before training (true), stream it from the files
+    #: (false), or "auto": into memory when it takes less than ``memory_gb``.
+    in_memory: bool | Literal["auto"] = "auto"
+    memory_gb: float = Field(4.0, gt=0.0)
 
     @field_validator("kind")
     @classmethod

@@ -1,4 +1,4 @@
-"""Datasets: the embedded synthetic scenes, array folders, and (later) the real benchmarks.
+"""Datasets: the embedded synthetic scenes, array folders, and the real benchmarks on disk.
 
 :func:`load_dataset` maps the ``data`` section of an experiment config to a
 :class:`MultiTaskData`.
@@ -9,9 +9,19 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from taskgrouper.data.base import SPLITS, DataError, MultiTaskData, Split
+from taskgrouper.data.base import SPLITS, DataError, LazySplit, MultiTaskData, Split
 
-__all__ = ["DataError", "MultiTaskData", "SPLITS", "Split", "cache_dir", "load_dataset"]
+__all__ = ["DataError", "LazySplit", "MultiTaskData", "REAL_DATASETS", "SPLITS", "Split",
+           "cache_dir", "load_dataset"]
+
+#: Data kinds read from a dataset folder in its published layout: kind -> module under
+#: ``taskgrouper.data`` whose ``load(cfg, tasks)`` returns a :class:`MultiTaskData`.
+REAL_DATASETS = {
+    "taskonomy": "taskonomy",
+    "nyud": "nyud",
+    "pascal_context": "pascal_context",
+    "cityscapes": "cityscapes",
+}
 
 
 def cache_dir() -> Path:
@@ -55,6 +65,17 @@ def load_dataset(cfg, tasks=None) -> MultiTaskData:
             raise DataError("data.path is required for kind 'arrays': set it to the dataset "
                             "folder")
         return load_arrays(cfg.path, tasks)
+    if cfg.kind in REAL_DATASETS:
+        import importlib
+
+        if not cfg.path:
+            raise DataError(f"data.path is required for kind '{cfg.kind}': set it to the folder "
+                            f"holding the dataset (see README, 'Real datasets')")
+        if not Path(cfg.path).is_dir():
+            raise DataError(f"data.path '{cfg.path}' is not a folder; point it at the "
+                            f"{cfg.kind} dataset root (see README, 'Real datasets')")
+        module = importlib.import_module(f"taskgrouper.data.{REAL_DATASETS[cfg.kind]}")
+        return module.load(cfg, list(tasks) if tasks else None)
     raise DataError(f"data kind '{cfg.kind}' has no loader")
 
 

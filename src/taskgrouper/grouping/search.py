@@ -18,6 +18,7 @@ the reported total is the sum of those networks' test losses.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from collections.abc import Callable, Sequence
@@ -179,7 +180,7 @@ def search(config: ExperimentConfig, out_dir: str | Path, *,
     from taskgrouper.runs.store import STORE_FILE, RunStore
     from taskgrouper.runs.sweep import run_sweep
     from taskgrouper.train.checkpoint import write_json_atomic
-    from taskgrouper.train.trainer import check_names
+    from taskgrouper.train.trainer import check_names, prepare_data
 
     check_names(config)
     chosen_strategies = strategies_of(config, strategies)
@@ -189,6 +190,9 @@ def search(config: ExperimentConfig, out_dir: str | Path, *,
     _identity_check(out, config)
 
     data = load_dataset(config.data, config.tasks)
+    # decode a lazy dataset once for every run (when it fits), and list what the loader
+    # left out once here rather than in every run's log
+    data = dataclasses.replace(prepare_data(data, config.data, log), skipped=[])
     tasks = list(data.tasks)
     base = config.model_dump(mode="json")
     c0 = search_candidates(tasks)  # what every strategy chooses among

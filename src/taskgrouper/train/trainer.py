@@ -28,7 +28,8 @@ from torch import Tensor, nn
 
 from taskgrouper.balancing import Balancer, build_balancer
 from taskgrouper.config import ExperimentConfig
-from taskgrouper.data import MultiTaskData, load_dataset
+from taskgrouper.data import LazySplit, MultiTaskData, Split, load_dataset
+from taskgrouper.data.base import stats_sample
 from taskgrouper.tasks import TaskSpec, fit_normalisation, normalise_target
 from taskgrouper.train.checkpoint import load_checkpoint, save_checkpoint, write_json_atomic
 from taskgrouper.train.losses import denormalise, task_loss, task_loss_sum
@@ -117,8 +118,75 @@ class _Tensors:
         return int(self.x.shape[0])
 
 
-def _as_tensors(data: MultiTaskData, split: str, specs: dict[str, TaskSpec]) -> _Tensors:
+    def batches(self, order: Tensor | None, batch_size: int):
+        """(x, normalised targets, raw targets, n) per batch, in ``order`` (None: in turn)."""
+        for start in range(0, len(self), batch_size):
+            idx = (slice(start, start + batch_size) if order is None
+                   else order[start:start + batch_size])
+            yield (self.x[idx], {t: v[idx] for t, v in self.targets.items()},
+                   {t: v[idx] for t, v in self.raw.items()}, int(self.x[idx].shape[0]))
+
+    def subset(self, index: Tensor) -> _Tensors:
+        return _Tensors(self.x[index], {t: v[index] for t, v in self.targets.items()},
+                        {t: v[index] for t, v in self.raw.items()})
+
+    @property
+    def sample_shape(self) -> tuple[int, ...]:
+        return tuple(self.x.shape[1:])
+
+
+class _StreamDataset(torch.utils.data.Dataset):
+    """A lazy split as a torch Dataset: one decoded sample with normalised and raw targets."""
+
+    def __init__(self, split: LazySplit, specs: dict[str, TaskSpec]):
+        self.split, self.specs = split, specs
+
+    def __len__(self) -> int:
+        return len(self.split)
+
+    def __getitem__(self, i: int):
+        x, targets = self.split.read(i)
+        raw = {t: np.ascontiguousarray(targets[t]) for t in self.specs}
+        norm = {t: np.ascontiguousarray(normalise_target(spec, raw[t][None])[0])
+                for t, spec in self.specs.items()}
+        return (torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)),
+                {t: torch.from_numpy(v) for t, v in norm.items()},
+                {t: torch.from_numpy(v) for t, v in raw.items()})
+
+
+@dataclass
+class _Stream:
+    """A lazy split read through DataLoader workers, batch by batch."""
+
+    split: LazySplit
+    specs: dict[str, TaskSpec]
+    workers: int
+
+    def __len__(self) -> int:
+        return len(self.split)
+
+    @property
+    def sample_shape(self) -> tuple[int, ...]:
+        return self.split.sample_shape
+
+    def subset(self, index: Tensor) -> _Stream:
+        return _Stream(self.split.subset(index.tolist()), self.specs, self.workers)
+
+    def batches(self, order: Tensor | None, batch_size: int):
+        loader = torch.utils.data.DataLoader(
+            _StreamDataset(self.split, self.specs), batch_size=batch_size,
+            sampler=None if order is None else order.tolist(), shuffle=False,
+            num_workers=self.workers, persistent_workers=False,
+            pin_memory=torch.cuda.is_available(), prefetch_factor=4 if self.workers else None)
+        for x, targets, raw in loader:
+            yield x, targets, raw, int(x.shape[0])
+
+
+def _as_tensors(data: MultiTaskData, split: str, specs: dict[str, TaskSpec],
+                workers: int = 0) -> _Tensors | _Stream:
     part = data.split(split)
+    if isinstance(part, LazySplit):
+        return _Stream(part, specs, workers)
     x = torch.from_numpy(np.ascontiguousarray(part.x, dtype=np.float32))
     targets, raw = {}, {}
     for name, spec in specs.items():
@@ -126,6 +194,66 @@ def _as_tensors(data: MultiTaskData, split: str, specs: dict[str, TaskSpec]) -> 
         raw[name] = torch.from_numpy(np.ascontiguousarray(target))
         targets[name] = torch.from_numpy(np.ascontiguousarray(normalise_target(spec, target)))
     return _Tensors(x, targets, raw)
+
+
+def _materialise(split: LazySplit, workers: int) -> Split:
+    """Decode a lazy split into memory with ``workers`` DataLoader processes."""
+    loader = torch.utils.data.DataLoader(
+        _RawDataset(split), batch_size=64, num_workers=workers,
+        collate_fn=_stack_samples)
+    xs, targets = [], {t: [] for t in split.tasks}
+    for x, tg in loader:
+        xs.append(x)
+        for t in split.tasks:
+            targets[t].append(tg[t])
+    return Split(np.concatenate(xs), {t: np.concatenate(v) for t, v in targets.items()})
+
+
+class _RawDataset(torch.utils.data.Dataset):
+    def __init__(self, split: LazySplit):
+        self.split = split
+
+    def __len__(self) -> int:
+        return len(self.split)
+
+    def __getitem__(self, i: int):
+        return self.split.read(i)
+
+
+def _stack_samples(samples):
+    xs = np.stack([np.asarray(x, dtype=np.float32) for x, _ in samples])
+    names = samples[0][1].keys()
+    return xs, {t: np.stack([tg[t] for _, tg in samples]) for t in names}
+
+
+def prepare_data(data: MultiTaskData, dc, log=print) -> MultiTaskData:
+    """List the samples a loader left out, and decode a lazy dataset into memory if it fits.
+
+    Args:
+        data: The loaded dataset.
+        dc: The ``data`` config section (``in_memory``, ``memory_gb``, ``workers``).
+    """
+    if data.skipped:
+        log(f"{data.name}: {len(data.skipped)} sample(s) left out (corrupt or missing files):")
+        for path, reason in data.skipped[:20]:
+            log(f"  {path}: {reason}")
+        if len(data.skipped) > 20:
+            log(f"  ... and {len(data.skipped) - 20} more")
+    if not data.lazy or dc.in_memory is False:
+        return data
+    parts = {s: data.split(s) for s in ("train", "val", "test")}
+    if dc.in_memory == "auto":
+        need = sum(p.nbytes() for p in parts.values() if isinstance(p, LazySplit))
+        if need > dc.memory_gb * 1e9:
+            log(f"{data.name}: streaming from files with {dc.workers} worker(s) "
+                f"({need / 1e9:.1f} GB would exceed data.memory_gb = {dc.memory_gb:g})")
+            return data
+    t0 = time.perf_counter()
+    parts = {s: _materialise(p, dc.workers) if isinstance(p, LazySplit) else p
+             for s, p in parts.items()}
+    log(f"{data.name}: decoded {sum(len(p) for p in parts.values())} samples into memory in "
+        f"{time.perf_counter() - t0:.1f}s")
+    return MultiTaskData(data.tasks, name=data.name, skipped=data.skipped, **parts)
 
 
 def _constant_outputs(spec: TaskSpec, train_raw: Tensor, n: int, shape) -> Tensor:
@@ -153,7 +281,7 @@ def _constant_outputs(spec: TaskSpec, train_raw: Tensor, n: int, shape) -> Tenso
     return mean.view(1, -1).expand(n, -1).clone()
 
 
-def evaluate_split(model: nn.Module, split: _Tensors, specs: dict[str, TaskSpec],
+def evaluate_split(model: nn.Module, split: _Tensors | _Stream, specs: dict[str, TaskSpec],
                    device: torch.device, batch_size: int = 128,
                    amp_dtype: torch.dtype | None = None) -> dict[str, dict[str, float]]:
     """Per-task loss (normalised scale, over all valid labels of the split) and metrics."""
@@ -166,17 +294,15 @@ def evaluate_split(model: nn.Module, split: _Tensors, specs: dict[str, TaskSpec]
     autocast = (torch.autocast(device.type, dtype=amp_dtype) if amp_dtype is not None
                 else contextlib.nullcontext())
     with torch.no_grad():
-        for start in range(0, len(split), batch_size):
-            sl = slice(start, start + batch_size)
-            x = split.x[sl].to(device, non_blocking=True)
+        for x, targets, raw, _ in split.batches(None, batch_size):
             with autocast:
-                out = model(x)
+                out = model(x.to(device, non_blocking=True))
             for t, spec in specs.items():
                 pred = out[t].float()
-                s, c = task_loss_sum(spec, pred, split.targets[t][sl].to(device))
+                s, c = task_loss_sum(spec, pred, targets[t].to(device, non_blocking=True))
                 sums[t] += s
                 counts[t] += c
-                accs[t].update(denormalise(spec, pred), split.raw[t][sl].to(device))
+                accs[t].update(denormalise(spec, pred), raw[t].to(device, non_blocking=True))
     result = {}
     for t in specs:
         n = float(counts[t])
@@ -184,19 +310,24 @@ def evaluate_split(model: nn.Module, split: _Tensors, specs: dict[str, TaskSpec]
     return result
 
 
-def _evaluate_constant(specs: dict[str, TaskSpec], train: _Tensors,
-                       split: _Tensors) -> dict[str, dict[str, float]]:
+def _evaluate_constant(specs: dict[str, TaskSpec], train_raw: dict[str, Tensor],
+                       split: _Tensors | _Stream,
+                       batch_size: int = 128) -> dict[str, dict[str, float]]:
+    """The constant predictor's loss and metrics on a split (statistics from ``train_raw``)."""
     from taskgrouper.evaluate.metrics import MetricAccumulator
 
-    result = {}
-    shape = tuple(split.x.shape[-2:])
-    for t, spec in specs.items():
-        pred = _constant_outputs(spec, train.raw[t], len(split), shape)
-        acc = MetricAccumulator(spec)
-        acc.update(pred, split.raw[t])
-        s, c = task_loss_sum(spec, normalise_pred(spec, pred), split.targets[t])
-        result[t] = {"loss": float(s / c.clamp(min=1)), **acc.compute()}
-    return result
+    shape = tuple(split.sample_shape[-2:])
+    accs = {t: MetricAccumulator(spec) for t, spec in specs.items()}
+    sums = dict.fromkeys(specs, 0.0)
+    counts = dict.fromkeys(specs, 0.0)
+    for _, targets, raw, n in split.batches(None, batch_size):
+        for t, spec in specs.items():
+            pred = _constant_outputs(spec, train_raw[t], n, shape)
+            accs[t].update(pred, raw[t])
+            s, c = task_loss_sum(spec, normalise_pred(spec, pred), targets[t])
+            sums[t] += float(s)
+            counts[t] += float(c)
+    return {t: {"loss": sums[t] / max(counts[t], 1.0), **accs[t].compute()} for t in specs}
 
 
 def normalise_pred(spec: TaskSpec, pred: Tensor) -> Tensor:
@@ -276,6 +407,9 @@ def run_identity(config: ExperimentConfig) -> dict:
     dump = config.model_dump(mode="json")
     dump["train"] = {k: v for k, v in dump["train"].items()
                      if k not in ("device", "threads", "eval_batch_size")}
+    # how the data is fed does not change what is learned
+    dump["data"] = {k: v for k, v in dump["data"].items()
+                    if k not in ("workers", "in_memory", "memory_gb")}
     dump.pop("search", None)
     return dump
 
@@ -358,10 +492,15 @@ def train(config: ExperimentConfig, out_dir: str | Path, *, data: MultiTaskData 
     elif config.tasks:
         data = data.select_tasks(config.tasks)
     data.check()
-    specs = {t: fit_normalisation(s, data.train.targets[t]) for t, s in data.tasks.items()}
+    data = prepare_data(data, config.data, log)
+    stats = stats_sample(data.train)  # every sample when in memory
+    specs = {t: fit_normalisation(s, stats.targets[t]) for t, s in data.tasks.items()}
+    train_raw = {t: torch.from_numpy(np.ascontiguousarray(stats.targets[t])) for t in specs}
+    del stats
     tasks = list(specs)
-    train_t = _as_tensors(data, "train", specs)
-    val_t = _as_tensors(data, "val", specs)
+    workers = config.data.workers
+    train_t = _as_tensors(data, "train", specs, workers)
+    val_t = _as_tensors(data, "val", specs, workers)
 
     from taskgrouper.models import build_model
 
@@ -381,8 +520,7 @@ def train(config: ExperimentConfig, out_dir: str | Path, *, data: MultiTaskData 
     if tc.train_fraction < 1.0:
         n_keep = max(1, int(n_train * tc.train_fraction))
         keep = torch.randperm(n_train, generator=generator)[:n_keep]
-        train_t = _Tensors(train_t.x[keep], {t: v[keep] for t, v in train_t.targets.items()},
-                           {t: v[keep] for t, v in train_t.raw.items()})
+        train_t = train_t.subset(keep)
         n_train = len(train_t)
     steps_per_epoch = math.ceil(n_train / tc.batch_size)
     schedule = _Schedule(optimizer, tc.schedule, tc.lr, steps_per_epoch * tc.epochs,
@@ -428,17 +566,16 @@ def train(config: ExperimentConfig, out_dir: str | Path, *, data: MultiTaskData 
         running = torch.zeros(len(tasks), dtype=torch.float64, device=device)
         weight_sum = dict.fromkeys(tasks, 0.0)
         order = torch.randperm(n_train, generator=generator)
-        bar = _progress(range(steps_per_epoch), progress, f"epoch {epoch}/{tc.epochs}")
-        for step in bar:
-            idx = order[step * tc.batch_size:(step + 1) * tc.batch_size]
-            x = train_t.x[idx].to(device, non_blocking=True)
-            x = x.contiguous(memory_format=memory_format)
+        bar = _progress(train_t.batches(order, tc.batch_size), progress,
+                        f"epoch {epoch}/{tc.epochs}", total=steps_per_epoch)
+        for step, (x, batch_targets, _, n_batch) in enumerate(bar):
+            x = x.to(device, non_blocking=True).contiguous(memory_format=memory_format)
             with autocast:
                 out_t = model(x)
             losses = {}
             aux = getattr(out_t, "aux", {})
             for t in tasks:
-                target = train_t.targets[t][idx].to(device, non_blocking=True)
+                target = batch_targets[t].to(device, non_blocking=True)
                 losses[t] = task_loss(specs[t], out_t[t].float(), target)
                 for pred in aux.get(t, ()):  # deep supervision: same label, weight 1
                     losses[t] = losses[t] + task_loss(specs[t], pred.float(), target)
@@ -449,7 +586,7 @@ def train(config: ExperimentConfig, out_dir: str | Path, *, data: MultiTaskData 
                 (scale(extra) if scale is not None else extra).backward(retain_graph=True)
             weights = balancer.backward(losses, scale, rep=getattr(out_t, "rep", None))
             stacked = torch.stack([losses[t].detach() for t in tasks])
-            running += stacked.double() * len(idx)
+            running += stacked.double() * n_batch
             if step % check_every == 0 or step == steps_per_epoch - 1:
                 if not bool(torch.isfinite(running).all()):
                     bad = [t for t, v in zip(tasks, running.tolist(), strict=True)
@@ -505,10 +642,10 @@ def train(config: ExperimentConfig, out_dir: str | Path, *, data: MultiTaskData 
     # Final evaluation of the kept (best) weights.
     best = load_checkpoint(out / "best.pt", device)
     model.load_state_dict(best["model"])
-    test_t = _as_tensors(data, "test", specs)
+    test_t = _as_tensors(data, "test", specs, workers)
     val = evaluate_split(model, val_t, specs, device, tc.eval_batch_size, amp_dtype)
     test = evaluate_split(model, test_t, specs, device, tc.eval_batch_size, amp_dtype)
-    constant = _evaluate_constant(specs, train_t, test_t)
+    constant = _evaluate_constant(specs, train_raw, test_t, tc.eval_batch_size)
     result = TrainResult(out_dir=str(out), tasks=tasks, val=val, test=test,
                          constant_test=constant, best_epoch=best_epoch,
                          epochs_run=len(history), train_samples=samples, wall_s=wall,
@@ -527,9 +664,9 @@ def _cost(model: nn.Module, config: ExperimentConfig, in_shape) -> dict[str, flo
             "latency_s": float(cost.latency_s), "latency_device": str(device)}
 
 
-def _progress(iterable, enabled: bool, desc: str):
+def _progress(iterable, enabled: bool, desc: str, total: int | None = None):
     if not enabled:
         return iterable
     from tqdm.auto import tqdm
 
-    return tqdm(iterable, desc=desc, leave=False, dynamic_ncols=True)
+    return tqdm(iterable, desc=desc, leave=False, dynamic_ncols=True, total=total)
