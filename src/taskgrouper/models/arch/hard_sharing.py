@@ -39,6 +39,8 @@ class HardSharingNet(MultiTaskModel):
         encoder: A backbone (see :mod:`taskgrouper.models.backbones`).
         tasks: Task name -> spec; one head is built per task.
         backbone_name: The backbone's registry name.
+        head: Dense decoder of every dense task: ``light`` (the paper's) or ``aspp`` (the
+            survey's DeepLab-v3 head).
 
     Attributes:
         encoder: The shared backbone.
@@ -46,10 +48,10 @@ class HardSharingNet(MultiTaskModel):
     """
 
     def __init__(self, encoder: nn.Module, tasks: Mapping[str, TaskSpec],
-                 backbone_name: str | None = None) -> None:
+                 backbone_name: str | None = None, head: str = "light") -> None:
         super().__init__(tasks, backbone_name, "hard_sharing")
         self.encoder = encoder
-        self.heads = nn.ModuleDict({name: build_head(spec, encoder)
+        self.heads = nn.ModuleDict({name: build_head(spec, encoder, head)
                                     for name, spec in tasks.items()})
 
     def encode(self, x: torch.Tensor) -> list[torch.Tensor]:
@@ -89,6 +91,7 @@ class HardSharingNet(MultiTaskModel):
 
 
 def build_hard_sharing(make_backbone: Callable[[], nn.Module], tasks: Mapping[str, TaskSpec],
-                       *, backbone_name: str | None = None) -> HardSharingNet:
-    """The hard-sharing network on one backbone (no options)."""
-    return HardSharingNet(make_backbone(), tasks, backbone_name=backbone_name)
+                       *, backbone_name: str | None = None,
+                       head: str = "light") -> HardSharingNet:
+    """The hard-sharing network on one backbone; ``head`` picks the dense decoder."""
+    return HardSharingNet(make_backbone(), tasks, backbone_name=backbone_name, head=head)
