@@ -8,6 +8,7 @@ kind                target array            dtype        missing / invalid label
 segmentation        (N, H, W) class ids     int64        -1
 dense_regression    (N, C, H, W)            float32      NaN
 normals             (N, 3, H, W) unit vecs  float32      NaN (any component)
+dense_binary        (N, 1, H, W) 0 or 1     float32      NaN
 classification      (N,) class ids          int64        -1
 binary              (N,) 0 or 1             float32      NaN or -1
 regression          (N,) or (N, C)          float32      NaN
@@ -17,6 +18,26 @@ Regression-style targets (``dense_regression`` and ``regression``) are normalise
 and unit standard deviation with statistics fitted on the training split, as Standley et al.
 (2020) normalise every label; losses are computed on normalised values, metrics on the original
 scale.
+
+``dense_binary`` targets are per-pixel labels such as edges or saliency; values in between 0
+and 1 are accepted by the loss (soft labels) and count as positive in the metrics from 0.5 up.
+
+Options (:attr:`TaskSpec.options`, floats) read by the loss and the metrics:
+
+====================  ================  ===================================================
+option                kinds             meaning
+====================  ================  ===================================================
+``pos_weight``        dense_binary      class-balanced BCE: positives weighted ``w``,
+                                        negatives ``1 - w`` (e.g. 0.95 for edges)
+``thresholds``        dense_binary      number of evenly spaced probability thresholds
+                                        ``k / (n + 1)``, k = 1..n, of the threshold-swept
+                                        metrics (default 99, the BSDS benchmark's)
+``max_dist``          dense_binary      edge matching tolerance as a fraction of the image
+                                        diagonal (default 0.0075; 0.011 for NYUD)
+``miou_absent_zero``  segmentation,     1: a class absent from prediction and ground truth
+                      dense_binary      counts as IoU 0 in ``miou`` / ``max_miou``; 0
+                                        (default): left out of the mean
+====================  ================  ===================================================
 """
 
 from __future__ import annotations
@@ -39,6 +60,7 @@ KINDS: dict[str, str] = {
     "segmentation": "dense",
     "dense_regression": "dense",
     "normals": "dense",
+    "dense_binary": "dense",
     "classification": "global",
     "binary": "global",
     "regression": "global",
@@ -48,6 +70,7 @@ _DEFAULT_LOSS = {
     "segmentation": "cross_entropy",
     "dense_regression": "l1",
     "normals": "l1",
+    "dense_binary": "bce",
     "classification": "cross_entropy",
     "binary": "bce",
     "regression": "l1",
@@ -56,6 +79,7 @@ _ALLOWED_LOSSES = {
     "segmentation": ("cross_entropy",),
     "dense_regression": ("l1", "mse"),
     "normals": ("l1", "cosine"),
+    "dense_binary": ("bce",),
     "classification": ("cross_entropy",),
     "binary": ("bce",),
     "regression": ("l1", "mse"),
@@ -91,6 +115,9 @@ class TaskSpec:
         mean: Per-channel label mean used for normalisation (regression-style kinds only).
         std: Per-channel label standard deviation (regression-style kinds only).
         description: Human readable name for reports.
+        metrics: Metric names to report (default: the kind's, see :func:`default_metrics`).
+        options: (name, value) pairs that tune the loss and the metrics, e.g.
+            ``(("pos_weight", 0.95), ("max_dist", 0.011))``; read with :meth:`option`.
     """
 
     name: str
@@ -101,6 +128,14 @@ class TaskSpec:
     std: tuple[float, ...] | None = None
     description: str = ""
     metrics: tuple[str, ...] = field(default=())
+    options: tuple[tuple[str, float], ...] = field(default=())
+
+    def option(self, name: str, default: float | None = None) -> float | None:
+        """The value of option ``name``, or ``default`` when the spec does not set it."""
+        for key, value in self.options:
+            if key == name:
+                return value
+        return default
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -116,8 +151,8 @@ class TaskSpec:
         if self.kind in ("segmentation", "classification") and self.channels < 2:
             raise ValueError(f"task '{self.name}': a {self.kind} task needs classes >= 2 "
                              f"(got {self.channels}); set 'classes' in the task spec")
-        if self.kind == "binary" and self.channels != 1:
-            raise ValueError(f"task '{self.name}': binary tasks have 1 channel")
+        if self.kind in ("binary", "dense_binary") and self.channels != 1:
+            raise ValueError(f"task '{self.name}': {self.kind} tasks have 1 channel")
         if not self.metrics:
             object.__setattr__(self, "metrics", default_metrics(self.kind))
 
@@ -144,6 +179,7 @@ def default_metrics(kind: str) -> tuple[str, ...]:
         "segmentation": ("miou", "pixel_acc"),
         "dense_regression": ("l1", "rmse", "abs_rel", "delta1"),
         "normals": ("mean_angle", "median_angle", "within_11.25", "within_22.5", "within_30"),
+        "dense_binary": ("f1", "pixel_acc"),
         "classification": ("accuracy",),
         "binary": ("accuracy",),
         "regression": ("l1", "mse"),
@@ -159,7 +195,7 @@ def valid_mask(spec: TaskSpec, target: np.ndarray) -> np.ndarray:
         return target >= 0
     if spec.kind == "binary":
         return np.isfinite(target) & (target >= 0)
-    if spec.kind in ("dense_regression", "normals"):
+    if spec.kind in ("dense_regression", "normals", "dense_binary"):
         return np.all(np.isfinite(target), axis=1)
     # regression: (N,) or (N, C)
     if target.ndim == 1:

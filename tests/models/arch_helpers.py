@@ -23,6 +23,8 @@ def targets_for(specs: dict[str, TaskSpec], n: int, hw: tuple[int, int], seed: i
             out[t] = v / v.norm(dim=1, keepdim=True)
         elif spec.kind == "dense_regression":
             out[t] = torch.randn(n, spec.channels, *hw, generator=g)
+        elif spec.kind == "dense_binary":
+            out[t] = (torch.rand(n, 1, *hw, generator=g) > 0.5).float()
         else:
             out[t] = torch.randn(n, generator=g)
     return out

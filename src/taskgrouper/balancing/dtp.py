@@ -16,6 +16,9 @@ classification      ``accuracy``
 binary              ``accuracy``
 dense_regression    ``delta1`` (fraction of pixels with max(pred/gt, gt/pred) < 1.25)
 normals             ``within_11.25`` (fraction of pixels with angular error below 11.25 deg)
+dense_binary        the task's headline metric (``spec.metrics[0]``: ``f1``, ``odsf``,
+                    ``maxf``, ...; every dense_binary metric is an F-score, IoU or accuracy
+                    in [0, 1], higher is better)
 regression          ``exp(-loss)``: the validation loss (on standardised labels) mapped into
                     (0, 1]; no metric of the kind is bounded
 ==================  ==========================================================================
@@ -33,7 +36,7 @@ from torch import Tensor
 
 from taskgrouper.balancing.base import Balancer
 
-__all__ = ["DTP", "KPI_METRICS", "dtp_weight"]
+__all__ = ["DTP", "HEADLINE_KPI_KINDS", "KPI_METRICS", "dtp_weight"]
 
 #: Task kind -> the validation metric used as its KPI (kinds not listed use exp(-loss)).
 KPI_METRICS: dict[str, str] = {
@@ -42,7 +45,10 @@ KPI_METRICS: dict[str, str] = {
     "binary": "accuracy",
     "dense_regression": "delta1",
     "normals": "within_11.25",
+    "dense_binary": "f1",
 }
+#: Kinds whose KPI is the task's own headline metric (``spec.metrics[0]``) when it has one.
+HEADLINE_KPI_KINDS = frozenset({"dense_binary"})
 
 
 def dtp_weight(kpi: float, gamma: float) -> float:
@@ -97,7 +103,10 @@ class DTP(Balancer):
         if task in self.kpi_override:
             return self.kpi_override[task]
         spec = getattr(self.model, "specs", {}).get(task)
-        return KPI_METRICS.get(getattr(spec, "kind", ""), "loss")
+        kind = getattr(spec, "kind", "")
+        if kind in HEADLINE_KPI_KINDS and getattr(spec, "metrics", ()):
+            return spec.metrics[0]
+        return KPI_METRICS.get(kind, "loss")
 
     def _kpi(self, task: str, metrics: Mapping[str, float], loss: float | None) -> float:
         name = self.kpi_metric(task)

@@ -6,7 +6,8 @@ that homoscedastic noise gives
 
 * regression-style tasks (``regression``, ``dense_regression``, ``normals``):
   ``exp(-s_t) L_t / 2 + s_t / 2`` (``L / (2 sigma^2) + log sigma``);
-* classification-style tasks (``classification``, ``segmentation``, ``binary``):
+* classification-style tasks (``classification``, ``segmentation``, ``binary``,
+  ``dense_binary``):
   ``exp(-s_t) L_t + s_t / 2`` (``L / sigma^2 + log sigma``).
 """
 
@@ -22,7 +23,7 @@ from taskgrouper.balancing.base import Balancer
 __all__ = ["CLASSIFICATION_KINDS", "Uncertainty", "uncertainty_loss"]
 
 #: Task kinds whose loss is a cross-entropy (weight ``exp(-s)``); the others get ``exp(-s) / 2``.
-CLASSIFICATION_KINDS = frozenset({"classification", "segmentation", "binary"})
+CLASSIFICATION_KINDS = frozenset({"classification", "segmentation", "binary", "dense_binary"})
 
 
 def uncertainty_loss(losses: Tensor, log_vars: Tensor, factors: Tensor) -> tuple[Tensor, Tensor]:

@@ -102,6 +102,13 @@ def _conform(spec: TaskSpec, target: np.ndarray, path: Path) -> np.ndarray:
             raise DataError(f"{path}: binary task '{spec.name}' has label {finite[bad][0]}; "
                             f"use 0, 1, and -1 or NaN for missing")
         return np.where(target == -1, np.nan, target).astype(np.float32)
+    if spec.kind == "dense_binary":
+        finite = target[np.isfinite(target)]
+        bad = (finite < 0) | (finite > 1)
+        if bad.any():
+            raise DataError(f"{path}: dense binary task '{spec.name}' has label "
+                            f"{finite[bad][0]}; use values in [0, 1] (0/1 masks) and NaN for "
+                            f"ignored pixels")
     if spec.dense and target.ndim == 3:
         target = target[:, None]  # (N, H, W) -> (N, 1, H, W)
     if spec.dense and (target.ndim != 4 or target.shape[1] != spec.channels):

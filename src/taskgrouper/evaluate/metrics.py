@@ -2,21 +2,32 @@
 
 Metrics such as mIoU, RMSE or the median angular error are functions of the whole split, not
 means of per-batch values, so :class:`MetricAccumulator` keeps sufficient statistics (a
-confusion matrix, sums of errors and counts, an angle histogram) and turns them into numbers
-only in :meth:`MetricAccumulator.compute`. Statistics live on the device of the first batch
-passed to :meth:`MetricAccumulator.update`; only the final small sums travel to the CPU.
+confusion matrix, sums of errors and counts, an angle histogram, threshold histograms, per-image
+edge-matching counts) and turns them into numbers only in :meth:`MetricAccumulator.compute`.
+Tensor statistics live on the device of the first batch passed to
+:meth:`MetricAccumulator.update`; only the final small sums travel to the CPU. The edge
+benchmark (``odsf``, ``oisf``) thins and matches each image on the CPU.
 
 Predictions are expected in the ORIGINAL label scale (the caller de-normalises regression
 outputs); targets follow the conventions of :mod:`taskgrouper.tasks`. Labels that are missing or
-invalid are excluded from every metric.
+invalid are excluded from every metric. The accumulator computes exactly the metrics named in
+``spec.metrics`` (by default the kind's, see :func:`taskgrouper.tasks.default_metrics`; the
+first is the headline metric), and keeps only the statistics those need.
 
-Metric names per kind (see :func:`taskgrouper.tasks.default_metrics`):
+Metric names each kind supports (:data:`SUPPORTED_METRICS`); the defaults come first, the
+others after "also":
 
 ==================  ===========================================================================
 segmentation        ``miou``, ``pixel_acc`` (fractions in [0, 1])
-dense_regression    ``l1``, ``rmse``, ``abs_rel``, ``delta1``
+dense_regression    ``l1``, ``rmse``, ``abs_rel``, ``delta1``; also ``mse``, ``sq_rel``,
+                    ``rmse_log``, ``log10``, ``delta2``, ``delta3`` (the Eigen et al. set, see
+                    :mod:`taskgrouper.evaluate.depth`)
 normals             ``mean_angle``, ``median_angle`` (degrees), ``within_11.25``,
-                    ``within_22.5``, ``within_30`` (fractions)
+                    ``within_22.5``, ``within_30`` (fractions); also ``rmse_angle`` (root mean
+                    squared angle, degrees)
+dense_binary        ``f1``, ``pixel_acc`` (at probability 0.5, i.e. logit > 0); also ``odsf``,
+                    ``oisf`` (edge benchmark, :mod:`taskgrouper.evaluate.edges`), ``maxf``,
+                    ``max_miou`` (saliency, :mod:`taskgrouper.evaluate.saliency`)
 classification      ``accuracy``
 binary              ``accuracy``
 regression          ``l1``, ``mse``
@@ -24,6 +35,27 @@ regression          ``l1``, ``mse``
 
 Every mean is taken over all valid elements of the split (e.g. ``rmse`` is the root of the mean
 squared error over every valid pixel of every image, not a mean of per-image RMSEs).
+
+``dense_binary`` predictions are logits ``(B, 1, H, W)``; a target pixel counts as positive
+from 0.5 up. ``f1 = 2 TP / (2 TP + FP + FN)`` and ``pixel_acc = (TP + TN) / valid pixels`` at
+logit > 0. As in the edge benchmark, an F-score whose ratio is 0/0 (no positive label and no
+positive prediction) is 0, not NaN. Task options (:meth:`taskgrouper.tasks.TaskSpec.option`)
+tune them: ``thresholds`` (number of thresholds ``k / (n + 1)`` of ``odsf``, ``oisf``, ``maxf``,
+``max_miou``; default 99) and ``max_dist`` (edge matching tolerance as a fraction of the image
+diagonal; default 0.0075).
+
+mIoU and classes absent from the split: a class that neither the ground truth nor the
+prediction contains anywhere in the split has IoU 0/0. By default (``"skip"``) it is left out
+of the mean: a small or unbalanced split (a few images, a task such as human parts where most
+images have no part) would otherwise score a class the split never shows as a failure, so the
+score would measure the split's class coverage rather than the model. On full benchmark splits
+every class appears and the two conventions agree. ``"zero"`` counts such a class as IoU 0,
+which is what the dense-prediction survey's code does (``tp / max(tp + fp + fn, 1e-8)``
+averaged over all classes); choose it with ``MetricAccumulator(miou_absent="zero")`` or per task
+with the option ``miou_absent_zero = 1`` (the argument wins over the option). The same
+convention applies to the foreground/background mean of ``max_miou``. Images whose labels are
+all ignored (-1) contribute nothing, so human-parts mIoU is plain segmentation mIoU over the
+images that have parts.
 """
 
 from __future__ import annotations
@@ -31,13 +63,24 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 
+import numpy as np
 import torch
 from torch import Tensor
 
-from taskgrouper.tasks import TaskSpec, closest, default_metrics
+from taskgrouper.evaluate.depth import DELTA_EPS, depth_metrics, depth_sums
+from taskgrouper.evaluate.edges import benchmark_thresholds, edge_counts, ods_ois
+from taskgrouper.evaluate.saliency import (
+    max_fbeta,
+    max_mean_iou,
+    threshold_counts,
+    threshold_histograms,
+    thresholds_tensor,
+)
+from taskgrouper.tasks import KINDS, TaskSpec, closest
 
 __all__ = [
     "LOWER_IS_BETTER",
+    "SUPPORTED_METRICS",
     "MetricAccumulator",
     "delta_mtl",
     "evaluate_predictions",
@@ -50,14 +93,38 @@ LOWER_IS_BETTER: dict[str, bool] = {
     "l1": True,
     "rmse": True,
     "abs_rel": True,
+    "sq_rel": True,
+    "rmse_log": True,
+    "log10": True,
     "delta1": False,
+    "delta2": False,
+    "delta3": False,
     "mean_angle": True,
     "median_angle": True,
+    "rmse_angle": True,
     "within_11.25": False,
     "within_22.5": False,
     "within_30": False,
+    "f1": False,
+    "odsf": False,
+    "oisf": False,
+    "maxf": False,
+    "max_miou": False,
     "accuracy": False,
     "mse": True,
+}
+
+#: Task kind -> every metric name :class:`MetricAccumulator` can report for it.
+SUPPORTED_METRICS: dict[str, tuple[str, ...]] = {
+    "segmentation": ("miou", "pixel_acc"),
+    "dense_regression": ("l1", "rmse", "abs_rel", "delta1", "mse", "sq_rel", "rmse_log",
+                         "log10", "delta2", "delta3"),
+    "normals": ("mean_angle", "median_angle", "within_11.25", "within_22.5", "within_30",
+                "rmse_angle"),
+    "dense_binary": ("f1", "pixel_acc", "odsf", "oisf", "maxf", "max_miou"),
+    "classification": ("accuracy",),
+    "binary": ("accuracy",),
+    "regression": ("l1", "mse"),
 }
 
 #: Angular thresholds (degrees) reported for normals, with their metric names.
@@ -69,8 +136,11 @@ _ANGLE_THRESHOLDS: tuple[tuple[str, float], ...] = (
 #: Width (degrees) of the angle histogram bins used for the streaming median.
 _HIST_BIN_DEG = 0.01
 _HIST_BINS = int(round(180.0 / _HIST_BIN_DEG))  # 18000 bins over [0, 180] degrees
-#: Predictions are clamped to at least this value before the delta1 ratio.
-_DELTA_EPS = 1e-6
+#: Predictions are clamped to at least this value before the depth ratios and logarithms.
+_DELTA_EPS = DELTA_EPS
+_EDGE_METRICS = frozenset({"odsf", "oisf"})
+_SWEEP_METRICS = frozenset({"maxf", "max_miou"})
+_AT_HALF_METRICS = frozenset({"f1", "pixel_acc"})
 
 
 def _acc_dtype(device: torch.device) -> torch.dtype:
@@ -85,6 +155,30 @@ def _as_float(x: Tensor) -> Tensor:
     return x.to(torch.promote_types(x.dtype, torch.float32))
 
 
+def _check_metric_names(spec: TaskSpec) -> None:
+    """Raise a ValueError naming the task, the bad metric and the closest supported one."""
+    supported = SUPPORTED_METRICS[spec.kind]
+    for name in spec.metrics:
+        if name in supported:
+            continue
+        elsewhere = [k for k in KINDS if name in SUPPORTED_METRICS[k]]
+        hint = (f"'{name}' is a metric of kind(s) {', '.join(elsewhere)}; "
+                if elsewhere else "")
+        raise ValueError(f"task '{spec.name}': unknown metric '{name}' for kind "
+                         f"'{spec.kind}'; {hint}" + closest(name, supported))
+    if len(set(spec.metrics)) != len(spec.metrics):
+        raise ValueError(f"task '{spec.name}': metric names repeat in {spec.metrics}; list "
+                         "each once")
+
+
+def _int_option(spec: TaskSpec, name: str, default: int, low: int) -> int:
+    value = spec.option(name, default)
+    if isinstance(value, bool) or not float(value).is_integer() or value < low:
+        raise ValueError(f"task '{spec.name}': option {name} must be an integer >= {low}, got "
+                         f"{value!r}")
+    return int(value)
+
+
 class MetricAccumulator:
     """Accumulates one task's metrics over the batches of a split.
 
@@ -96,11 +190,14 @@ class MetricAccumulator:
         scores = acc.compute()  # {"miou": 0.41, "pixel_acc": 0.83}
 
     Args:
-        spec: The task. ``spec.kind`` selects the metrics; ``spec.channels`` is checked against
-            the predictions of segmentation and classification tasks.
+        spec: The task. ``spec.metrics`` names the metrics to compute (each must be one of
+            :data:`SUPPORTED_METRICS` for ``spec.kind``); ``spec.channels`` is checked against
+            the predictions of segmentation and classification tasks; ``spec.options`` may set
+            ``thresholds``, ``max_dist`` and ``miou_absent_zero`` (see the module docstring).
         miou_absent: How mIoU treats a class absent from both prediction and ground truth over
-            the whole split (its IoU is 0/0): ``"skip"`` leaves it out of the mean (default),
-            ``"zero"`` counts it as IoU 0.
+            the whole split (its IoU is 0/0): ``"skip"`` leaves it out of the mean, ``"zero"``
+            counts it as IoU 0. None (default): the task's option ``miou_absent_zero`` (1:
+            ``"zero"``), else ``"skip"``.
         median: How the normals' ``median_angle`` is obtained. ``"exact"`` keeps every valid
             angle (on the tensors' device) and returns the exact median (mean of the two middle
             values for an even count); ``"histogram"`` keeps a histogram with 0.01 degree bins
@@ -111,35 +208,53 @@ class MetricAccumulator:
             (4 million float32 values = 16 MB).
 
     Raises:
-        ValueError: On an unknown option or a metric name in ``spec.metrics`` that the task's
-            kind does not report.
+        ValueError: On an unknown option value, or a metric name in ``spec.metrics`` that the
+            task's kind does not report (the message suggests the closest name).
     """
 
     def __init__(
         self,
         spec: TaskSpec,
-        miou_absent: str = "skip",
+        miou_absent: str | None = None,
         median: str = "auto",
         exact_limit: int = 4_000_000,
+        edge_thresholds: int | None = None,
     ) -> None:
+        if miou_absent is None:
+            flag = spec.option("miou_absent_zero", 0)
+            if flag not in (0, 1):
+                raise ValueError(f"task '{spec.name}': option miou_absent_zero must be 0 "
+                                 f"(skip absent classes) or 1 (count them as 0), got {flag!r}")
+            miou_absent = "zero" if flag == 1 else "skip"
         if miou_absent not in ("skip", "zero"):
             raise ValueError(f"miou_absent must be 'skip' or 'zero', not '{miou_absent}'")
         if median not in ("auto", "exact", "histogram"):
             raise ValueError(f"median must be 'auto', 'exact' or 'histogram', not '{median}'")
-        supported = default_metrics(spec.kind)
-        for name in spec.metrics:
-            if name not in supported:
-                raise ValueError(f"task '{spec.name}': metric '{name}' is not reported for kind "
-                                 f"'{spec.kind}'; " + closest(name, supported))
+        _check_metric_names(spec)
         self.spec = spec
         self.miou_absent = miou_absent
         self.median = median
         self.exact_limit = int(exact_limit)
         # The spec's metrics, headline first (a spec without a list gets its kind's defaults).
         self.names: tuple[str, ...] = tuple(spec.metrics)
+        self._wanted = frozenset(self.names)
+        self.n_thresholds = _int_option(spec, "thresholds", 99, 1)
+        # the edge benchmark (thinning and matching per threshold) is the one costly metric;
+        # a cap (the trainer's per-epoch validation uses 9: 0.1, 0.2, ..., 0.9, a subset of
+        # the 99) keeps it cheap where the number only tracks progress
+        self.n_edge_thresholds = (self.n_thresholds if edge_thresholds is None
+                                  else min(self.n_thresholds, int(edge_thresholds)))
+        max_dist = spec.option("max_dist", 0.0075)
+        if isinstance(max_dist, bool) or not float(max_dist) >= 0:
+            raise ValueError(f"task '{spec.name}': option max_dist must be >= 0 (a fraction of "
+                             f"the image diagonal, e.g. 0.0075), got {max_dist!r}")
+        self.max_dist = float(max_dist)
         self._state: dict[str, Tensor] = {}
+        self._edges: list[np.ndarray] = []  # per image (T, 4) edge benchmark counts
+        self._thresholds: Tensor | None = None
         self._angles: list[Tensor] | None = None  # exact-median store, 1-D float32 chunks
         self._n_angles = 0
+        self._updates = 0
         self.reset()
 
     # ------------------------------------------------------------------ public API
@@ -147,8 +262,10 @@ class MetricAccumulator:
     def reset(self) -> None:
         """Forget every batch seen so far."""
         self._state = {}
+        self._edges = []
         self._angles = [] if self.median in ("auto", "exact") else None
         self._n_angles = 0
+        self._updates = 0
 
     @property
     def median_is_exact(self) -> bool:
@@ -162,9 +279,9 @@ class MetricAccumulator:
         Args:
             pred: Predictions in the original label scale. Segmentation: logits (B, K, H, W)
                 or class ids (B, H, W); dense_regression: (B, C, H, W); normals: (B, 3, H, W),
-                not necessarily unit length; classification: logits (B, K) or class ids (B,);
-                binary: logits (B,) or (B, 1), a logit > 0 meaning class 1; regression: (B,)
-                or (B, C).
+                not necessarily unit length; dense_binary: logits (B, 1, H, W) or (B, H, W);
+                classification: logits (B, K) or class ids (B,); binary: logits (B,) or
+                (B, 1), a logit > 0 meaning class 1; regression: (B,) or (B, C).
             target: Labels following :mod:`taskgrouper.tasks`, on the same device as ``pred``.
 
         Raises:
@@ -179,12 +296,15 @@ class MetricAccumulator:
             self._update_dense_regression(pred, target)
         elif kind == "normals":
             self._update_normals(pred, target)
+        elif kind == "dense_binary":
+            self._update_dense_binary(pred, target)
         elif kind == "classification":
             self._update_classification(pred, target)
         elif kind == "binary":
             self._update_binary(pred, target)
         else:
             self._update_regression(pred, target)
+        self._updates += 1
 
     def compute(self) -> dict[str, float]:
         """The metrics over every batch since the last :meth:`reset`.
@@ -193,13 +313,18 @@ class MetricAccumulator:
             Metric name -> value, the configured (headline) metrics first. A metric with no
             valid label to average over is NaN; before any update every metric is NaN.
         """
-        if not self._state:
+        if not self._updates:
             return {name: math.nan for name in self.names}
         kind = self.spec.kind
         if kind == "segmentation":
             values = self._compute_segmentation()
         elif kind == "normals":
             values = self._compute_normals()
+        elif kind == "dense_regression":
+            sums = {k: float(v.cpu()) for k, v in self._state.items()}
+            values = depth_metrics(sums, self.names)
+        elif kind == "dense_binary":
+            values = self._compute_dense_binary()
         else:
             values = self._compute_sums()
         return {name: values[name] for name in self.names}
@@ -283,22 +408,7 @@ class MetricAccumulator:
         if target.ndim != 4:
             raise self._fail(f"target must be (B, C, H, W), got {tuple(target.shape)}")
         self._check_shape(pred, target)
-        pred, target = _as_float(pred), _as_float(target)
-        # A pixel is valid when every channel is finite (as taskgrouper.tasks.valid_mask).
-        valid = torch.isfinite(target).all(dim=1, keepdim=True).expand_as(target)  # (B,C,H,W)
-        p, t = pred[valid], target[valid]  # (V,) valid elements
-        err = p - t
-        pos = t > 0  # (V,) ratios need a positive target
-        pp, tp = p[pos].clamp(min=_DELTA_EPS), t[pos]
-        ratio = torch.maximum(pp / tp, tp / pp)
-        self._add({
-            "n": self._count(valid),
-            "abs": self._sum(err.abs()),
-            "sq": self._sum(err.square()),
-            "n_pos": self._count(pos),
-            "rel": self._sum(err[pos].abs() / tp),
-            "delta1": self._count(ratio < 1.25),
-        })
+        self._add(depth_sums(_as_float(pred), _as_float(target), self.names))
 
     def _update_classification(self, pred: Tensor, target: Tensor) -> None:
         if target.ndim != 1:
@@ -358,11 +468,62 @@ class MetricAccumulator:
 
         if "correct" in s:
             return {"accuracy": ratio(s["correct"], s["n"])}
-        out = {"l1": ratio(s["abs"], s["n"]), "mse": ratio(s["sq"], s["n"])}
-        if self.spec.kind == "dense_regression":
-            out["rmse"] = math.sqrt(out["mse"]) if s["n"] > 0 else math.nan
-            out["abs_rel"] = ratio(s["rel"], s["n_pos"])
-            out["delta1"] = ratio(s["delta1"], s["n_pos"])
+        return {"l1": ratio(s["abs"], s["n"]), "mse": ratio(s["sq"], s["n"])}
+
+    # ------------------------------------------------------------------ dense binary
+
+    def _thresholds_on(self, device: torch.device) -> Tensor:
+        if self._thresholds is None or self._thresholds.device != device:
+            self._thresholds = thresholds_tensor(self.n_thresholds, device,
+                                                 _acc_dtype(device))
+        return self._thresholds
+
+    def _update_dense_binary(self, pred: Tensor, target: Tensor) -> None:
+        if target.ndim == 3:
+            target = target.unsqueeze(1)  # (B, H, W) -> (B, 1, H, W)
+        if pred.ndim == 3:
+            pred = pred.unsqueeze(1)
+        if target.ndim != 4 or target.shape[1] != 1:
+            raise self._fail(f"target must be (B, 1, H, W), got {tuple(target.shape)}")
+        self._check_shape(pred, target)
+        logits = _as_float(pred)[:, 0]  # (B, H, W)
+        labels = _as_float(target)[:, 0]  # (B, H, W)
+        valid = torch.isfinite(labels)  # (B, H, W)
+        positive = valid & (labels >= 0.5)
+        stats = {"n": self._count(valid)}
+        if self._wanted & _AT_HALF_METRICS:
+            predicted = valid & (logits > 0)
+            stats["tp"] = self._count(predicted & positive)
+            stats["fp"] = self._count(predicted & ~positive)
+            stats["fn"] = self._count(~predicted & positive)
+        if self._wanted & _SWEEP_METRICS:
+            thresholds = self._thresholds_on(logits.device)
+            prob = torch.sigmoid(logits[valid].to(thresholds.dtype))  # (V,)
+            stats["hist"] = threshold_histograms(prob, positive[valid], thresholds)
+        self._add(stats)
+        if self._wanted & _EDGE_METRICS:
+            thresholds_np = benchmark_thresholds(self.n_edge_thresholds)
+            prob = torch.sigmoid(logits.double()).cpu().numpy()  # (B, H, W)
+            gt, ok = positive.cpu().numpy(), valid.cpu().numpy()
+            for b in range(prob.shape[0]):
+                self._edges.append(edge_counts(prob[b], gt[b], ok[b], thresholds_np,
+                                               self.max_dist))
+
+    def _compute_dense_binary(self) -> dict[str, float]:
+        state = self._state
+        if int(state["n"]) == 0:
+            return {name: math.nan for name in self.names}
+        out: dict[str, float] = {}
+        if self._wanted & _AT_HALF_METRICS:
+            n, tp, fp, fn = (int(state[k]) for k in ("n", "tp", "fp", "fn"))
+            out["f1"] = 2 * tp / (2 * tp + fp + fn) if 2 * tp + fp + fn > 0 else 0.0
+            out["pixel_acc"] = (n - fp - fn) / n
+        if self._wanted & _SWEEP_METRICS:
+            counts = threshold_counts(state["hist"].cpu())  # (T, 4)
+            out["maxf"] = max_fbeta(counts)
+            out["max_miou"] = max_mean_iou(counts, self.miou_absent)
+        if self._wanted & _EDGE_METRICS:
+            out["odsf"], out["oisf"] = ods_ois(np.stack(self._edges))
         return out
 
     # ------------------------------------------------------------------ normals
@@ -388,6 +549,7 @@ class MetricAccumulator:
         stats = {
             "n": self._count(valid),
             "sum": self._sum(angle),
+            "sq": self._sum(angle.to(_acc_dtype(angle.device)).square()),
             "hist": torch.bincount(bins, minlength=_HIST_BINS),  # (_HIST_BINS,)
         }
         for name, thr in _ANGLE_THRESHOLDS:
@@ -403,12 +565,12 @@ class MetricAccumulator:
 
     def _compute_normals(self) -> dict[str, float]:
         hist = self._state["hist"]  # (_HIST_BINS,)
-        keys = ("n", "sum", *(name for name, _ in _ANGLE_THRESHOLDS))
+        keys = ("n", "sum", "sq", *(name for name, _ in _ANGLE_THRESHOLDS))
         small = torch.stack([self._state[k].to(_acc_dtype(hist.device)) for k in keys])
-        n, total, *within = small.cpu().tolist()
+        n, total, squares, *within = small.cpu().tolist()
         if n == 0:
             return {name: math.nan for name in self.names}
-        out = {"mean_angle": total / n}
+        out = {"mean_angle": total / n, "rmse_angle": math.sqrt(squares / n)}
         for (name, _), count in zip(_ANGLE_THRESHOLDS, within, strict=True):
             out[name] = count / n
         if self._angles is not None:

@@ -9,6 +9,7 @@ kind                output
 segmentation        logits ``(B, K, H, W)``
 dense_regression    ``(B, C, H, W)`` (normalised units)
 normals             ``(B, 3, H, W)``, unit length along dim 1
+dense_binary        logits ``(B, 1, H, W)`` (a logit > 0 means label 1)
 classification      logits ``(B, K)``
 binary              logits ``(B,)``
 regression          ``(B, C)``, or ``(B,)`` when ``C == 1`` (normalised units)
@@ -25,7 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from taskgrouper.models.backbones import SeparableConv2d, _init_weights
-from taskgrouper.tasks import TaskSpec
+from taskgrouper.tasks import KINDS, TaskSpec
 
 __all__ = ["HEAD_KINDS", "ASPPDecoder", "GlobalHead", "LightDecoder", "TaskHead", "build_head",
            "dense_decoder"]
@@ -212,7 +213,7 @@ class TaskHead(nn.Module):
     def forward(self, features: Sequence[torch.Tensor],
                 input_hw: Sequence[int] | None = None) -> torch.Tensor:
         out = self.core(features[self.feature_index])
-        if self.kind in ("segmentation", "dense_regression", "normals"):
+        if KINDS[self.kind] == "dense":
             # (B, C, h', w') -> (B, C, H, W) when odd input sizes break exact upsampling
             if input_hw is not None and tuple(out.shape[-2:]) != tuple(input_hw):
                 out = F.interpolate(out, size=tuple(input_hw), mode="bilinear",

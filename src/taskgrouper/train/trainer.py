@@ -154,13 +154,29 @@ class _StreamDataset(torch.utils.data.Dataset):
                 {t: torch.from_numpy(v) for t, v in raw.items()})
 
 
-@dataclass
-class _Stream:
-    """A lazy split read through DataLoader workers, batch by batch."""
+class _OrderSampler(torch.utils.data.Sampler):
+    """Yields the indices of the current epoch's order (set before each pass)."""
 
-    split: LazySplit
-    specs: dict[str, TaskSpec]
-    workers: int
+    def __init__(self, n: int):
+        self.order: list[int] = list(range(n))
+
+    def __len__(self) -> int:
+        return len(self.order)
+
+    def __iter__(self):
+        return iter(self.order)
+
+
+class _Stream:
+    """A lazy split read through DataLoader workers, batch by batch.
+
+    One loader per batch size, with persistent workers: sample indices are drawn in this
+    process (from :class:`_OrderSampler`), so a new epoch's order needs no new workers.
+    """
+
+    def __init__(self, split: LazySplit, specs: dict[str, TaskSpec], workers: int):
+        self.split, self.specs, self.workers = split, specs, workers
+        self._loaders: dict[int, tuple[torch.utils.data.DataLoader, _OrderSampler]] = {}
 
     def __len__(self) -> int:
         return len(self.split)
@@ -173,11 +189,16 @@ class _Stream:
         return _Stream(self.split.subset(index.tolist()), self.specs, self.workers)
 
     def batches(self, order: Tensor | None, batch_size: int):
-        loader = torch.utils.data.DataLoader(
-            _StreamDataset(self.split, self.specs), batch_size=batch_size,
-            sampler=None if order is None else order.tolist(), shuffle=False,
-            num_workers=self.workers, persistent_workers=False,
-            pin_memory=torch.cuda.is_available(), prefetch_factor=4 if self.workers else None)
+        if batch_size not in self._loaders:
+            sampler = _OrderSampler(len(self.split))
+            loader = torch.utils.data.DataLoader(
+                _StreamDataset(self.split, self.specs), batch_size=batch_size, sampler=sampler,
+                num_workers=self.workers, persistent_workers=self.workers > 0,
+                pin_memory=torch.cuda.is_available(),
+                prefetch_factor=4 if self.workers else None)
+            self._loaders[batch_size] = (loader, sampler)
+        loader, sampler = self._loaders[batch_size]
+        sampler.order = list(range(len(self.split))) if order is None else order.tolist()
         for x, targets, raw in loader:
             yield x, targets, raw, int(x.shape[0])
 
@@ -269,6 +290,11 @@ def _constant_outputs(spec: TaskSpec, train_raw: Tensor, n: int, shape) -> Tenso
     if spec.kind == "binary":
         valid = train_raw[torch.isfinite(train_raw) & (train_raw >= 0)]
         return torch.full((n,), 10.0 if valid.float().mean() > 0.5 else -10.0)
+    if spec.kind == "dense_binary":
+        # the majority label over valid training pixels (a label >= 0.5 counts as 1)
+        valid = train_raw[torch.isfinite(train_raw)]
+        positive = bool(valid.numel()) and float((valid >= 0.5).float().mean()) > 0.5
+        return torch.full((n, 1, *shape), 10.0 if positive else -10.0)
     if spec.kind == "normals":
         mean = torch.nanmean(train_raw.transpose(0, 1).flatten(1), dim=1)  # (3,)
         mean = mean / mean.norm().clamp(min=1e-8)
@@ -283,14 +309,20 @@ def _constant_outputs(spec: TaskSpec, train_raw: Tensor, n: int, shape) -> Tenso
 
 def evaluate_split(model: nn.Module, split: _Tensors | _Stream, specs: dict[str, TaskSpec],
                    device: torch.device, batch_size: int = 128,
-                   amp_dtype: torch.dtype | None = None) -> dict[str, dict[str, float]]:
-    """Per-task loss (normalised scale, over all valid labels of the split) and metrics."""
+                   amp_dtype: torch.dtype | None = None,
+                   quick: bool = False) -> dict[str, dict[str, float]]:
+    """Per-task loss (normalised scale, over all valid labels of the split) and metrics.
+
+    ``quick`` (the per-epoch validation) scores edge tasks at 9 thresholds instead of the
+    benchmark's 99; losses and every other metric are the same.
+    """
     from taskgrouper.evaluate.metrics import MetricAccumulator
 
     model.eval()
     sums = {t: torch.zeros((), device=device, dtype=torch.float64) for t in specs}
     counts = {t: torch.zeros((), device=device, dtype=torch.float64) for t in specs}
-    accs = {t: MetricAccumulator(spec) for t, spec in specs.items()}
+    accs = {t: MetricAccumulator(spec, edge_thresholds=9 if quick else None)
+            for t, spec in specs.items()}
     autocast = (torch.autocast(device.type, dtype=amp_dtype) if amp_dtype is not None
                 else contextlib.nullcontext())
     with torch.no_grad():
@@ -606,7 +638,8 @@ def train(config: ExperimentConfig, out_dir: str | Path, *, data: MultiTaskData 
                 weight_sum[t] += weights[t]
         train_losses = dict(zip(tasks, (running / n_train).tolist(), strict=True))
         train_seconds = time.perf_counter() - t0
-        val = evaluate_split(model, val_t, specs, device, tc.eval_batch_size, amp_dtype)
+        val = evaluate_split(model, val_t, specs, device, tc.eval_batch_size, amp_dtype,
+                             quick=True)
         val_losses = {t: val[t]["loss"] for t in tasks}
         val_total = sum(val_losses.values())
         balancer.epoch_end(train_losses, val_losses, val)
