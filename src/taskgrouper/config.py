@@ -31,6 +31,13 @@ __all__ = [
 DATA_KINDS = ("synthetic", "arrays", "taskonomy", "nyud", "pascal_context", "cityscapes")
 
 
+def _default_workers() -> int:
+    import os
+
+    cores = os.cpu_count() or 1
+    return 0 if cores <= 2 else min(8, cores - 2)
+
+
 class ConfigError(ValueError):
     """A configuration problem; the message names the file, the key and the fix."""
 
@@ -67,7 +74,10 @@ class DataConfig(_Section):
     #: Cap on samples per split (0: all); handy for smoke runs on a large dataset.
     limit: int = Field(0, ge=0)
     #: DataLoader worker processes that decode files during training (0: in the main process).
-    workers: int = Field(2, ge=0)
+    #: Default: 0 with two cores or fewer (measured there, bench/bench_data_loading.py: workers
+    #: compete with the training step's own threads and slow an epoch down), else
+    #: min(8, cores - 2).
+    workers: int = Field(default_factory=lambda: _default_workers(), ge=0)
     #: Decode the whole dataset into memory before training (true), stream it from the files
     #: (false), or "auto": into memory when it takes less than ``memory_gb``.
     in_memory: bool | Literal["auto"] = "auto"
