@@ -40,6 +40,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/bench_select.py
 	$(BIN)/python bench/bench_balancers.py
 	$(BIN)/python bench/bench_papnet_memory.py
+	$(BIN)/python bench/bench_data_loading.py
 
 clean:
 	rm -rf $(VENV) taskgrouper-demo .pytest_cache .ruff_cache
