@@ -121,3 +121,18 @@ def test_train_refuses_a_folder_of_another_config(tmp_path, capsys):
     code, _, err = run_cli(["train", str(write_config(tmp_path, other, "b.yaml")),
                             "--out", str(out), "--quiet"], capsys)
     assert code == 2 and "different config" in err
+
+
+@pytest.mark.parametrize("kind, missing", [("nyud", "not a NYUD dataset folder"),
+                                           ("pascal_context", "JPEGImages"),
+                                           ("cityscapes", "image"),
+                                           ("taskonomy", "rgb")])
+def test_real_dataset_folder_in_the_wrong_layout(tmp_path, capsys, kind, missing):
+    root = tmp_path / "data"
+    (root / "something_else").mkdir(parents=True)
+    config = {**TINY, "data": {"kind": kind, "path": str(root)}, "tasks": None}
+    code, _, err = run_cli(["train", str(write_config(tmp_path, config)), "--out",
+                            str(tmp_path / "run"), "--quiet"], capsys)
+    assert code == 2
+    assert str(root) in err and missing in err
+    assert "Traceback" not in err

@@ -370,3 +370,38 @@ class NpyFolderReader:
             else:
                 raise DataError(f"{self.folder}: no reader for task '{task}'")
         return x, targets
+
+
+def load_npy_folders(root: Path, kind: str, name: str, cfg, dirs: dict[str, str],
+                     tasks: Sequence[str], classes: int) -> tuple[dict[str, LazySplit], list]:
+    """Lazy splits of the per-sample .npy layout ``{train,val}/{image,<dir>}/<i>.npy``.
+
+    The official val becomes ``test`` and a seeded fraction of train becomes ``val``
+    (:func:`official_splits`); every file is scanned first (:func:`scan_samples`).
+
+    Args:
+        root: The dataset folder.
+        kind: Data kind, for the scan cache.
+        name: Dataset name for messages.
+        cfg: The ``data`` config section.
+        dirs: Task -> label folder under each split folder.
+        tasks: Tasks to read.
+        classes: Segmentation classes.
+
+    Returns:
+        The three lazy splits, and the (file, reason) list of samples left out.
+    """
+    keys = official_splits(numeric_stems(root / "train" / "image"),
+                           numeric_stems(root / "val" / "image"), cfg, name)
+    task_dirs = tuple((t, dirs[t]) for t in tasks)
+    folders = {"train": root / "train", "val": root / "train", "test": root / "val"}
+    probes = {s: NpyFolderReader(str(f), (0, 0), task_dirs, classes) for s, f in folders.items()}
+    samples = {s: [(k, probes[s].paths(k, tasks)) for k in ks] for s, ks in keys.items()}
+    kept, skipped = scan_samples(root, kind, samples, cfg, name)
+    first = root / "train" / "image" / f"{kept['train'][0]}.npy"
+    size = _size(cfg) or npy_shape(first)
+    scale = float_image_scale(first)
+    parts = lazy_splits(kept, lambda s: NpyFolderReader(str(folders[s]), size, task_dirs,
+                                                        classes, scale), tasks, size)
+    check_first_sample(parts["train"], name)
+    return parts, skipped

@@ -183,12 +183,6 @@ class MultiTaskData:
             skipped=list(self.skipped),
         )
 
-    def materialise(self) -> MultiTaskData:
-        """A copy with every lazy split decoded into memory."""
-        parts = {s: self.split(s) for s in SPLITS}
-        parts = {s: p.materialise() if isinstance(p, LazySplit) else p for s, p in parts.items()}
-        return MultiTaskData(self.tasks, name=self.name, skipped=list(self.skipped), **parts)
-
     def check(self) -> None:
         """Raise ValueError naming the split and task whose arrays disagree."""
         for split_name in SPLITS:

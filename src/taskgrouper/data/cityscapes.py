@@ -32,16 +32,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from taskgrouper.data._real import (
-    NpyFolderReader,
-    check_first_sample,
     depth_spec,
-    float_image_scale,
-    lazy_splits,
-    npy_shape,
-    numeric_stems,
-    official_splits,
+    load_npy_folders,
     resolve_tasks,
-    scan_samples,
     segmentation_spec,
 )
 from taskgrouper.data.base import DataError, MultiTaskData
@@ -98,19 +91,7 @@ def load(cfg, tasks: Sequence[str] | None = None) -> MultiTaskData:
             if not (root / split / dirs[task]).is_dir():
                 raise DataError(f"missing folder {root / split / dirs[task]} (labels of task "
                                 f"'{task}'); the dataset folder is incomplete")
-    keys = official_splits(numeric_stems(root / "train" / "image"),
-                           numeric_stems(root / "val" / "image"), cfg, name)
-    task_dirs = tuple((t, dirs[t]) for t in names)
-    folders = {"train": root / "train", "val": root / "train", "test": root / "val"}
-    probes = {s: NpyFolderReader(str(f), (0, 0), task_dirs, classes) for s, f in folders.items()}
-    samples = {s: [(k, probes[s].paths(k, names)) for k in ks] for s, ks in keys.items()}
-    kept, skipped = scan_samples(root, "cityscapes", samples, cfg, name)
-    first = root / "train" / "image" / f"{kept['train'][0]}.npy"
-    size = (int(cfg.size[0]), int(cfg.size[1])) if cfg.size else npy_shape(first)
-    scale = float_image_scale(first)
-    parts = lazy_splits(kept, lambda s: NpyFolderReader(str(folders[s]), size, task_dirs,
-                                                        classes, scale), names, size)
-    check_first_sample(parts["train"], name)
+    parts, skipped = load_npy_folders(root, "cityscapes", name, cfg, dirs, names, classes)
     specs = {
         "semseg": segmentation_spec("semseg", classes,
                                     f"semantic segmentation ({classes} classes)"),

@@ -53,7 +53,6 @@ import numpy as np
 
 from taskgrouper.data import files
 from taskgrouper.data._real import (
-    NpyFolderReader,
     _size,
     binary_map,
     check_first_sample,
@@ -61,14 +60,12 @@ from taskgrouper.data._real import (
     depth_map,
     depth_spec,
     edge_spec,
-    float_image_scale,
     image_chw,
     image_size,
     lazy_splits,
+    load_npy_folders,
     normal_map,
     normals_spec,
-    npy_shape,
-    numeric_stems,
     official_splits,
     read_id_list,
     resolve_tasks,
@@ -201,20 +198,8 @@ def _load_mtan(root: Path, cfg, tasks: list[str]) -> MultiTaskData:
         _require(root / split / "image", "the RGB images")
         for task in tasks:
             _require(root / split / _MTAN_DIRS[task], f"labels of task '{task}'")
-    keys = official_splits(numeric_stems(root / "train" / "image"),
-                           numeric_stems(root / "val" / "image"), cfg, name)
     classes = int(cfg.classes or 13)
-    dirs = tuple((t, _MTAN_DIRS[t]) for t in tasks)
-    folders = {"train": root / "train", "val": root / "train", "test": root / "val"}
-    probes = {s: NpyFolderReader(str(f), (0, 0), dirs, classes) for s, f in folders.items()}
-    samples = {s: [(k, probes[s].paths(k, tasks)) for k in ks] for s, ks in keys.items()}
-    kept, skipped = scan_samples(root, "nyud", samples, cfg, name)
-    first = root / "train" / "image" / f"{kept['train'][0]}.npy"
-    size = _size(cfg) or npy_shape(first)
-    scale = float_image_scale(first)
-    parts = lazy_splits(kept, lambda s: NpyFolderReader(str(folders[s]), size, dirs, classes,
-                                                        scale), tasks, size)
-    check_first_sample(parts["train"], name)
+    parts, skipped = load_npy_folders(root, "nyud", name, cfg, _MTAN_DIRS, tasks, classes)
     specs = {
         "semseg": segmentation_spec("semseg", classes, f"semantic segmentation ({classes} "
                                                        f"NYUv2 classes)"),

@@ -123,8 +123,9 @@ class _Tensors:
         for start in range(0, len(self), batch_size):
             idx = (slice(start, start + batch_size) if order is None
                    else order[start:start + batch_size])
-            yield (self.x[idx], {t: v[idx] for t, v in self.targets.items()},
-                   {t: v[idx] for t, v in self.raw.items()}, int(self.x[idx].shape[0]))
+            x = self.x[idx]
+            yield (x, {t: v[idx] for t, v in self.targets.items()},
+                   {t: v[idx] for t, v in self.raw.items()}, int(x.shape[0]))
 
     def subset(self, index: Tensor) -> _Tensors:
         return _Tensors(self.x[index], {t: v[index] for t, v in self.targets.items()},
