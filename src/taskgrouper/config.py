@@ -99,6 +99,16 @@ class ModelConfig(_Section):
     architecture: str = "hard_sharing"
     #: The architecture's own settings (its row of ``models.arch.ARCH_TABLE`` lists them).
     options: dict[str, Any] = Field(default_factory=dict)
+    #: Hidden sizes at width 1 of the ``mlp`` backbone (null: 256, 256). A small encoder makes
+    #: tasks compete for capacity, as on planted task families.
+    hidden: list[int] | None = Field(None, min_length=1)
+
+    @field_validator("hidden")
+    @classmethod
+    def _positive_hidden(cls, value: list[int] | None) -> list[int] | None:
+        if value is not None and any(h < 1 for h in value):
+            raise ValueError(f"hidden sizes must be at least 1, got {value}")
+        return value
 
 
 class BalancerConfig(_Section):
@@ -122,6 +132,9 @@ class TrainConfig(_Section):
     schedule: Literal["plateau", "poly", "none"] = "plateau"
     poly_power: float = Field(0.9, gt=0.0)
     patience: int = Field(3, ge=1)
+    #: Record task affinities (lookahead and gradient cosine, see
+    #: :mod:`taskgrouper.train.affinity`) at the first and every k-th training step (0: off).
+    affinity_every: int = Field(0, ge=0)
     train_fraction: float = Field(1.0, gt=0.0, le=1.0)
     seed: int = 0
     device: str = "auto"
@@ -136,11 +149,17 @@ class TrainConfig(_Section):
 class SearchConfig(_Section):
     """Task-grouping search settings (used by ``taskgrouper search``)."""
 
-    strategy: str = "exhaustive"  # one name or a comma-separated list: exhaustive,esa,hoa
+    #: One name or a comma-separated list: exhaustive, esa, hoa, lookahead, gradcos.
+    strategy: str = "exhaustive"
     budgets: str = "1:5:0.5"  # START:STOP:STEP, STOP included (the paper's nine budgets)
     esa_fraction: float = Field(0.2, gt=0.0, le=1.0)  # ESA: one pass through this fraction
     esa_epochs: int = Field(1, ge=1)  # ESA: passes over that fraction
     random_trials: int = Field(1000, ge=1)  # the "random groupings" baseline
+    #: Most tasks one network may predict (null: any). Needed above 20 tasks, where every
+    #: subset would be too many networks.
+    max_group_size: int | None = Field(None, ge=1)
+    #: lookahead, gradcos: the all-task run records affinities at every this many steps.
+    affinity_every: int = Field(5, ge=1)
 
 
 #: Optimisers a training run (and a bench grid) may use.

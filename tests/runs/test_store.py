@@ -107,6 +107,25 @@ def test_newer_schema_is_refused(tmp_path):
         RunStore(tmp_path)
 
 
+def test_version_1_store_is_migrated_and_keeps_its_runs(tmp_path):
+    """A store written before runs.extra existed: its runs read back with extra == {} and new
+    runs store their extra."""
+    with RunStore(tmp_path) as store:
+        store.record(make_record())
+    with sqlite3.connect(tmp_path / "runs.sqlite") as db:  # make it a version-1 file
+        db.execute("ALTER TABLE runs DROP COLUMN extra")
+        db.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
+    with RunStore(tmp_path) as store:
+        old = store.get(make_record().id)
+        assert old is not None and old.extra == {}
+        new = make_record("cand-x", extra={"affinity": {"tasks": ["s"], "lookahead": [[0.5]]}})
+        store.record(new)
+        assert store.get("cand-x").extra == new.extra
+    with sqlite3.connect(tmp_path / "runs.sqlite") as db:
+        assert db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() \
+            == (str(SCHEMA_VERSION),)
+
+
 def test_corrupt_file_names_the_file_and_the_fix(tmp_path):
     path = tmp_path / "runs.sqlite"
     path.write_bytes(b"this is not a database, just some text " * 100)

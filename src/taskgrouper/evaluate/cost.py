@@ -179,7 +179,8 @@ def snt(encoder_macs: int, reference_macs: int) -> float:
     return float(encoder_macs) / float(reference_macs)
 
 
-def encoder_cost(backbone_name: str, in_shape: Sequence[int], width: float = 1.0) -> int:
+def encoder_cost(backbone_name: str, in_shape: Sequence[int], width: float = 1.0,
+                 hidden: Sequence[int] | None = None) -> int:
     """MACs of a backbone alone (no heads) for one sample of shape ``in_shape``.
 
     The backbone is built on the meta device, so the count allocates no parameter memory.
@@ -187,7 +188,7 @@ def encoder_cost(backbone_name: str, in_shape: Sequence[int], width: float = 1.0
     from taskgrouper.models.backbones import build_backbone
 
     with torch.device("meta"):
-        backbone = build_backbone(backbone_name, tuple(in_shape), width=width)
+        backbone = build_backbone(backbone_name, tuple(in_shape), width=width, hidden=hidden)
     return count_macs(backbone, in_shape)
 
 

@@ -12,11 +12,13 @@ A candidate is pure data (no torch): the sweep turns it into a training run.
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 __all__ = [
     "INDEPENDENT_WIDTHS",
+    "MAX_CANDIDATES",
     "Candidate",
     "baseline_candidates",
     "fully_trained",
@@ -24,6 +26,7 @@ __all__ = [
     "paper_candidates",
     "pairs_and_singles",
     "search_candidates",
+    "singles",
     "subsets",
 ]
 
@@ -55,12 +58,15 @@ class Candidate:
         width: Encoder size as a fraction of the full-width encoder's cost.
         fraction: Fraction of the training data it sees per epoch (ESA trains on 0.2).
         epochs: Epochs to train, when not the experiment's (ESA: one pass).
+        affinity_every: Record task affinities every this many steps (0: not recorded; see
+            :mod:`taskgrouper.train.affinity`).
     """
 
     tasks: tuple[str, ...]
     width: float = 1.0
     fraction: float = 1.0
     epochs: int | None = None
+    affinity_every: int = 0
 
     @property
     def name(self) -> str:
@@ -77,6 +83,8 @@ class Candidate:
             joined += f"-f{_width_label(self.fraction)}"
         if self.epochs is not None:
             joined += f"-e{self.epochs}"
+        if self.affinity_every:
+            joined += f"-a{self.affinity_every}"
         return joined
 
     def full(self) -> Candidate:
@@ -90,28 +98,49 @@ def subsets(tasks: Sequence[str], sizes: Iterable[int] | None = None) -> list[tu
     return [c for k in sizes for c in itertools.combinations(tasks, k)]
 
 
-def paper_candidates(tasks: Sequence[str], fraction: float = 1.0) -> list[Candidate]:
+#: Most full-width networks a candidate set may hold (the exact solver has been measured to
+#: about 175,000: 30 tasks in groups of up to 5, bench/bench_select.py).
+MAX_CANDIDATES = 300_000
+
+
+def paper_candidates(tasks: Sequence[str], fraction: float = 1.0,
+                     max_size: int | None = None) -> list[Candidate]:
     """C0: every non-empty subset at full width, and a half-width single-task network per task.
 
+    Args:
+        tasks: The tasks.
+        fraction: Training fraction of every candidate.
+        max_size: Only subsets of at most this many tasks (``search.max_group_size``); all
+            subsets when None.
+
     Raises:
-        ValueError: no tasks, a repeated task, or more than 20 tasks (2^T networks; use the
-            ``hoa`` strategy, which needs only pairs).
+        ValueError: no tasks, a repeated task, or more than 20 tasks without ``max_size``, or
+            over :data:`MAX_CANDIDATES` networks (names the fix).
     """
-    _check_tasks(tasks, limit=20)
-    out = [Candidate(s, 1.0, fraction) for s in subsets(tasks)]
+    _check_tasks(tasks, limit=None if max_size else 20, max_size=max_size)
+    sizes = range(1, min(max_size or len(tasks), len(tasks)) + 1)
+    out = [Candidate(s, 1.0, fraction) for s in subsets(tasks, sizes)]
     out += [Candidate((t,), 0.5, fraction) for t in tasks]
     return out
 
 
 def search_candidates(tasks: Sequence[str], fraction: float = 1.0,
-                      epochs: int | None = None) -> list[Candidate]:
-    """What a search chooses among: C0 plus the baselines' single-task networks at widths
-    1/5, 1/4 and 1/3, so the exact choice can never be worse (on validation) than the
-    independent baseline at any budget."""
+                      epochs: int | None = None, max_size: int | None = None
+                      ) -> list[Candidate]:
+    """What a search chooses among: C0 (up to ``max_size`` tasks a network) plus the baselines'
+    single-task networks at widths 1/5, 1/4 and 1/3, so the exact choice can never be worse
+    (on validation) than the independent baseline at any budget."""
     extra = [Candidate((t,), w, fraction, epochs) for w in INDEPENDENT_WIDTHS
              if w not in (0.5, 1.0) for t in tasks]
-    return [Candidate(c.tasks, c.width, fraction, epochs) for c in paper_candidates(tasks)] \
-        + extra
+    return [Candidate(c.tasks, c.width, fraction, epochs)
+            for c in paper_candidates(tasks, max_size=max_size)] + extra
+
+
+def singles(tasks: Sequence[str]) -> list[Candidate]:
+    """The single-task networks of the candidate set, at every width (full, 1/2, 1/3, 1/4,
+    1/5): what every strategy must measure, since selection may choose any of them."""
+    _check_tasks(tasks)
+    return [Candidate((t,), w) for w in INDEPENDENT_WIDTHS[::-1] for t in tasks]
 
 
 def pairs_and_singles(tasks: Sequence[str]) -> list[Candidate]:
@@ -132,15 +161,25 @@ def baseline_candidates(tasks: Sequence[str],
     return out
 
 
-def _check_tasks(tasks: Sequence[str], limit: int | None = None) -> None:
+def _check_tasks(tasks: Sequence[str], limit: int | None = None,
+                 max_size: int | None = None) -> None:
     if not tasks:
         raise ValueError("no tasks given; a search needs at least one task")
     if len(set(tasks)) != len(tasks):
         raise ValueError(f"tasks repeat: {', '.join(tasks)}")
     if limit is not None and len(tasks) > limit:
         raise ValueError(f"{len(tasks)} tasks give {2 ** len(tasks) - 1} candidate networks; "
-                         f"exhaustive candidate sets stop at {limit} tasks. Use the 'hoa' "
-                         "strategy, which trains only pairs")
+                         f"candidate sets of every subset stop at {limit} tasks. Set "
+                         f"search.max_group_size (e.g. 4 or 5) and use a strategy that trains "
+                         f"few networks (hoa, lookahead, gradcos)")
+    if max_size is not None:
+        if max_size < 1:
+            raise ValueError(f"search.max_group_size must be at least 1, got {max_size}")
+        count = sum(math.comb(len(tasks), k) for k in range(1, min(max_size, len(tasks)) + 1))
+        if count > MAX_CANDIDATES:
+            raise ValueError(f"{len(tasks)} tasks in groups of up to {max_size} give {count} "
+                             f"candidate networks, over the {MAX_CANDIDATES} selection takes; "
+                             f"lower search.max_group_size")
 
 
 def fully_trained(records) -> dict:

@@ -33,7 +33,14 @@ from taskgrouper.grouping.candidates import (
     search_candidates,
 )
 from taskgrouper.grouping.select import InfeasibleBudget, Network, select_many
-from taskgrouper.grouping.strategies import Strategy, get_strategy, hoa_errors, pearson
+from taskgrouper.grouping.strategies import (
+    AFFINITY_STRATEGIES,
+    STRATEGIES,
+    Strategy,
+    get_strategy,
+    hoa_errors,
+    pearson,
+)
 from taskgrouper.grouping.tables import parse_budgets
 
 __all__ = ["RESULTS_VERSION", "search", "strategies_of"]
@@ -50,12 +57,29 @@ def strategies_of(config: ExperimentConfig, names: Sequence[str] | str | None = 
         names = sc.strategy if sc is not None else "exhaustive"
     if isinstance(names, str):
         names = [n.strip() for n in names.split(",") if n.strip()]
-    fraction = sc.esa_fraction if sc is not None else 0.2
-    epochs = sc.esa_epochs if sc is not None else 1
-    out = [get_strategy(n, fraction=fraction, epochs=epochs) for n in names]
+    from taskgrouper.config import SearchConfig
+
+    sc = sc if sc is not None else SearchConfig()
+    out = [get_strategy(n, fraction=sc.esa_fraction, epochs=sc.esa_epochs,
+                        max_group_size=sc.max_group_size, affinity_every=sc.affinity_every)
+           for n in names]
     if not out:
-        raise ValueError("no strategy given; choose from exhaustive, esa, hoa")
+        raise ValueError("no strategy given; choose from " + ", ".join(STRATEGIES))
     return out
+
+
+def _check_strategies(config: ExperimentConfig, strategies: Sequence[Strategy]) -> None:
+    """An affinity strategy needs parameters every task shares (before anything trains)."""
+    from taskgrouper.models.arch import arch_info
+
+    arch = arch_info(config.model.architecture)
+    for s in strategies:
+        if s.name in AFFINITY_STRATEGIES and not arch.shared_parameters:
+            raise ValueError(
+                f"strategy '{s.name}' measures task affinity on parameters every task shares, "
+                f"but architecture '{arch.name}' (model.architecture) has none: each task has "
+                f"its own network. Search with an architecture that shares an encoder "
+                f"(hard_sharing, mtan, padnet, papnet, mtinet), or with strategy hoa or esa")
 
 
 def _run_config(base: dict[str, Any], c: Candidate) -> dict:
@@ -72,6 +96,8 @@ def _run_config(base: dict[str, Any], c: Candidate) -> dict:
         cfg["train"]["train_fraction"] = c.fraction
     if c.epochs is not None:
         cfg["train"]["epochs"] = c.epochs
+    if c.affinity_every:
+        cfg["train"]["affinity_every"] = c.affinity_every
     return cfg
 
 
@@ -124,7 +150,12 @@ def _identity_check(out: Path, config: ExperimentConfig) -> None:
     """Refuse a folder that holds a search of another config (results would mix)."""
     from taskgrouper.train.trainer import run_identity
 
-    identity = {**run_identity(config), "search": config.model_dump(mode="json")["search"]}
+    searched = config.model_dump(mode="json")["search"]
+    if searched is not None:  # settings added later count only when set (older folders resume)
+        for key, default in (("max_group_size", None), ("affinity_every", 5)):
+            if searched.get(key) == default:
+                searched.pop(key)
+    identity = {**run_identity(config), "search": searched}
     path = out / "search.json"
     if path.exists():
         try:
@@ -150,8 +181,9 @@ def _measured_snt(config: ExperimentConfig, in_shape, widths) -> dict[float, flo
     """
     from taskgrouper.evaluate.cost import encoder_cost
 
-    ref = encoder_cost(config.model.backbone, tuple(in_shape), 1.0)
-    return {w: encoder_cost(config.model.backbone, tuple(in_shape), w) / ref
+    hidden = config.model.hidden
+    ref = encoder_cost(config.model.backbone, tuple(in_shape), 1.0, hidden)
+    return {w: encoder_cost(config.model.backbone, tuple(in_shape), w, hidden) / ref
             for w in sorted(set(widths))}
 
 
@@ -184,6 +216,7 @@ def search(config: ExperimentConfig, out_dir: str | Path, *,
 
     check_names(config)
     chosen_strategies = strategies_of(config, strategies)
+    _check_strategies(config, chosen_strategies)
     budgets = parse_budgets(config.search.budgets if config.search else "1:5:0.5")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -195,13 +228,14 @@ def search(config: ExperimentConfig, out_dir: str | Path, *,
     data = dataclasses.replace(prepare_data(data, config.data, log), skipped=[])
     tasks = list(data.tasks)
     base = config.model_dump(mode="json")
-    c0 = search_candidates(tasks)  # what every strategy chooses among
+    max_size = config.search.max_group_size if config.search else None
+    c0 = search_candidates(tasks, max_size=max_size)  # what every strategy chooses among
 
     # Phase 1: every strategy's plan, plus the baselines' networks.
     phase1: list[tuple[Candidate, Strategy | None, str]] = []
     for s in chosen_strategies:
         group = "esa" if s.name == "esa" else "candidate"
-        phase1 += [(c, s, group) for c in s.plan(tasks)]
+        phase1 += [(c, s, "affinity" if c.affinity_every else group) for c in s.plan(tasks)]
     if baselines:
         phase1 += [(c, None, "baseline") for c in baseline_candidates(tasks)]
     mgda = (_mgda_spec(base, config, tasks, len(data.input_shape) == 3, log) if baselines
@@ -218,9 +252,10 @@ def search(config: ExperimentConfig, out_dir: str | Path, *,
         widths = {c.width for c in c0} | {c.width for c, _, _ in phase1}
         measured_snt = _measured_snt(config, data.input_shape, widths)
         measured = {rid: r.val_losses for rid, r in records.items()}
+        extras = {rid: r.extra for rid, r in records.items() if r.extra}
         estimates, raw_selections = {}, {}
         for s in chosen_strategies:
-            est = s.estimate(tasks, measured)
+            est = s.estimate(tasks, measured, extras)
             # nominal SNT (see _measured_snt)
             nets = [Network(c.name, c.width, est[c.name]) for c in s.selectable(tasks)]
             estimates[s.name] = est
@@ -242,7 +277,7 @@ def search(config: ExperimentConfig, out_dir: str | Path, *,
     full = fully_trained(records.values())
     results = _results(config, tasks, budgets, chosen_strategies, records, full, estimates,
                        raw_selections, c0, baselines,
-                       records.get(mgda.id) if mgda is not None else None)
+                       records.get(mgda.id) if mgda is not None else None, extras)
     for cand in results["candidates"]:
         cand["cost_measured"] = measured_snt.get(cand["width"])
     results = _json_safe(results)
@@ -290,7 +325,7 @@ def _compute(records, run_ids) -> dict[str, float]:
 
 
 def _results(config, tasks, budgets, strategies, records, full, estimates, raw_selections,
-             c0, with_baselines, mgda=None) -> dict:
+             c0, with_baselines, mgda=None, extras=None) -> dict:
     candidates = []
     for name, r in sorted(full.items(), key=lambda kv: (len(kv[1].tasks), -kv[1].width,
                                                          kv[0])):
@@ -327,8 +362,19 @@ def _results(config, tasks, budgets, strategies, records, full, estimates, raw_s
         elif s.name == "hoa":
             actual = {n: full[n].val_losses for n in full}
             stats = hoa_errors(estimates["hoa"], actual)
-        out_strategies[s.name] = {"compute": _compute(records, run_ids), "selections": sels,
-                                  "stats": stats}
+        elif s.name in AFFINITY_STRATEGIES:
+            measured = {rid: r.val_losses for rid, r in records.items()}
+            _, fit, matrix = s.affinity_estimate(tasks, measured, extras or {})
+            run = records[s.affinity_run(tasks).run_id]
+            stats = {"model": "L_t(N) = L_t(1) * (1 + b (|N|-1)/(T-1) - s * mean affinity "
+                              "onto t from its mates)",
+                     "s": fit.s, "b": fit.b, "fit_rmse": fit.residual,
+                     "affinity": matrix, "affinity_run": run.id,
+                     "recorded_steps": run.extra["affinity"].get("steps")}
+        out_strategies[s.name] = {
+            "compute": _compute(records, run_ids),
+            "estimation_compute": _compute(records, [c.run_id for c in s.plan(tasks)]),
+            "selections": sels, "stats": stats}
     main = strategies[0].name
     results: dict[str, Any] = {
         "version": RESULTS_VERSION,
@@ -340,12 +386,42 @@ def _results(config, tasks, budgets, strategies, records, full, estimates, raw_s
         "selections": out_strategies[main]["selections"],
         "strategies": out_strategies,
     }
+    if all(c.name in full for c in c0) and "exhaustive" in out_strategies:
+        from taskgrouper.grouping.evaluation import evaluate_strategies
+
+        truth = {c.name: full[c.name].val_losses for c in c0}
+        results["evaluation"] = evaluate_strategies(out_strategies, estimates, truth)
+    planted = _planted_groups(config)
+    if planted is not None:
+        from taskgrouper.grouping.evaluation import planted_agreement
+
+        results["planted"] = {
+            "groups": planted,
+            "agreement": {name: planted_agreement(v["selections"], planted)
+                          for name, v in out_strategies.items()}}
     if with_baselines:
         results["baselines"] = _baselines(tasks, budgets, full, c0,
                                           config.search.random_trials if config.search
                                           else 1000, mgda)
     results["relationships"] = _relationships(candidates, tasks)
     return results
+
+
+def _planted_groups(config: ExperimentConfig) -> list[list[str]] | None:
+    """The groups of a planted task family (``planted.json`` beside an array dataset), kept
+    to the searched tasks; None for any other dataset."""
+    if config.data.kind != "arrays" or not config.data.path:
+        return None
+    path = Path(config.data.path) / "planted.json"
+    if not path.is_file():
+        return None
+    try:
+        groups = json.loads(path.read_text())["groups"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    tasks = set(config.tasks or [t for g in groups for t in g])
+    kept = [[t for t in g if t in tasks] for g in groups]
+    return [g for g in kept if g]
 
 
 def _baselines(tasks, budgets, full, c0, trials, mgda=None) -> dict:

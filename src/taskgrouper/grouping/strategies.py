@@ -14,6 +14,13 @@ A strategy answers three questions (Standley et al., 2020, Sec. 3.3):
 - ``hoa`` (higher-order approximation, Sec. 3.3.2): all networks of one and two tasks trained
   to convergence; the loss of a network with three or more tasks on task ``t`` is predicted as
   the mean of ``t``'s loss over the two-task networks it contains.
+- ``lookahead`` and ``gradcos`` (beyond the paper): one all-task network trained to
+  convergence while it records task affinities (:mod:`taskgrouper.train.affinity`), plus the
+  single-task networks at every width; every multi-task network's losses are predicted from
+  the affinities (:mod:`taskgrouper.grouping.affinity`). One recording run serves both.
+
+With ``max_group_size`` the networks selection chooses among (and the exhaustive and ESA
+plans) hold at most that many tasks; that is how tens of tasks are searched.
 
 This module is pure Python: no torch.
 """
@@ -24,10 +31,16 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from taskgrouper.grouping.candidates import Candidate, pairs_and_singles, search_candidates
+from taskgrouper.grouping.candidates import (
+    Candidate,
+    pairs_and_singles,
+    search_candidates,
+    singles,
+)
 from taskgrouper.tasks import closest
 
 __all__ = [
+    "AFFINITY_STRATEGIES",
     "STRATEGIES",
     "Strategy",
     "get_strategy",
@@ -40,45 +53,64 @@ __all__ = [
 Losses = Mapping[str, Mapping[str, float]]
 
 
+#: Strategies that measure affinities in one all-task run (they need shared parameters).
+AFFINITY_STRATEGIES: tuple[str, ...] = ("lookahead", "gradcos")
+
+
 @dataclass(frozen=True)
 class Strategy:
     """One way of deciding which networks to train.
 
     Attributes:
-        name: ``exhaustive``, ``esa`` or ``hoa``.
+        name: ``exhaustive``, ``esa``, ``hoa``, ``lookahead`` or ``gradcos``.
         fraction: For ``esa``: the fraction of the training data of its one early pass.
         epochs: For ``esa``: passes over that fraction (the paper: 1).
+        max_group_size: Most tasks in one network selection may choose (None: any).
+        affinity_every: For ``lookahead`` and ``gradcos``: record every this many steps.
     """
 
     name: str
     fraction: float = 0.2
     epochs: int = 1
+    max_group_size: int | None = None
+    affinity_every: int = 5
+
+    def affinity_run(self, tasks: Sequence[str]) -> Candidate:
+        """The all-task network that records affinities (``lookahead``, ``gradcos``)."""
+        return Candidate(tuple(tasks), 1.0, affinity_every=self.affinity_every)
 
     def plan(self, tasks: Sequence[str]) -> list[Candidate]:
         """Phase-1 candidate runs."""
         if self.name == "exhaustive":
-            return search_candidates(tasks)
+            return search_candidates(tasks, max_size=self.max_group_size)
         if self.name == "esa":
-            return search_candidates(tasks, fraction=self.fraction, epochs=self.epochs)
+            return search_candidates(tasks, fraction=self.fraction, epochs=self.epochs,
+                                     max_size=self.max_group_size)
+        if self.name in AFFINITY_STRATEGIES:
+            return singles(tasks) + [self.affinity_run(tasks)]
         return pairs_and_singles(tasks)
 
     def selectable(self, tasks: Sequence[str]) -> list[Candidate]:
         """The networks selection chooses among (the same for every strategy): C0 and the
         reduced-width single-task networks, fully trained."""
-        return search_candidates(tasks)
+        return search_candidates(tasks, max_size=self.max_group_size)
 
-    def estimate(self, tasks: Sequence[str], measured: Mapping[str, Losses]) -> dict:
+    def estimate(self, tasks: Sequence[str], measured: Mapping[str, Losses],
+                 extras: Mapping[str, Mapping] | None = None) -> dict:
         """Validation losses selection sees, for every network of :meth:`selectable`.
 
         Args:
             tasks: The tasks of the search.
             measured: Run id -> {task: validation loss} of the phase-1 runs.
+            extras: Run id -> the run's ``extra`` (the affinity strategies read the recording
+                run's ``extra["affinity"]``).
 
         Returns:
             Network name -> {task: loss}.
 
         Raises:
             KeyError: a phase-1 run is missing (names it).
+            ValueError: the affinity run recorded a non-finite affinity (names it).
         """
         nets = self.selectable(tasks)
         if self.name == "exhaustive":
@@ -86,18 +118,43 @@ class Strategy:
         if self.name == "esa":
             return {c.name: dict(_get(measured, Candidate(c.tasks, c.width, self.fraction,
                                                           self.epochs).run_id)) for c in nets}
+        if self.name in AFFINITY_STRATEGIES:
+            return self.affinity_estimate(tasks, measured, extras or {})[0]
         known = {c.name: dict(_get(measured, c.run_id)) for c in pairs_and_singles(tasks)}
         return hoa_predict(known, nets)
 
+    def affinity_estimate(self, tasks: Sequence[str], measured: Mapping[str, Losses],
+                          extras: Mapping[str, Mapping]):
+        """``(losses, fit, matrix)`` of an affinity strategy (see :meth:`estimate`)."""
+        from taskgrouper.grouping.affinity import (
+            affinity_matrix,
+            fit_affinity_model,
+            predict_losses,
+        )
 
-STRATEGIES: tuple[str, ...] = ("exhaustive", "esa", "hoa")
+        run = self.affinity_run(tasks).run_id
+        all_task = _get(measured, run)
+        recorded = (extras.get(run) or {}).get("affinity")
+        if recorded is None:
+            raise KeyError(f"run '{run}' recorded no affinities; delete its folder and run "
+                           f"the search again")
+        matrix = affinity_matrix(recorded, self.name, tasks, run)
+        known = {c.name: dict(_get(measured, c.run_id)) for c in singles(tasks)}
+        single = {t: known[Candidate((t,)).name][t] for t in tasks}
+        fit = fit_affinity_model(matrix, single, all_task)
+        return predict_losses(matrix, fit, single, self.selectable(tasks), known), fit, matrix
 
 
-def get_strategy(name: str, *, fraction: float = 0.2, epochs: int = 1) -> Strategy:
+STRATEGIES: tuple[str, ...] = ("exhaustive", "esa", "hoa", *AFFINITY_STRATEGIES)
+
+
+def get_strategy(name: str, *, fraction: float = 0.2, epochs: int = 1,
+                 max_group_size: int | None = None, affinity_every: int = 5) -> Strategy:
     """A strategy by name.
 
     Raises:
-        ValueError: an unknown name (suggests the closest) or a fraction outside (0, 1].
+        ValueError: an unknown name (suggests the closest), a fraction outside (0, 1], or a
+            group size or recording interval below 1.
     """
     if name not in STRATEGIES:
         raise ValueError(f"unknown strategy '{name}'; {closest(name, STRATEGIES)}")
@@ -105,7 +162,11 @@ def get_strategy(name: str, *, fraction: float = 0.2, epochs: int = 1) -> Strate
         raise ValueError(f"esa fraction must be in (0, 1], got {fraction}")
     if epochs < 1:
         raise ValueError(f"esa epochs must be at least 1, got {epochs}")
-    return Strategy(name, fraction, epochs)
+    if max_group_size is not None and max_group_size < 1:
+        raise ValueError(f"search.max_group_size must be at least 1, got {max_group_size}")
+    if affinity_every < 1:
+        raise ValueError(f"search.affinity_every must be at least 1, got {affinity_every}")
+    return Strategy(name, fraction, epochs, max_group_size, affinity_every)
 
 
 def _get(measured: Mapping[str, Losses], run_id: str) -> Mapping[str, float]:

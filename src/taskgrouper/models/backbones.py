@@ -356,7 +356,8 @@ class MLPEncoder(nn.Module):
         return [self.net(x.flatten(1))]
 
 
-def build_backbone(name: str, in_shape: tuple[int, ...], width: float = 1.0) -> nn.Module:
+def build_backbone(name: str, in_shape: tuple[int, ...], width: float = 1.0,
+                   hidden: Sequence[int] | None = None) -> nn.Module:
     """Build a backbone by name for samples of shape ``in_shape``.
 
     Args:
@@ -364,6 +365,8 @@ def build_backbone(name: str, in_shape: tuple[int, ...], width: float = 1.0) -> 
         in_shape: One sample's shape: ``(C, H, W)`` for image backbones, ``(D,)`` for ``mlp``.
         width: Size as a fraction of the full encoder's cost (channels scale by
             ``sqrt(width)``; see the module docstring).
+        hidden: Hidden sizes at width 1 of the ``mlp`` backbone (default ``(256, 256)``);
+            other backbones take none.
 
     Raises:
         ValueError: Unknown name, or an input shape the backbone cannot take.
@@ -374,7 +377,12 @@ def build_backbone(name: str, in_shape: tuple[int, ...], width: float = 1.0) -> 
     in_shape = tuple(int(s) for s in in_shape)
     if name not in BACKBONES:
         raise ValueError(f"unknown backbone '{name}'; " + closest(name, BACKBONES))
+    if hidden is not None and name != "mlp":
+        raise ValueError(f"model.hidden sets the hidden sizes of the mlp backbone; backbone "
+                         f"'{name}' takes none: remove model.hidden")
     if name == "mlp":
+        if hidden is not None:
+            return MLPEncoder(math.prod(in_shape), width=mult, hidden=tuple(hidden))
         return MLPEncoder(math.prod(in_shape), width=mult)
     if len(in_shape) != 3:
         raise ValueError(f"backbone '{name}' needs image samples (C, H, W), got shape "

@@ -54,7 +54,8 @@ def check_architecture(architecture: str, tasks: Sequence[str], spatial: bool | 
 def build_model(tasks: Mapping[str, TaskSpec], in_shape: Sequence[int],
                 backbone: str = "xception", width: float = 1.0,
                 architecture: str = "hard_sharing",
-                options: Mapping[str, Any] | None = None) -> nn.Module:
+                options: Mapping[str, Any] | None = None,
+                hidden: Sequence[int] | None = None) -> nn.Module:
     """Build a multi-task network for ``tasks``.
 
     Args:
@@ -65,6 +66,7 @@ def build_model(tasks: Mapping[str, TaskSpec], in_shape: Sequence[int],
             half-sized network; see :mod:`taskgrouper.models.backbones`).
         architecture: One of :data:`ARCHITECTURES`.
         options: The architecture's options (``model.options``).
+        hidden: Hidden sizes of the ``mlp`` backbone (``model.hidden``).
 
     Raises:
         ValueError: Unknown architecture, backbone or option, or tasks or inputs the
@@ -73,10 +75,12 @@ def build_model(tasks: Mapping[str, TaskSpec], in_shape: Sequence[int],
     info = arch_info(architecture)
     in_shape = tuple(int(s) for s in in_shape)
     check_architecture(architecture, list(tasks), spatial=len(in_shape) == 3, options=options)
-    first = [build_backbone(backbone, in_shape, width=width)]  # validates name and shape
+    # validates name and shape
+    first = [build_backbone(backbone, in_shape, width=width, hidden=hidden)]
 
     def make_backbone() -> nn.Module:
-        return first.pop() if first else build_backbone(backbone, in_shape, width=width)
+        return first.pop() if first else build_backbone(backbone, in_shape, width=width,
+                                                              hidden=hidden)
 
     params = {**info.options, **(options or {})}
     return info.build(make_backbone, tasks, backbone_name=backbone, **params)

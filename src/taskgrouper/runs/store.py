@@ -13,20 +13,22 @@ Contract (what writers and readers may rely on):
 - **Idempotent**: recording a run id that is already stored is a no-op when the record is the
   same (``finished_at`` aside) and an error when it differs.
 
-Schema (version 1)::
+Schema (version 2)::
 
     meta(key TEXT PRIMARY KEY, value TEXT)          -- schema_version, created_with
     runs(id TEXT PRIMARY KEY, "group" TEXT, tasks JSON, width REAL, fraction REAL,
          config JSON, cost_snt REAL, macs INTEGER, params INTEGER, cost JSON,
          train_samples INTEGER, wall_s REAL, best_epoch INTEGER, epochs_run INTEGER,
-         finished_at TEXT, tags JSON)
+         finished_at TEXT, tags JSON, extra JSON)
     metrics(run_id -> runs.id, split TEXT in (val, test, constant_test), task TEXT,
             name TEXT, value REAL)                  -- one row per (run, split, task, metric)
 
 Per-task results are a long table rather than JSON columns: metric names differ by task kind,
 and the questions asked of a store ("the validation loss of task ``d`` in every candidate") are
 plain indexed SQL over it, with no JSON functions. Things read whole (config, tags, the full
-cost dict) are JSON text. ``width`` and ``fraction`` (``model.width``,
+cost dict, what a run measured beyond metrics such as task affinities in ``extra``) are
+JSON text. Version 1 files (no ``extra``) are migrated in place when opened. ``width`` and
+``fraction`` (``model.width``,
 ``train.train_fraction``) are copied out of the config so reports can filter on them.
 """
 
@@ -49,7 +51,7 @@ __all__ = ["SCHEMA_VERSION", "STORE_FILE", "RunRecord", "RunSpec", "RunStore", "
            "config_identity", "make_run_id"]
 
 #: Version of the schema this code writes (and the newest it reads).
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 #: Name of the store file inside a sweep folder.
 STORE_FILE = "runs.sqlite"
 #: Splits whose per-task results a record holds.
@@ -79,7 +81,8 @@ CREATE TABLE runs (
     best_epoch    INTEGER NOT NULL,
     epochs_run    INTEGER NOT NULL,
     finished_at   TEXT NOT NULL,
-    tags          TEXT NOT NULL
+    tags          TEXT NOT NULL,
+    extra         TEXT NOT NULL DEFAULT '{}'
 );
 CREATE INDEX runs_by_group ON runs("group");
 CREATE TABLE metrics (
@@ -172,6 +175,7 @@ class RunRecord:
         best_epoch: Epoch (1-based) of the kept weights.
         epochs_run: Epochs trained.
         finished_at: ISO 8601 UTC time the run finished.
+        extra: What the run measured beyond per-task metrics (e.g. ``{"affinity": ...}``).
     """
 
     id: str
@@ -188,6 +192,7 @@ class RunRecord:
     best_epoch: int
     epochs_run: int
     finished_at: str
+    extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_result(cls, spec: RunSpec, result: TrainResult,
@@ -206,7 +211,7 @@ class RunRecord:
                    constant_test=result.constant_test, cost=dict(result.cost),
                    train_samples=int(result.train_samples), wall_s=float(result.wall_s),
                    best_epoch=int(result.best_epoch), epochs_run=int(result.epochs_run),
-                   finished_at=finished_at)
+                   finished_at=finished_at, extra=dict(getattr(result, "extra", None) or {}))
 
     @property
     def spec(self) -> RunSpec:
@@ -306,9 +311,25 @@ class RunStore:
             raise StoreError(f"'{self.path}' has schema version {version}, newer than this "
                              f"taskgrouper reads (up to {SCHEMA_VERSION}); upgrade taskgrouper "
                              f"to read it")
-        if version < SCHEMA_VERSION:  # pragma: no cover - no older schema exists yet
-            raise StoreError(f"'{self.path}' has schema version {version} and no migration "
-                             f"to {SCHEMA_VERSION} exists")
+        if version < SCHEMA_VERSION:
+            self._migrate(version)
+
+    def _migrate(self, version: int) -> None:
+        """Bring an older store up to :data:`SCHEMA_VERSION` in one transaction."""
+        conn = self._conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+            if int(row[0]) == 1:  # version 2 added runs.extra
+                conn.execute("ALTER TABLE runs ADD COLUMN extra TEXT NOT NULL DEFAULT '{}'")
+                conn.execute("UPDATE meta SET value = '2' WHERE key = 'schema_version'")
+            elif int(row[0]) != SCHEMA_VERSION:
+                raise StoreError(f"'{self.path}' has schema version {version} and no "
+                                 f"migration to {SCHEMA_VERSION} exists")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
 
     def _tables(self) -> set[str]:
         return {r[0] for r in self._conn.execute(
@@ -364,14 +385,14 @@ class RunStore:
                 return False
             db.execute(
                 'INSERT INTO runs (id, "group", tasks, width, fraction, config, cost_snt, macs, '
-                "params, cost, train_samples, wall_s, best_epoch, epochs_run, finished_at, tags) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "params, cost, train_samples, wall_s, best_epoch, epochs_run, finished_at, tags, "
+                "extra) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (record.id, record.group, _dumps(record.tasks), record.width, record.fraction,
                  _dumps(record.config), _opt_float(record.cost.get("snt")),
                  _opt_int(record.cost.get("macs")), _opt_int(record.cost.get("params")),
                  _dumps(record.cost), int(record.train_samples), float(record.wall_s),
                  int(record.best_epoch), int(record.epochs_run), record.finished_at,
-                 _dumps(record.tags)))
+                 _dumps(record.tags), _dumps(record.extra)))
             db.executemany(
                 "INSERT INTO metrics (run_id, split, task, name, value) VALUES (?, ?, ?, ?, ?)",
                 _metric_rows(record))
@@ -422,12 +443,12 @@ class RunStore:
 
 
 _COLUMNS = ('id, "group", config, tags, tasks, cost, train_samples, wall_s, best_epoch, '
-            "epochs_run, finished_at")
+            "epochs_run, finished_at, extra")
 
 
 def _to_record(row: tuple, metrics: Iterable[tuple]) -> RunRecord:
     (run_id, group, config, tags, tasks, cost, train_samples, wall_s, best_epoch, epochs_run,
-     finished_at) = row
+     finished_at, extra) = row
     tasks = json.loads(tasks)
     splits: dict[str, dict[str, dict[str, float]]] = {s: {} for s in SPLITS}
     for split, task, name, value in metrics:
@@ -438,7 +459,7 @@ def _to_record(row: tuple, metrics: Iterable[tuple]) -> RunRecord:
                      constant_test=splits["constant_test"], cost=json.loads(cost),
                      train_samples=int(train_samples), wall_s=float(wall_s),
                      best_epoch=int(best_epoch), epochs_run=int(epochs_run),
-                     finished_at=finished_at)
+                     finished_at=finished_at, extra=json.loads(extra))
 
 
 def _metric_rows(record: RunRecord):

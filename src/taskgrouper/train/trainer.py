@@ -56,6 +56,8 @@ class TrainResult:
         train_samples: Training samples processed over the whole run (resumes included).
         wall_s: Training wall seconds over the whole run.
         cost: MACs, parameters and SNT of the network.
+        extra: Further measurements, e.g. ``{"affinity": ...}`` when ``train.affinity_every``
+            is set (see :mod:`taskgrouper.train.affinity`).
     """
 
     out_dir: str
@@ -68,6 +70,7 @@ class TrainResult:
     train_samples: int
     wall_s: float
     cost: dict[str, float] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def val_losses(self) -> dict[str, float]:
@@ -444,6 +447,11 @@ def run_identity(config: ExperimentConfig) -> dict:
     dump["data"] = {k: v for k, v in dump["data"].items()
                     if k not in ("workers", "in_memory", "memory_gb")}
     dump.pop("search", None)
+    # settings added after runs were stored count only when set, so older runs resume
+    if not dump["train"].get("affinity_every"):
+        dump["train"].pop("affinity_every", None)
+    if dump["model"].get("hidden") is None:
+        dump["model"].pop("hidden", None)
     return dump
 
 
@@ -540,7 +548,7 @@ def train(config: ExperimentConfig, out_dir: str | Path, *, data: MultiTaskData 
     torch.manual_seed(tc.seed)
     model = build_model(specs, data.input_shape, backbone=config.model.backbone,
                         width=config.model.width, architecture=config.model.architecture,
-                        options=config.model.options).to(device)
+                        options=config.model.options, hidden=config.model.hidden).to(device)
     memory_format = _memory_format(tc.memory_format, data.input_shape)
     model = model.to(memory_format=memory_format)
     balancer: Balancer = build_balancer(config.balancer.name, weights=config.balancer.weights,
@@ -559,6 +567,12 @@ def train(config: ExperimentConfig, out_dir: str | Path, *, data: MultiTaskData 
     schedule = _Schedule(optimizer, tc.schedule, tc.lr, steps_per_epoch * tc.epochs,
                          tc.poly_power)
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
+    recorder = None
+    if tc.affinity_every:
+        from taskgrouper.train.affinity import AffinityRecorder
+
+        recorder = AffinityRecorder(model, tasks, tc.affinity_every,
+                                    config.model.architecture)
 
     history: list[dict[str, Any]] = []
     start_epoch, best_val, best_epoch, bad_epochs = 0, math.inf, 0, 0
@@ -572,6 +586,8 @@ def train(config: ExperimentConfig, out_dir: str | Path, *, data: MultiTaskData 
         scaler.load_state_dict(state["scaler"])
         generator.set_state(state["generator"])
         torch.set_rng_state(state["torch_rng"])
+        if recorder is not None:
+            recorder.load_state_dict(state["affinity"])
         history = state["history"]
         start_epoch, best_val = state["epoch"], state["best_val"]
         best_epoch, bad_epochs = state["best_epoch"], state["bad_epochs"]
@@ -603,16 +619,15 @@ def train(config: ExperimentConfig, out_dir: str | Path, *, data: MultiTaskData 
                         f"epoch {epoch}/{tc.epochs}", total=steps_per_epoch)
         for step, (x, batch_targets, _, n_batch) in enumerate(bar):
             x = x.to(device, non_blocking=True).contiguous(memory_format=memory_format)
+            batch_targets = {t: batch_targets[t].to(device, non_blocking=True) for t in tasks}
             with autocast:
                 out_t = model(x)
-            losses = {}
-            aux = getattr(out_t, "aux", {})
-            for t in tasks:
-                target = batch_targets[t].to(device, non_blocking=True)
-                losses[t] = task_loss(specs[t], out_t[t].float(), target)
-                for pred in aux.get(t, ()):  # deep supervision: same label, weight 1
-                    losses[t] = losses[t] + task_loss(specs[t], pred.float(), target)
+            losses = _task_losses(specs, out_t, batch_targets)
             optimizer.zero_grad(set_to_none=True)
+            recording = recorder is not None and recorder.due((epoch - 1) * steps_per_epoch
+                                                              + step)
+            if recording:
+                task_grads = recorder.task_gradients(losses)
             scale = scaler.scale if scaler.is_enabled() else None
             extra = model.regularization()
             if extra is not None:  # outside balancing; balancers accumulate onto it
@@ -629,6 +644,13 @@ def train(config: ExperimentConfig, out_dir: str | Path, *, data: MultiTaskData 
                         f"{epoch}; the run stopped and its last good checkpoint "
                         f"(epoch {epoch - 1}) is kept. Lower train.lr, or check the labels of "
                         f"those tasks")
+            if recording:
+                def again(x=x, targets=batch_targets):
+                    with autocast:
+                        again_out = model(x)
+                    return [v.item() for v in _task_losses(specs, again_out, targets).values()]
+
+                recorder.record(task_grads, optimizer, again)
             if scaler.is_enabled():
                 scaler.step(optimizer)
                 scaler.update()
@@ -665,7 +687,9 @@ def train(config: ExperimentConfig, out_dir: str | Path, *, data: MultiTaskData 
             "scaler": scaler.state_dict(), "generator": generator.get_state(),
             "torch_rng": torch.get_rng_state(), "history": history, "epoch": epoch,
             "best_val": best_val, "best_epoch": best_epoch, "bad_epochs": bad_epochs,
-            "samples": samples, "wall_s": wall}, out / "last.pt")
+            "samples": samples, "wall_s": wall,
+            "affinity": recorder.state_dict() if recorder is not None else None},
+            out / "last.pt")
         write_json_atomic({"tasks": tasks, "epochs": history}, out / "log.json")
         log(f"epoch {epoch}: train {sum(train_losses.values()):.4f}  val {val_total:.4f}"
             f"{'  *' if improved else ''}  lr {lr_used:.3g}  {seconds:.1f}s")
@@ -683,15 +707,28 @@ def train(config: ExperimentConfig, out_dir: str | Path, *, data: MultiTaskData 
     result = TrainResult(out_dir=str(out), tasks=tasks, val=val, test=test,
                          constant_test=constant, best_epoch=best_epoch,
                          epochs_run=len(history), train_samples=samples, wall_s=wall,
-                         cost=_cost(model, config, data.input_shape))
+                         cost=_cost(model, config, data.input_shape),
+                         extra={} if recorder is None else {"affinity": recorder.result()})
     write_json_atomic(asdict(result), out / "metrics.json")
     return result
+
+
+def _task_losses(specs: dict[str, TaskSpec], out_t, targets: dict[str, Tensor]
+                 ) -> dict[str, Tensor]:
+    """Each task's training loss (deep supervision outputs added with weight 1)."""
+    losses = {}
+    aux = getattr(out_t, "aux", {})
+    for t, spec in specs.items():
+        losses[t] = task_loss(spec, out_t[t].float(), targets[t])
+        for pred in aux.get(t, ()):  # deep supervision: same label, weight 1
+            losses[t] = losses[t] + task_loss(spec, pred.float(), targets[t])
+    return losses
 
 
 def _cost(model: nn.Module, config: ExperimentConfig, in_shape) -> dict[str, float]:
     from taskgrouper.evaluate.cost import encoder_cost, network_cost
 
-    reference = encoder_cost(config.model.backbone, tuple(in_shape), 1.0)
+    reference = encoder_cost(config.model.backbone, tuple(in_shape), 1.0, config.model.hidden)
     device = next(model.parameters()).device
     cost = network_cost(model, tuple(in_shape), reference, latency_device=device)
     return {"macs": int(cost.macs), "params": int(cost.params), "snt": float(cost.snt),

@@ -1,0 +1,163 @@
+"""Task affinity from one all-task training run, turned into predicted losses for selection.
+
+Two estimators are measured during one run of the all-task network (the run sets
+``train.affinity_every``; the measuring is :mod:`taskgrouper.train.affinity`):
+
+- ``lookahead``: ``Z(i->j) = 1 - L_j(after a step on task i alone) / L_j(before)``, the
+  inter-task affinity of Fifty et al. (NeurIPS 2021), averaged over the recorded steps;
+- ``gradcos``: the cosine similarity of the tasks' gradients on the shared parameters.
+
+Selection needs a loss for every (network, task), so an affinity matrix ``A`` (``A[u][t]``:
+the effect of task ``u`` on task ``t``) becomes predicted losses through this model:
+
+    L_t(N) = L_t(1) * (1 + b * (|N| - 1) / (T - 1) - s * a_t(N)),
+    a_t(N) = mean of A[u][t] over the group mates u of t in N,
+
+where ``L_t(1)`` is the measured loss of the full-width single-task network of ``t``, ``T`` the
+number of tasks, ``s >= 0`` how much a unit of affinity lowers the loss, and ``b`` the cost of
+sharing the encoder with more tasks (capacity). ``s`` and ``b`` are fitted by least squares to
+the one multi-task network the run trained, the all-task network: its measured ratios
+``L_t(all) / L_t(1) - 1 = b - s * a_t(all)``, one equation per task (with ``s`` held at 0 when
+the unconstrained fit gives a negative ``s``, or when every ``a_t(all)`` is the same; a ratio
+below 0 counts as 0). Networks
+of one task, at any width, keep their measured losses. The model is exact on the networks it
+was fitted to; how well it ranks the others is measured, for any sweep with the exhaustive
+ground truth, by :mod:`taskgrouper.grouping.evaluation` (Spearman's rho of predicted against
+true losses).
+
+This module is pure Python: no torch.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+__all__ = ["AFFINITY_METHODS", "AffinityFit", "affinity_matrix", "fit_affinity_model",
+           "predict_losses"]
+
+#: The estimators one recording run measures.
+AFFINITY_METHODS: tuple[str, ...] = ("lookahead", "gradcos")
+
+
+def affinity_matrix(result: Mapping, method: str, tasks: Sequence[str], run_id: str = ""
+                    ) -> dict[str, dict[str, float]]:
+    """``A[u][t]`` (effect of ``u`` on ``t``) for ``tasks`` from a run's ``extra["affinity"]``.
+
+    Raises:
+        ValueError: an unknown method, a task the run did not record, or an entry between
+            two different tasks that is NaN or infinite (names the run, the pair and the fix).
+    """
+    if method not in AFFINITY_METHODS:
+        raise ValueError(f"unknown affinity method '{method}'; choose from "
+                         f"{', '.join(AFFINITY_METHODS)}")
+    recorded = list(result.get("tasks") or [])
+    missing = [t for t in tasks if t not in recorded]
+    if missing:
+        raise ValueError(f"affinity run '{run_id}' recorded no task '{missing[0]}'; delete its "
+                         f"folder and store row to record it again")
+    rows = result.get(method)
+    if rows is None:
+        raise ValueError(f"affinity run '{run_id}' holds no '{method}' matrix")
+    index = {t: k for k, t in enumerate(recorded)}
+    out: dict[str, dict[str, float]] = {}
+    bad = []
+    for u in tasks:
+        out[u] = {}
+        for t in tasks:
+            value = rows[index[u]][index[t]]
+            value = math.nan if value is None else float(value)
+            if u != t and not math.isfinite(value):
+                bad.append(f"{u}->{t}")
+            out[u][t] = value
+    if bad:
+        raise ValueError(f"affinity run '{run_id}' produced a non-finite {method} affinity for "
+                         f"{', '.join(bad[:5])}{' ...' if len(bad) > 5 else ''} (a loss or "
+                         f"gradient that was 0 or NaN at every recorded step). The trained runs "
+                         f"are kept in the store; check those tasks' labels, lower train.lr, or "
+                         f"use another strategy (hoa, esa)")
+    return out
+
+
+def _mean_affinity(matrix: Mapping[str, Mapping[str, float]], group: Sequence[str],
+                   t: str) -> float:
+    mates = [u for u in group if u != t]
+    return math.fsum(matrix[u][t] for u in mates) / len(mates)
+
+
+@dataclass(frozen=True)
+class AffinityFit:
+    """The fitted model: ``L_t(N) = L_t(1) * (1 + b * (|N|-1)/(T-1) - s * a_t(N))``."""
+
+    s: float
+    b: float
+    n_tasks: int
+    residual: float  # root mean square error of the fitted ratios on the all-task network
+
+    def ratio(self, group_size: int, mean_affinity: float) -> float:
+        """Predicted ``L_t(N) / L_t(1)`` for a task with ``group_size - 1`` mates."""
+        if group_size <= 1:
+            return 1.0
+        share = (group_size - 1) / (self.n_tasks - 1)
+        return max(0.0, 1.0 + self.b * share - self.s * mean_affinity)
+
+
+def fit_affinity_model(matrix: Mapping[str, Mapping[str, float]], single: Mapping[str, float],
+                       all_task: Mapping[str, float]) -> AffinityFit:
+    """Fit ``s >= 0`` and ``b`` to the all-task network (see the module docstring).
+
+    Args:
+        matrix: ``A[u][t]`` over the tasks.
+        single: Task -> loss of its full-width single-task network.
+        all_task: Task -> loss of the all-task network.
+
+    Raises:
+        ValueError: fewer than two tasks, or a single-task loss that is not positive.
+    """
+    tasks = list(single)
+    if len(tasks) < 2:
+        raise ValueError("an affinity strategy needs at least two tasks")
+    for t in tasks:
+        if not (math.isfinite(single[t]) and single[t] > 0):
+            raise ValueError(f"the single-task network of '{t}' has loss {single[t]}; the "
+                             f"affinity model scales positive losses")
+    a = [_mean_affinity(matrix, tasks, t) for t in tasks]
+    r = [all_task[t] / single[t] - 1.0 for t in tasks]
+    n = len(tasks)
+    ma, mr = math.fsum(a) / n, math.fsum(r) / n
+    saa = math.fsum((x - ma) ** 2 for x in a)
+    sar = math.fsum((x - ma) * (y - mr) for x, y in zip(a, r, strict=True))
+    s = -sar / saa if saa > 1e-300 else 0.0  # r = b - s * a
+    if s < 0:
+        s = 0.0
+    b = mr + s * ma
+    residual = math.sqrt(math.fsum((b - s * x - y) ** 2 for x, y in zip(a, r, strict=True)) / n)
+    return AffinityFit(s=s, b=b, n_tasks=n, residual=residual)
+
+
+def predict_losses(matrix: Mapping[str, Mapping[str, float]], fit: AffinityFit,
+                   single: Mapping[str, float], networks: Sequence,
+                   measured: Mapping[str, Mapping[str, float]]) -> dict[str, dict[str, float]]:
+    """Losses selection sees: measured for networks of one task, the model for the others.
+
+    Args:
+        matrix: ``A[u][t]``.
+        fit: From :func:`fit_affinity_model`.
+        single: Task -> full-width single-task loss.
+        networks: Candidates (``.name``, ``.tasks``, ``.width``) selection chooses among.
+        measured: Network name -> {task: loss} of the measured single-task networks.
+
+    Raises:
+        KeyError: a single-task network that was not measured (names it).
+    """
+    out: dict[str, dict[str, float]] = {}
+    for c in networks:
+        if len(c.tasks) == 1:
+            if c.name not in measured:
+                raise KeyError(f"network '{c.name}' has no measured loss")
+            out[c.name] = dict(measured[c.name])
+            continue
+        out[c.name] = {t: single[t] * fit.ratio(len(c.tasks), _mean_affinity(matrix, c.tasks, t))
+                       for t in c.tasks}
+    return out
