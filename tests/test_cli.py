@@ -136,3 +136,40 @@ def test_real_dataset_folder_in_the_wrong_layout(tmp_path, capsys, kind, missing
     assert code == 2
     assert str(root) in err and missing in err
     assert "Traceback" not in err
+
+
+def test_data_planted_writes_a_family(tmp_path, capsys):
+    out = tmp_path / "planted"
+    code, stdout, _ = run_cli(["data", "planted", "--tasks", "6", "--clusters", "2",
+                               "--no-conflict", "--n-train", "40", "--n-val", "10",
+                               "--n-test", "10", "--out", str(out)], capsys)
+    assert code == 0
+    # 6 tasks in 2 clusters, no conflict task: t00-t02 and t03-t05, each with a few-label
+    # task (its last), and 2 blocks of 8 features + 4 nuisance = 20 features.
+    assert "group 0: t00 t01 t02  (features 0:8, few-label t02)" in stdout
+    assert "group 1: t03 t04 t05  (features 8:16, few-label t05)" in stdout
+    assert f"wrote {out}: 6 tasks, 20 features" in stdout
+    truth = json.loads((out / "planted.json").read_text())
+    assert truth["groups"] == [["t00", "t01", "t02"], ["t03", "t04", "t05"]]
+    assert truth["params"]["conflict"] is False and truth["params"]["n_train"] == 40
+    assert (out / "tasks.yaml").is_file() and (out / "train" / "t05.npy").is_file()
+
+
+def test_data_planted_cluster_sizes_and_bad_input(tmp_path, capsys):
+    out = tmp_path / "planted"
+    code, stdout, _ = run_cli(["data", "planted", "--tasks", "7", "--clusters", "2,4",
+                               "--n-train", "20", "--out", str(out)], capsys)
+    # sizes 2 + 4, then the conflict task t06 alone
+    assert code == 0 and "group 2: t06  (conflict task, best alone)" in stdout
+    code, _, err = run_cli(["data", "planted", "--tasks", "50", "--out", str(tmp_path / "b")],
+                           capsys)
+    assert code == 2 and "4..40" in err and "got 50" in err
+    assert not (tmp_path / "b").exists()
+    code, _, err = run_cli(["data", "planted", "--tasks", "6", "--clusters", "two",
+                            "--out", str(tmp_path / "b")], capsys)
+    assert code == 2 and "--clusters two" in err
+    (tmp_path / "c").mkdir()
+    (tmp_path / "c" / "notes.txt").write_text("mine")
+    code, _, err = run_cli(["data", "planted", "--tasks", "6", "--out", str(tmp_path / "c")],
+                           capsys)
+    assert code == 2 and "--force" in err and "Traceback" not in err

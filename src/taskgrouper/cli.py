@@ -93,6 +93,46 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_data_planted(args: argparse.Namespace) -> int:
+    from taskgrouper.data.planted import read_truth, write_planted
+
+    options = {"seed": args.seed, "correlation": args.correlation, "noise": args.noise,
+               "few_label": args.few_label, "binary_every": args.binary_every,
+               "n_train": args.n_train, "n_val": args.n_val, "n_test": args.n_test}
+    kwargs = {k: v for k, v in options.items() if v is not None}
+    if args.clusters is not None:
+        kwargs["clusters"] = _cluster_option(args.clusters)
+    root = write_planted(args.out, args.tasks, conflict=not args.no_conflict, force=args.force,
+                         **kwargs)
+    truth = read_truth(root)
+    for index, group in enumerate(truth["groups"]):
+        first = group[0]
+        if truth["roles"][first] == "conflict":
+            what = "conflict task, best alone"
+        else:
+            start, stop = truth["feature_blocks"][str(index)]
+            few = [t for t in group if truth["roles"][t] == "few_label"]
+            what = f"features {start}:{stop}" + (f", few-label {', '.join(few)}" if few else "")
+        binary = [t for t in group if truth["kinds"][t] == "binary"]
+        what += f", binary {', '.join(binary)}" if binary else ""
+        print(f"group {index}: {' '.join(group)}  ({what})")
+    p = truth["params"]
+    print(f"wrote {root}: {len(truth['tasks'])} tasks, {truth['n_features']} features, "
+          f"{p['n_train']}/{p['n_val']}/{p['n_test']} train/val/test samples; the truth is in "
+          f"{root / 'planted.json'}")
+    return 0
+
+
+def _cluster_option(text: str) -> int | list[int]:
+    """``--clusters``: a number of clusters (``3``) or the sizes (``4,4,3``)."""
+    try:
+        sizes = [int(part) for part in text.split(",")]
+    except ValueError:
+        raise UsageError(f"--clusters {text}: give a number of clusters (e.g. 3) or the "
+                         f"cluster sizes separated by commas (e.g. 4,4,3)") from None
+    return sizes[0] if "," not in text else sizes
+
+
 def _executor(args: argparse.Namespace):
     if getattr(args, "executor", "local") == "local":
         return None
@@ -192,6 +232,32 @@ def _parser() -> argparse.ArgumentParser:
                                       "(or bench.json)")
     p.add_argument("dir", help="a search, demo or bench folder")
     p.set_defaults(func=_cmd_report)
+
+    p = sub.add_parser("data", help="make datasets")
+    data_sub = p.add_subparsers(dest="data_command", required=True)
+    p = data_sub.add_parser("planted", help="a family of tasks whose best grouping is known by "
+                                            "construction, in the array layout with planted.json")
+    p.add_argument("--tasks", type=int, required=True, help="number of tasks, 4 to 40")
+    p.add_argument("--out", required=True, help="dataset folder (new or empty, or a planted "
+                                                "family to overwrite)")
+    p.add_argument("--seed", type=int, help="generator seed (default 0)")
+    p.add_argument("--clusters", help="number of clusters (e.g. 3) or their sizes (e.g. 4,4,3); "
+                                      "default: clusters of about four tasks")
+    p.add_argument("--correlation", type=float,
+                   help="correlation of noiseless tasks within a cluster (default 0.8)")
+    p.add_argument("--noise", type=float, help="label noise standard deviation (default 0.3)")
+    p.add_argument("--no-conflict", action="store_true", help="no conflict task")
+    p.add_argument("--few-label", type=float,
+                   help="fraction of training labels a few-label task keeps (default 0.05; 0: "
+                        "none)")
+    p.add_argument("--binary-every", type=int,
+                   help="make every K-th task binary (default 0: all regression)")
+    p.add_argument("--n-train", type=int, help="training samples (default 600)")
+    p.add_argument("--n-val", type=int, help="validation samples (default 400)")
+    p.add_argument("--n-test", type=int, help="test samples (default 1000)")
+    p.add_argument("--force", action="store_true",
+                   help="write into a non-empty folder that holds no planted family")
+    p.set_defaults(func=_cmd_data_planted)
 
     p = sub.add_parser("select", help="choose networks under inference-time budgets")
     src = p.add_mutually_exclusive_group(required=True)

@@ -160,25 +160,36 @@ def test_fit_by_hand():
     # mean affinity onto each task in the all-task network (mates of a: b, c):
     #   a_a = (A[b][a] + A[c][a]) / 2 = (0.4 + 0) / 2 = 0.2
     #   a_b = (0.2 + 0) / 2 = 0.1,   a_c = (0 - 0.2) / 2 = -0.1
-    # all-task losses chosen so r_t = L_t(all)/L_t(1) - 1 = b - s a_t with s = 1, b = 0.1:
+    # all-task losses chosen so that r_t = L_t(all)/L_t(1) - 1 = 0.1 - a_t:
     #   r = (-0.1, 0.0, 0.2) -> L(all) = (0.9, 2.0, 4.8)
+    # ridge fit, lam = n = 3: sums sa = 0.2, sr = 0.1, saa = 0.06, sar = -0.04
+    #   det = -(6)(0.06) + 0.04 = -0.32;  s = (6 (-0.04) - 0.2 (0.1)) / -0.32 = 0.8125
+    #   b = (0.1 + 0.2 * 0.8125) / 6 = 0.04375
     fit = fit_affinity_model(A, SINGLE, {"a": 0.9, "b": 2.0, "c": 4.8})
-    assert fit.s == pytest.approx(1.0) and fit.b == pytest.approx(0.1)
-    assert fit.residual == pytest.approx(0.0, abs=1e-12)
+    assert fit.s == pytest.approx(0.8125) and fit.b == pytest.approx(0.04375)
     # pair {a, b}: |N| = 2 of T = 3 -> share 1/2; a_a = 0.4, a_b = 0.2
-    #   L_a = 1 * (1 + 0.1/2 - 0.4) = 0.65,  L_b = 2 * (1 + 0.05 - 0.2) = 1.7
+    #   L_a = 1 * (1 + 0.04375 / 2 - 0.8125 * 0.4) = 0.696875
+    #   L_b = 2 * (1 + 0.021875 - 0.8125 * 0.2) = 1.71875
     nets = [Candidate(("a", "b")), Candidate(("a",)), Candidate(("a",), 0.5)]
     measured = {"a": {"a": 1.0}, "a@0.5": {"a": 1.3}}
     pred = predict_losses(A, fit, SINGLE, nets, measured)
-    assert pred["ab"] == {"a": pytest.approx(0.65), "b": pytest.approx(1.7)}
+    assert pred["ab"] == {"a": pytest.approx(0.696875), "b": pytest.approx(1.71875)}
     assert pred["a"] == {"a": 1.0} and pred["a@0.5"] == {"a": 1.3}  # measured, unchanged
 
 
+def test_symmetric_family_puts_the_transfer_on_affinity():
+    # every task sees mean affinity 0.25 in the all-task network and gains 10% there:
+    # r = -0.1 for all; the ridge gives b = 0 and s = -(-0.1) / 0.25 = 0.4
+    sym = {u: {t: (0.0 if u == t else 0.25) for t in "abc"} for u in "abc"}
+    fit = fit_affinity_model(sym, SINGLE, {t: 0.9 * v for t, v in SINGLE.items()})
+    assert fit.s == pytest.approx(0.4) and fit.b == pytest.approx(0.0, abs=1e-12)
+
+
 def test_negative_fitted_slope_is_held_at_zero():
-    # all-task ratios rise with affinity (r = +a): the unconstrained s is -1 -> held at 0,
-    # b = mean r = (0.2 + 0.1 - 0.1) / 3
+    # all-task ratios rise with affinity (r = +a - 0.1... here r = (0.2, 0.1, -0.1)):
+    # the fitted s is negative -> held at 0, b = sr / (n + lam) = 0.2 / 6
     fit = fit_affinity_model(A, SINGLE, {"a": 1.2, "b": 2.2, "c": 3.6})
-    assert fit.s == 0.0 and fit.b == pytest.approx(0.2 / 3)
+    assert fit.s == 0.0 and fit.b == pytest.approx(0.2 / 6)
 
 
 def test_nan_affinity_is_a_clear_error():

@@ -103,3 +103,18 @@ def test_stages_chain_reproduces_forward(name, shape):
         for stage, out in zip(backbone.stages(), outs, strict=True):
             h = stage(h)
             assert torch.equal(h, out)
+
+
+def test_mlp_width_is_a_cost_fraction():
+    from taskgrouper.evaluate.cost import encoder_cost
+    from taskgrouper.models.backbones import mlp_multiplier
+
+    # one hidden layer: cost D * h * m, so m = width
+    assert mlp_multiplier(60, [8], 0.25) == pytest.approx(0.25)
+    # D = 10, hidden (4, 4): cost 40 m + 16 m^2; at width 0.5: 16 m^2 + 40 m = 28
+    #   m = (-40 + sqrt(1600 + 4 * 16 * 28)) / 32 = 0.5701
+    assert mlp_multiplier(10, [4, 4], 0.5) == pytest.approx(0.57010, abs=1e-4)
+    # the default (256, 256) on 60 inputs: counted MACs follow the width within rounding
+    ref = encoder_cost("mlp", (60,), 1.0)
+    for w in (0.2, 0.25, 1 / 3, 0.5):
+        assert encoder_cost("mlp", (60,), w) / ref == pytest.approx(w, rel=0.02)

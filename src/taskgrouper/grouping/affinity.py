@@ -15,15 +15,18 @@ the effect of task ``u`` on task ``t``) becomes predicted losses through this mo
 
 where ``L_t(1)`` is the measured loss of the full-width single-task network of ``t``, ``T`` the
 number of tasks, ``s >= 0`` how much a unit of affinity lowers the loss, and ``b`` the cost of
-sharing the encoder with more tasks (capacity). ``s`` and ``b`` are fitted by least squares to
-the one multi-task network the run trained, the all-task network: its measured ratios
-``L_t(all) / L_t(1) - 1 = b - s * a_t(all)``, one equation per task (with ``s`` held at 0 when
-the unconstrained fit gives a negative ``s``, or when every ``a_t(all)`` is the same; a ratio
-below 0 counts as 0). Networks
-of one task, at any width, keep their measured losses. The model is exact on the networks it
-was fitted to; how well it ranks the others is measured, for any sweep with the exhaustive
-ground truth, by :mod:`taskgrouper.grouping.evaluation` (Spearman's rho of predicted against
-true losses).
+sharing the encoder with more tasks (capacity). ``s`` and ``b`` are fitted to the one
+multi-task network the run trained, the all-task network: its measured ratios ``L_t(all) /
+L_t(1) - 1 = b - s * a_t(all)``, one equation per task, by least squares with a ridge penalty
+``T * b^2`` on the capacity term. The penalty decides what one network cannot: when every task
+sees about the same mean affinity in it (a symmetric family), the two terms are
+indistinguishable, and the transfer is put on the affinity term (``b = 0``, ``s = -mean r /
+mean a``) rather than on group size, which would make every group of one size look alike. ``s``
+is held at 0 when the fit makes it negative (then ``b`` alone takes the transfer, shrunk by the
+same penalty), and a ratio below 0 counts as 0. Networks of one task, at any width, keep their
+measured losses. The model is exact on the networks it was fitted to; how well it ranks the
+others is measured, for any sweep with the exhaustive ground truth, by
+:mod:`taskgrouper.grouping.evaluation` (Spearman's rho of predicted against true losses).
 
 This module is pure Python: no torch.
 """
@@ -125,13 +128,19 @@ def fit_affinity_model(matrix: Mapping[str, Mapping[str, float]], single: Mappin
     a = [_mean_affinity(matrix, tasks, t) for t in tasks]
     r = [all_task[t] / single[t] - 1.0 for t in tasks]
     n = len(tasks)
-    ma, mr = math.fsum(a) / n, math.fsum(r) / n
-    saa = math.fsum((x - ma) ** 2 for x in a)
-    sar = math.fsum((x - ma) * (y - mr) for x, y in zip(a, r, strict=True))
-    s = -sar / saa if saa > 1e-300 else 0.0  # r = b - s * a
-    if s < 0:
+    lam = float(n)  # ridge weight on b (see the module docstring)
+    sa, sr = math.fsum(a), math.fsum(r)
+    saa = math.fsum(x * x for x in a)
+    sar = math.fsum(x * y for x, y in zip(a, r, strict=True))
+    # normal equations of sum (b - s a_t - r_t)^2 + lam b^2:
+    #   (n + lam) b - sa s = sr ;  sa b - saa s = sar
+    det = -(n + lam) * saa + sa * sa
+    s = ((n + lam) * sar - sa * sr) / det if abs(det) > 1e-300 else 0.0
+    if s <= 0:
         s = 0.0
-    b = mr + s * ma
+        b = sr / (n + lam)
+    else:
+        b = (sr + sa * s) / (n + lam)
     residual = math.sqrt(math.fsum((b - s * x - y) ** 2 for x, y in zip(a, r, strict=True)) / n)
     return AffinityFit(s=s, b=b, n_tasks=n, residual=residual)
 

@@ -253,9 +253,12 @@ def search(config: ExperimentConfig, out_dir: str | Path, *,
         measured_snt = _measured_snt(config, data.input_shape, widths)
         measured = {rid: r.val_losses for rid, r in records.items()}
         extras = {rid: r.extra for rid, r in records.items() if r.extra}
-        estimates, raw_selections = {}, {}
+        estimates, raw_selections, fits = {}, {}, {}
         for s in chosen_strategies:
-            est = s.estimate(tasks, measured, extras)
+            if s.name in AFFINITY_STRATEGIES:
+                est, *fits[s.name] = s.affinity_estimate(tasks, measured, extras)
+            else:
+                est = s.estimate(tasks, measured, extras)
             # nominal SNT (see _measured_snt)
             nets = [Network(c.name, c.width, est[c.name]) for c in s.selectable(tasks)]
             estimates[s.name] = est
@@ -277,7 +280,7 @@ def search(config: ExperimentConfig, out_dir: str | Path, *,
     full = fully_trained(records.values())
     results = _results(config, tasks, budgets, chosen_strategies, records, full, estimates,
                        raw_selections, c0, baselines,
-                       records.get(mgda.id) if mgda is not None else None, extras)
+                       records.get(mgda.id) if mgda is not None else None, fits)
     for cand in results["candidates"]:
         cand["cost_measured"] = measured_snt.get(cand["width"])
     results = _json_safe(results)
@@ -325,7 +328,7 @@ def _compute(records, run_ids) -> dict[str, float]:
 
 
 def _results(config, tasks, budgets, strategies, records, full, estimates, raw_selections,
-             c0, with_baselines, mgda=None, extras=None) -> dict:
+             c0, with_baselines, mgda=None, fits=None) -> dict:
     candidates = []
     for name, r in sorted(full.items(), key=lambda kv: (len(kv[1].tasks), -kv[1].width,
                                                          kv[0])):
@@ -363,8 +366,7 @@ def _results(config, tasks, budgets, strategies, records, full, estimates, raw_s
             actual = {n: full[n].val_losses for n in full}
             stats = hoa_errors(estimates["hoa"], actual)
         elif s.name in AFFINITY_STRATEGIES:
-            measured = {rid: r.val_losses for rid, r in records.items()}
-            _, fit, matrix = s.affinity_estimate(tasks, measured, extras or {})
+            fit, matrix = fits[s.name]
             run = records[s.affinity_run(tasks).run_id]
             stats = {"model": "L_t(N) = L_t(1) * (1 + b (|N|-1)/(T-1) - s * mean affinity "
                               "onto t from its mates)",

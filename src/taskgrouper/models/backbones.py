@@ -316,12 +316,33 @@ class DilatedResNet(nn.Module):
         return outs
 
 
+#: Hidden sizes of the ``mlp`` backbone at width 1 (``model.hidden`` overrides them).
+MLP_HIDDEN: tuple[int, ...] = (256, 256)
+
+
+def mlp_multiplier(in_features: int, hidden: Sequence[int], width: float) -> float:
+    """The hidden-size multiplier ``m`` that gives an MLP ``width`` times its full cost.
+
+    An MLP's multiply-adds are ``D h_1 m + (sum_i h_i h_{i+1}) m^2`` (the input layer grows
+    with ``m``, the others with ``m^2``), so ``m`` solves ``a m^2 + b m = width (a + b)``.
+    One hidden layer: ``m = width``; a deep, narrow-input MLP: about ``sqrt(width)``, as for
+    convolutions.
+    """
+    a = float(sum(h1 * h2 for h1, h2 in zip(hidden, hidden[1:], strict=False)))
+    b = float(in_features * hidden[0])
+    if a == 0:
+        return width
+    return (-b + math.sqrt(b * b + 4 * a * width * (a + b))) / (2 * a)
+
+
 class MLPEncoder(nn.Module):
     """Fully connected encoder for vector inputs: ``Linear -> ReLU -> Dropout`` per layer.
 
     Args:
         in_features: Input vector length.
-        width: Multiplier of every hidden size.
+        width: Multiplier of every hidden size (each rounded, at least 1 unit);
+            :func:`build_backbone` picks it with :func:`mlp_multiplier` so that cost follows
+            the requested width.
         hidden: Hidden sizes at width 1.
         dropout: Dropout probability after each activation.
     """
@@ -329,7 +350,7 @@ class MLPEncoder(nn.Module):
     spatial = False
 
     def __init__(self, in_features: int, width: float = 1.0,
-                 hidden: Sequence[int] = (256, 256), dropout: float = 0.0) -> None:
+                 hidden: Sequence[int] = MLP_HIDDEN, dropout: float = 0.0) -> None:
         super().__init__()
         if not hidden:
             raise ValueError("MLPEncoder needs at least one hidden layer")
@@ -337,7 +358,7 @@ class MLPEncoder(nn.Module):
         layers: list[nn.Module] = []
         cin = in_features
         for h in hidden:
-            cout = scale_channels(h, width)
+            cout = max(1, round(h * width))
             layers += [nn.Linear(cin, cout), nn.ReLU(inplace=True)]
             if dropout > 0:
                 layers.append(nn.Dropout(dropout))
@@ -381,9 +402,10 @@ def build_backbone(name: str, in_shape: tuple[int, ...], width: float = 1.0,
         raise ValueError(f"model.hidden sets the hidden sizes of the mlp backbone; backbone "
                          f"'{name}' takes none: remove model.hidden")
     if name == "mlp":
-        if hidden is not None:
-            return MLPEncoder(math.prod(in_shape), width=mult, hidden=tuple(hidden))
-        return MLPEncoder(math.prod(in_shape), width=mult)
+        sizes = tuple(hidden) if hidden is not None else MLP_HIDDEN
+        features = math.prod(in_shape)
+        return MLPEncoder(features, width=mlp_multiplier(features, sizes, width),
+                          hidden=sizes)
     if len(in_shape) != 3:
         raise ValueError(f"backbone '{name}' needs image samples (C, H, W), got shape "
                          f"{in_shape}; use 'mlp' for vector inputs")

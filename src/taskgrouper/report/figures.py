@@ -14,7 +14,8 @@ from typing import Any
 
 from taskgrouper.report.tables import Grouping, Method, fmt_budget
 
-__all__ = ["plot_budget_loss", "plot_groupings", "plot_heatmap", "plot_order"]
+__all__ = ["plot_budget_loss", "plot_compute_regret", "plot_groupings", "plot_heatmap",
+           "plot_order"]
 
 _DPI = 110
 
@@ -195,4 +196,24 @@ def plot_order(order: Mapping[Any, Mapping[str, Any]], path: Path) -> Path:
     ax.set_xlabel("Tasks in the multi-task network")
     ax.set_title("Multi-task vs single-task networks\n(the same total cost)", fontsize=10)
     ax.grid(True, axis="y", alpha=0.3)
+    return _save(fig, path)
+
+
+def plot_compute_regret(rows: Mapping[str, Mapping[str, Any]], path: Path) -> Path:
+    """Each strategy as a point: estimation compute (fraction of exhaustive, log x) against
+    mean regret."""
+    fig = _figure(6.0, 4.2)
+    ax = fig.add_subplot()
+    for i, (name, r) in enumerate(rows.items()):
+        x, y = r.get("compute_fraction"), r.get("mean_regret")
+        if not isinstance(x, (int, float)) or not isinstance(y, (int, float)) or \
+                not (math.isfinite(x) and math.isfinite(y)) or x <= 0:
+            continue
+        ax.scatter([x], [100 * y], color=f"C{i % 10}", label=name, zorder=3)
+        ax.annotate(name, (x, 100 * y), textcoords="offset points", xytext=(5, 4), fontsize=8)
+    ax.set_xscale("log")
+    ax.set_xlabel("Compute to estimate (fraction of exhaustive, wall seconds)")
+    ax.set_ylabel("Mean regret over budgets (%)")
+    ax.set_title("Compute against regret")
+    ax.grid(True, alpha=0.3, which="both")
     return _save(fig, path)

@@ -429,3 +429,39 @@ def order_table(order: Mapping[Any, Mapping[str, Any]]) -> Table:
                  "Full-width k-task networks against k single-task networks of width 1/k "
                  "(the same total cost), averaged over networks and their tasks; positive: "
                  "the multi-task network is better.")
+
+
+def estimator_table(rows: Mapping[str, Mapping[str, Any]], budgets: Sequence[float]) -> Table:
+    """One row per strategy: compute fractions, rank correlations and regret per budget."""
+    header = ("strategy", "runs", "compute (wall)", "compute (samples)", "Spearman",
+              "Spearman per task", "mean regret", "max regret",
+              *(fmt_budget(b) for b in budgets))
+    out = []
+    for name, r in rows.items():
+        regret = list(r.get("regret") or [])
+        out.append((name, _fmt_int(r.get("runs")), fmt_pct(r.get("compute_fraction")),
+                    fmt_pct(r.get("samples_fraction")), _fmt_float(r.get("spearman"), 3),
+                    _fmt_float(r.get("spearman_per_task"), 3),
+                    fmt_pct(r.get("mean_regret"), sign=True),
+                    fmt_pct(r.get("max_regret"), sign=True),
+                    *(fmt_pct(v, sign=True) for v in regret)))
+    return Table(header, tuple(out), caption=(
+        "Compute: what a strategy trained to estimate, as a fraction of the exhaustive "
+        "search's (the chosen networks' final training, the same for all, left out). "
+        "Spearman: predicted against fully trained validation losses over every (network, "
+        "task) of multi-task networks. Regret per budget: test total over the exhaustive "
+        "choice's, minus 1."))
+
+
+def planted_table(planted: Mapping[str, Any], budgets: Sequence[float]) -> Table:
+    """Adjusted Rand index of each strategy's chosen groups against the planted ones."""
+    header = ("strategy", *(fmt_budget(b) for b in budgets))
+    out = []
+    for name, entries in (planted.get("agreement") or {}).items():
+        by_budget = {_bkey(e.get("budget")): e for e in entries}
+        out.append((name, *(_fmt_float((by_budget.get(_bkey(b)) or {}).get("ari"), 3)
+                            for b in budgets)))
+    groups = " | ".join(" ".join(g) for g in planted.get("groups") or [])
+    return Table(header, tuple(out), caption=(
+        f"Adjusted Rand index (1: the planted groups exactly) of task -> serving network at "
+        f"each budget. Planted groups: {groups}."))

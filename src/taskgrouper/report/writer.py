@@ -39,11 +39,13 @@ from taskgrouper.report.tables import (
     candidates_table,
     collect_methods,
     compute_table,
+    estimator_table,
     fmt_budget,
     groupings,
     groupings_table,
     order_table,
     pair_matrix,
+    planted_table,
     relationship_table,
     table4,
     tasks_of,
@@ -58,7 +60,7 @@ FIGURES_DIR = "figures"
 #: Every figure this module may write; ones not written this time are removed (stale).
 _FIGURES = {"fig4": "fig4_loss_vs_budget.png", "fig5": "fig5_groupings.png",
             "table1": "table1_pair.png", "table2": "table2_affinity.png",
-            "fig2": "fig2_order.png"}
+            "fig2": "fig2_order.png", "regret": "estimators_compute_regret.png"}
 
 
 class ResultsFileError(ValueError):
@@ -197,6 +199,24 @@ def _build(results: Mapping[str, Any], figs: Path, written: set[str],
         blocks.append(Heading("Compute and quality"))
         with _section(source, "strategies"):
             blocks.append(compute_table(methods, budgets))
+
+    # 3b. cheap strategies against the exhaustive ground truth; planted groups
+    evaluation = results.get("evaluation")
+    if isinstance(evaluation, Mapping) and evaluation.get("rows"):
+        with _section(source, "evaluation"):
+            rows = evaluation["rows"]
+            blocks.append(Heading("Estimators against the exhaustive search"))
+            blocks.append(estimator_table(rows, budgets))
+            blocks.append(figure(
+                "regret", lambda p: figures.plot_compute_regret(rows, p),
+                "Compute used to estimate (fraction of the exhaustive search's, log scale) "
+                "against mean regret over the budgets (test total of the choice over the "
+                "exhaustive choice's, minus 1)."))
+    planted = results.get("planted")
+    if isinstance(planted, Mapping) and planted.get("agreement"):
+        with _section(source, "planted"):
+            blocks.append(Heading("Agreement with the planted groups"))
+            blocks.append(planted_table(planted, budgets))
 
     # 4. Figure 5 and the grouping tables
     with _section(source, "candidates"):

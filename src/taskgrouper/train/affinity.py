@@ -16,11 +16,14 @@ before the real update, has it measure two estimators:
 - **gradcos**: the cosine similarity of ``g_i`` and ``g_j`` (flattened over ``theta_s``).
 
 ``g_i`` is the gradient of task ``i``'s loss as trained (deep supervision included), without
-the balancer's weight. Both matrices are averaged over the recorded steps; entries undefined
-at a step (a zero loss before the lookahead, a zero gradient) are left out of that entry's
-mean, and an entry undefined at every step is NaN. :meth:`AffinityRecorder.result` is what a
-run stores under ``extra["affinity"]``; :mod:`taskgrouper.grouping.affinity` turns it into
-predicted losses.
+the balancer's weight. Over the recorded steps, ``gradcos`` is the mean cosine and
+``lookahead`` is ``1 - sum L_j(after) / sum L_j(before)``: the per-step ratios weighted by
+``L_j(before)``. (The plain mean of per-step ratios, as in Fifty et al., is dominated by the
+batches where a task with few labels has a loss near 0: measured on planted families, single
+steps gave ``Z`` of -50 for such a task.) Entries undefined at a step (a loss of 0 before the
+lookahead, a zero gradient) are left out, and an entry undefined at every step is NaN.
+:meth:`AffinityRecorder.result` is what a run stores under ``extra["affinity"]``;
+:mod:`taskgrouper.grouping.affinity` turns it into predicted losses.
 """
 
 from __future__ import annotations
@@ -143,6 +146,7 @@ class AffinityRecorder:
         self._sum = {"lookahead": [[0.0] * n for _ in range(n)],
                      "gradcos": [[0.0] * n for _ in range(n)]}
         self._count = {k: [[0] * n for _ in range(n)] for k in self._sum}
+        self._before = [[0.0] * n for _ in range(n)]
         self.steps = 0
 
     def due(self, step: int) -> bool:
@@ -177,10 +181,14 @@ class AffinityRecorder:
             for j in range(n):
                 if norms[i] > 0 and norms[j] > 0 and math.isfinite(norms[i] * norms[j]):
                     self._add("gradcos", i, j, float(flat[i] @ flat[j]) / (norms[i] * norms[j]))
-        z, _ = lookahead_affinity(self.model, optimizer, self.shared, grads, losses_fn)
+        z, before = lookahead_affinity(self.model, optimizer, self.shared, grads, losses_fn)
         for i in range(n):
             for j in range(n):
-                self._add("lookahead", i, j, z[i][j])
+                if math.isfinite(z[i][j]) and before[j] > 0:
+                    # accumulated as sums of L_j before and after (see result())
+                    self._sum["lookahead"][i][j] += before[j] * (1.0 - z[i][j])
+                    self._before[i][j] += before[j]
+                    self._count["lookahead"][i][j] += 1
         self.steps += 1
 
     def _add(self, key: str, i: int, j: int, value: float) -> None:
@@ -193,15 +201,22 @@ class AffinityRecorder:
         is indexed ``[i][j]`` = effect of task i's step on task j (NaN: never defined)."""
         out: dict[str, Any] = {"tasks": list(self.tasks), "steps": self.steps,
                                "every": self.every}
-        for key, sums in self._sum.items():
-            out[key] = [[s / c if c else math.nan for s, c in zip(row, counts, strict=True)]
-                        for row, counts in zip(sums, self._count[key], strict=True)]
+        out["gradcos"] = [[s / c if c else math.nan for s, c in zip(row, counts, strict=True)]
+                          for row, counts in zip(self._sum["gradcos"], self._count["gradcos"],
+                                                 strict=True)]
+        out["lookahead"] = [[1.0 - a / b if c and b > 0 else math.nan
+                             for a, b, c in zip(after, before, counts, strict=True)]
+                            for after, before, counts in zip(self._sum["lookahead"], self._before,
+                                                             self._count["lookahead"],
+                                                             strict=True)]
         return out
 
     def state_dict(self) -> dict[str, Any]:
-        return {"sum": self._sum, "count": self._count, "steps": self.steps}
+        return {"sum": self._sum, "count": self._count, "before": self._before,
+                "steps": self.steps}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self._sum = {k: [list(r) for r in v] for k, v in state["sum"].items()}
         self._count = {k: [list(r) for r in v] for k, v in state["count"].items()}
+        self._before = [list(r) for r in state["before"]]
         self.steps = int(state["steps"])
