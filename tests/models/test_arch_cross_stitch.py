@@ -150,5 +150,7 @@ def test_vector_features_with_the_mlp_backbone():
     model = build_model(specs, (10,), backbone="mlp", width=0.25, architecture="cross_stitch")
     out = model(torch.randn(4, 10))
     assert tuple(out["a"].shape) == (4,) and tuple(out["b"].shape) == (4, 3)
-    # the MLP is one stage of 128 features (256 * sqrt(0.25)): one unit with a (C, T) row each
-    assert [tuple(u.alpha["a"].shape) for u in model.encoder.units] == [(128, 2)]
+    # the MLP (10 -> 256 -> 256) at a quarter of its multiply-adds: m solves
+    # 65536 m^2 + 2560 m = 0.25 * (65536 + 2560) = 17024, m = 0.4905, 256 m = 125.6 -> 126
+    # features in one stage: one unit with a (C, T) row each
+    assert [tuple(u.alpha["a"].shape) for u in model.encoder.units] == [(126, 2)]
