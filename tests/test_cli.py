@@ -141,11 +141,11 @@ def test_real_dataset_folder_in_the_wrong_layout(tmp_path, capsys, kind, missing
 def test_data_planted_writes_a_family(tmp_path, capsys):
     out = tmp_path / "planted"
     code, stdout, _ = run_cli(["data", "planted", "--tasks", "6", "--clusters", "2",
-                               "--no-conflict", "--n-train", "40", "--n-val", "10",
-                               "--n-test", "10", "--out", str(out)], capsys)
+                               "--no-conflict", "--few-label", "0.1", "--n-train", "40",
+                               "--n-val", "10", "--n-test", "10", "--out", str(out)], capsys)
     assert code == 0
     # 6 tasks in 2 clusters, no conflict task: t00-t02 and t03-t05, each with a few-label
-    # task (its last), and 2 blocks of 8 features + 4 nuisance = 20 features.
+    # task (its last: 0.1 * 40 = 4 labels), and 2 blocks of 8 features + 4 nuisance = 20.
     assert "group 0: t00 t01 t02  (features 0:8, few-label t02)" in stdout
     assert "group 1: t03 t04 t05  (features 8:16, few-label t05)" in stdout
     assert f"wrote {out}: 6 tasks, 20 features" in stdout

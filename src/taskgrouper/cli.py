@@ -248,8 +248,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--noise", type=float, help="label noise standard deviation (default 0.3)")
     p.add_argument("--no-conflict", action="store_true", help="no conflict task")
     p.add_argument("--few-label", type=float,
-                   help="fraction of training labels a few-label task keeps (default 0.05; 0: "
-                        "none)")
+                   help="plant a few-label task in every cluster of 3 or more, keeping this "
+                        "fraction of its training labels (e.g. 0.2; default 0: none)")
     p.add_argument("--binary-every", type=int,
                    help="make every K-th task binary (default 0: all regression)")
     p.add_argument("--n-train", type=int, help="training samples (default 600)")

@@ -36,7 +36,7 @@ def _noiseless(n_tasks=12, n=20000, **kwargs):
 
 
 def test_shapes_names_and_groups():
-    data, truth = planted_family(12, **SMALL)
+    data, truth = planted_family(12, few_label=0.05, **SMALL)
     # 11 tasks in clusters (one is the conflict task): floor(11 / 4 + 0.5) = 3 clusters of
     # near-equal size 4, 4, 3, then the conflict task t11 alone.
     names = [f"t{i:02d}" for i in range(12)]
@@ -56,6 +56,9 @@ def test_shapes_names_and_groups():
     # The last task of every cluster of >= 3 is the few-label task.
     assert [t for t, r in truth["roles"].items() if r == "few_label"] == ["t03", "t07", "t10"]
     assert truth["roles"]["t11"] == "conflict" and truth["roles"]["t00"] == "member"
+    # By default no task is few-label.
+    _, default = planted_family(12, **SMALL)
+    assert set(default["roles"].values()) == {"member", "conflict"}
 
 
 def test_cluster_counts_and_sizes():
@@ -110,10 +113,10 @@ def test_bad_arguments_are_named(kwargs, message):
 
 @pytest.mark.parametrize("correlation", [0.8, 0.5])
 def test_within_cluster_correlation_follows_the_parameter(correlation):
-    # Clusters of 4, 4, 3 have at most latent - 1 = 5 tasks, so their own directions e_t are
-    # orthonormal and every pair correlates at correlation + (1 - c) * 0 = c; the whitening is
-    # estimated on 8192 samples and r on 20000, both off by about 0.01-0.02.
-    functions, _, signal = _noiseless(12, correlation=correlation)
+    # With latent=6, clusters of 4, 4, 3 have at most latent - 1 = 5 tasks, so their own
+    # directions e_t are orthonormal and every pair correlates at correlation + (1 - c) * 0 = c;
+    # the whitening is estimated on 8192 samples and r on 20000, both off by about 0.01-0.02.
+    functions, _, signal = _noiseless(12, correlation=correlation, latent=6)
     r = np.corrcoef(signal, rowvar=False)
     labels = np.repeat(np.arange(3), functions.sizes)
     for i in range(11):
@@ -122,12 +125,21 @@ def test_within_cluster_correlation_follows_the_parameter(correlation):
                 assert abs(r[i, j] - correlation) < 0.05, (i, j, r[i, j])
             else:  # independent feature blocks: population r = 0, sample sd about 0.007
                 assert abs(r[i, j]) < 0.05, (i, j, r[i, j])
-    # The conflict task (even in x) and every cluster task (odd in x) are uncorrelated.
+    # The conflict task reads, in every block, a direction orthogonal to the block's
+    # projections: independent of every cluster task, so r is about 0.
     assert np.abs(r[11, :11]).max() < 0.05
 
 
+def test_conflict_directions_are_orthogonal_to_the_projections():
+    functions = planted_functions(12)
+    for w, u in zip(functions.projections, functions.directions, strict=True):
+        np.testing.assert_allclose(w @ w.T, np.eye(3), atol=1e-12)  # orthonormal rows
+        np.testing.assert_allclose(w @ u, 0.0, atol=1e-12)
+        assert abs(np.linalg.norm(u) - 1.0) < 1e-12
+
+
 def test_large_cluster_pairs_stay_within_bounds():
-    # 8 tasks in one cluster, more than latent - 1 = 5: e_t are random unit vectors, so a pair
+    # 8 tasks in one cluster, more than latent - 1 = 2: e_t are random unit vectors, so a pair
     # correlates at c + (1 - c) * e_t . e_u with e_t . e_u in [-1, 1]: within [0.6, 1] for 0.8.
     _, _, signal = _noiseless(8, clusters=[8], conflict=False)
     r = np.corrcoef(signal, rowvar=False)[np.triu_indices(8, k=1)]
@@ -203,14 +215,14 @@ def test_binary_every_makes_binary_tasks():
         # y = standardised signal + noise is symmetric about 0: about half positive.
         assert 0.4 < data.test.targets[task].mean() < 0.6
     # t10 is both few-label and regression; make a binary few-label task: t03 with k=4.
-    data, truth = planted_family(12, binary_every=4, **SMALL)
+    data, truth = planted_family(12, binary_every=4, few_label=0.05, **SMALL)
     assert truth["roles"]["t03"] == "few_label" and truth["kinds"]["t03"] == "binary"
     target = data.train.targets["t03"]
     assert np.isnan(target).sum() == 60 - 3  # max(2, round(0.05 * 60)) = 3 labels kept
 
 
 def test_truth_reports_measured_correlations():
-    _, truth = planted_family(12)
+    _, truth = planted_family(12, latent=6)  # orthonormal e_t: every pair at 0.8
     measured = truth["correlation_measured"]
     assert truth["correlation_target"] == 0.8
     assert measured["samples"] == 600 + 400 + 1000
