@@ -414,3 +414,42 @@ def test_cheapest_cover_matches_brute_force() -> None:
         cost, cover = sel_mod._cover(p)
         assert p.cost[cover].sum() == pytest.approx(cost)
         assert np.isfinite(p.eff[cover].min(axis=0)).all()
+
+
+def test_a_proof_cut_short_returns_the_incumbent_with_a_valid_gap(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # 10 tasks, 320 candidates. Every MILP of the reduced path "runs out of memory", as HiGHS
+    # did on 30 tasks: the selection is the local-search incumbent and its gap is measured
+    # against the LP's Lagrangian bound, which no selection within the budget can beat.
+    nets = _planted(10, 300, seed=4)
+    budgets = [3.5, 5.0, 7.0]
+    exact = select_many(nets, budgets, solver="milp")
+    assert all(s.gap == 0.0 for s in exact)  # proved
+
+    def out_of_memory(self, *args, **kwargs):
+        raise MemoryError("std::bad_alloc")
+
+    monkeypatch.setattr(sel_mod._MilpModel, "solve", out_of_memory)
+    cut = select_many(nets, budgets, solver="milp", time_limit=5.0)
+    for short, best in zip(cut, exact, strict=True):
+        assert short.cost <= short.budget + 1e-9
+        assert set(short.assignment) == {f"t{j}" for j in range(10)}
+        assert short.objective >= best.objective - 1e-12  # never better than the optimum
+        lower = short.objective / (1.0 + short.gap)
+        assert lower <= best.objective + 1e-9  # the bound is a true lower bound
+        assert short.gap > 0 or short.objective == pytest.approx(best.objective)
+    assert any(s.gap > 0 for s in cut)
+    with pytest.raises(ValueError, match="time_limit must be a positive number"):
+        select_many(nets, budgets, time_limit=0)
+
+
+def test_a_time_limited_milp_reports_highs_bound() -> None:
+    # A time limit too short to finish: HiGHS stops with status 1 and whatever it found, and
+    # the model says it did not prove optimality (rather than raising).
+    nets = _planted(10, 300, seed=4)
+    p = sel_mod._compile(nets, None, sel_mod.Objective())
+    model = sel_mod._MilpModel(p)
+    model.solve(5.0, time_limit=1e-6)
+    assert model.proved is False
+    model.solve(5.0)
+    assert model.proved is True and model.dual_bound is None

@@ -155,6 +155,7 @@ def _identity_check(out: Path, config: ExperimentConfig) -> None:
         for key, default in (("max_group_size", None), ("affinity_every", 5)):
             if searched.get(key) == default:
                 searched.pop(key)
+        searched.pop("select_time_limit", None)  # how long selection may take: not what it is
     identity = {**run_identity(config), "search": searched}
     path = out / "search.json"
     if path.exists():
@@ -262,7 +263,14 @@ def search(config: ExperimentConfig, out_dir: str | Path, *,
             # nominal SNT (see _measured_snt)
             nets = [Network(c.name, c.width, est[c.name]) for c in s.selectable(tasks)]
             estimates[s.name] = est
-            raw_selections[s.name] = select_many(nets, budgets, tasks=tasks)
+            raw_selections[s.name] = select_many(
+                nets, budgets, tasks=tasks,
+                time_limit=config.search.select_time_limit if config.search else 60.0)
+            for sel in raw_selections[s.name]:
+                if not isinstance(sel, InfeasibleBudget) and sel.gap > 0:
+                    log(f"{s.name}, budget {sel.budget:g}: selection not proved optimal within "
+                        f"search.select_time_limit; it is within {100 * sel.gap:.3g}% of the "
+                        f"optimum (raise the limit, or null for none, to prove it)")
 
         # Phase 2: the chosen networks, trained to convergence.
         by_name = {c.name: c for c in c0 + baseline_candidates(tasks)}
@@ -318,6 +326,7 @@ def _final_selection(budget: float, sel, full, tasks, estimate_total=None) -> di
              "val_total": val_total, "test_total": test_total, "assignment": assignment}
     if estimate_total is not None:
         entry["estimated_val_total"] = estimate_total
+    entry["optimality_gap"] = sel.gap  # 0: proved optimal on the estimates it was chosen by
     return entry
 
 

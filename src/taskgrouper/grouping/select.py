@@ -36,6 +36,12 @@ losing the optimum, by LP reduced-cost fixing (as in facility-location solvers):
    previous found settle the canonical one exactly (this also repairs HiGHS stopping within
    its 1e-6 tolerance of the optimum); above, a local search on ties does, and the objective
    is optimal to HiGHS's tolerance.
+6. Bounded proof (``time_limit``): when many networks tie closely with the optimum (e.g.
+   losses predicted by a smooth model for 30 tasks: 174,436 candidates, an LP bound 0.2%
+   below the incumbent, 32,852 survivors), the MILP over all survivors can run for many
+   minutes and outgrow memory. With a time limit, or when HiGHS runs out of memory, the best
+   selection found is returned with ``Selection.gap``, its relative distance to the best lower
+   bound proved; ``gap == 0`` means proved optimal.
 
 The solvers stay exact: nothing is dropped that could be in the canonical optimum. The
 cheapest cover is a greedy cover proved optimal by the LP and a "slot" knapsack bound, or a
@@ -139,6 +145,9 @@ class Selection:
         total: Sum over tasks of the assigned network's loss (unweighted).
         assignment: Task -> name of the chosen network serving it.
         objective: The minimised value (equals ``total`` without weights).
+        gap: 0 when the selection is proved optimal; else how far its objective may lie above
+            the optimum, relative to it: ``(objective - bound) / |bound|`` with the best lower
+            bound proved (the proof ran out of ``time_limit`` or memory; module doc).
     """
 
     budget: float
@@ -147,6 +156,7 @@ class Selection:
     total: float
     assignment: dict[str, str]
     objective: float = field(default=math.nan, compare=False)
+    gap: float = field(default=0.0, compare=False)
 
 
 class InfeasibleBudget(ValueError):
@@ -390,7 +400,8 @@ def _better(a: _Key | None, b: _Key | None) -> bool:
     return (a[2], a[3]) < (b[2], b[3])
 
 
-def _to_selection(p: _Problem, budget: float, idx: Sequence[int]) -> Selection:
+def _to_selection(p: _Problem, budget: float, idx: Sequence[int],
+                  lower: float | None = None) -> Selection:
     idx = sorted(set(int(i) for i in idx))
     key = _key(p, idx)
     assert key is not None
@@ -410,6 +421,7 @@ def _to_selection(p: _Problem, budget: float, idx: Sequence[int]) -> Selection:
         total=math.fsum(total),
         assignment=assignment,
         objective=key[0],
+        gap=0.0 if lower is None else max(0.0, key[0] - lower) / max(abs(lower), 1e-12),
     )
 
 
@@ -877,6 +889,7 @@ class _MilpModel:
             options["mip_heuristic_effort"] = 0.0  # the incumbent is known; prove, not search
         if time_limit is not None:
             options["time_limit"] = time_limit
+        self.proved, self.dual_bound = True, None
         with warnings.catch_warnings():
             # mip_abs_gap is passed to HiGHS verbatim; scipy warns that it does so.
             warnings.filterwarnings("ignore", message="Unrecognized options", category=Warning)
@@ -887,6 +900,11 @@ class _MilpModel:
                 constraints=LinearConstraint(A, lb, ub),
                 options=options,
             )
+        if res.status == 1 and time_limit is not None:  # out of time: maybe a solution
+            self.proved = False
+            dual = getattr(res, "mip_dual_bound", None)
+            self.dual_bound = float(dual) if dual is not None and np.isfinite(dual) else None
+            return None if res.x is None else np.flatnonzero(res.x[: self.m] > 0.5).tolist()
         if res.x is None and (res.status == 2 or bound is not None):
             return None  # infeasible, or nothing beats the bound
         if res.status != 0 or res.x is None:
@@ -1069,6 +1087,10 @@ class _Sweep:
 
     previous: list[int] | None = None
     columns: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.intp))
+    #: Seconds each MILP of the reduced problem may take (None: no limit).
+    time_limit: float | None = None
+    #: The lower bound proved when the last budget's proof did not finish (None: it did).
+    lower: float | None = None
 
 
 def _solve_reduced(p: _Problem, budget: float, method: str, sweep: _Sweep) -> list[int] | None:
@@ -1103,31 +1125,45 @@ def _solve_reduced(p: _Problem, budget: float, method: str, sweep: _Sweep) -> li
         idx = _solve_bnb(sub, budget, seeds=[_position(nets, inc)], dual=(dual.u, dual.lam))
         return nets[idx].tolist()
 
-    def milp(nets: np.ndarray, pair: np.ndarray, inc: list[int]) -> list[int]:
-        """MILP on the undominated ``nets``; its answer if it beats ``inc``, else ``inc``."""
+    def milp(nets: np.ndarray, pair: np.ndarray, inc: list[int]
+             ) -> tuple[list[int], bool, float | None]:
+        """MILP on the undominated ``nets``: its answer if it beats ``inc``, else ``inc``;
+        whether it finished; HiGHS's lower bound when it did not."""
         sub = _subproblem(p, nets, pair)
         keep = _undominated(sub)
-        found = _MilpModel(_take(sub, keep)).solve(
-            budget, bound=_limit(_key(p, inc)[0]), presolve=MILP_PRESOLVE
-        )
+        model = _MilpModel(_take(sub, keep))
+        try:
+            found = model.solve(budget, bound=_limit(_key(p, inc)[0]),
+                                presolve=MILP_PRESOLVE, time_limit=sweep.time_limit)
+        except MemoryError:  # HiGHS's search tree outgrew memory: keep the incumbent
+            return inc, False, None
         if found is not None:
             found = nets[keep][found].tolist()
             if _better(_key(p, found), _key(p, inc)):
-                return found
-        return inc
+                return found, model.proved, model.dual_bound
+        return inc, model.proved, model.dual_bound
 
     solved = False
     if nets.size > CORE_SIZE:
         # Incumbent from the core: the survivors of lowest reduced cost.
         core = np.sort(np.argsort(dual.g[nets], kind="stable")[:CORE_SIZE])
         inside = set(nets[core].tolist())
-        inc = milp(nets[core], pair[core], inc)
+        inc, proved, _ = milp(nets[core], pair[core], inc)
         nets, pair = reduce(inc)
         # The core MILP was optimal over the core: if nothing outside it survives, its answer
         # is optimal over all networks.
-        solved = set(nets.tolist()) <= inside
+        solved = proved and set(nets.tolist()) <= inside
     if not solved:
-        inc = milp(nets, pair, inc)
+        inc, proved, highs_bound = milp(nets, pair, inc)
+        if not proved:
+            # The proof ran out of time or memory: the incumbent, with the best lower bound
+            # proved (the LP's, or HiGHS's over the survivors, which hold every selection
+            # better than the incumbent).
+            value = _key(p, inc)[0]
+            lower = max(dual.bound, highs_bound if highs_bound is not None else -math.inf)
+            sweep.lower = min(lower, value)
+            pool = nets[np.argsort(dual.g[nets], kind="stable")[:IMPROVE_POOL]]
+            return _improve(p, budget, inc, pool)
         nets, pair = reduce(inc)
     # Settle: every selection as good as ``inc`` (ties, and any HiGHS stopped short of)
     # survives the reduction at its objective.
@@ -1199,6 +1235,7 @@ def select_many(
     weights: Mapping[str, float] | None = None,
     solver: str = "auto",
     objective: Objective | None = None,
+    time_limit: float | None = None,
 ) -> list[Selection | InfeasibleBudget]:
     """Select networks for each budget of a sweep, reusing work across budgets.
 
@@ -1216,6 +1253,9 @@ def select_many(
         solver: ``"bnb"``, ``"milp"``, ``"brute"`` or ``"auto"`` (bnb for at most
             ``AUTO_BNB_MAX`` candidates, milp above).
         objective: An :class:`Objective` to use instead of ``constraints``/``weights``.
+        time_limit: Seconds each MILP of an LP-reduced ``"milp"`` solve may take (None: no
+            limit). A proof that runs out of time, or of memory, returns the best selection
+            found with its ``gap`` to the best lower bound proved instead of failing.
 
     Returns:
         One entry per budget, in the given order: a :class:`Selection`, or an
@@ -1230,6 +1270,9 @@ def select_many(
     elif constraints or weights:
         raise ValueError("give either objective or constraints/weights, not both")
     budget_list = [_check_budget(b) for b in budgets]
+    if time_limit is not None and not (_is_real(time_limit) and float(time_limit) > 0):
+        raise ValueError(f"time_limit must be a positive number of seconds or None, got "
+                         f"{time_limit!r}")
     p = _compile(networks, tasks, objective)
     name = _resolve_solver(solver, p)
     reduce = name != "brute" and p.size > REDUCE_MIN
@@ -1237,9 +1280,10 @@ def select_many(
         p = _prune_dominated(p)  # (the reduced path prunes what survives the reduction)
     model = _MilpModel(p) if name == "milp" and not reduce else None
     out: dict[int, Selection | InfeasibleBudget] = {}
-    sweep = _Sweep()
+    sweep = _Sweep(time_limit=time_limit)
     for k in sorted(range(len(budget_list)), key=lambda k: budget_list[k]):
         budget = budget_list[k]
+        sweep.lower = None
         if name == "brute":
             idx = _solve_brute(p, budget)
         elif reduce:
@@ -1252,7 +1296,7 @@ def select_many(
             out[k] = InfeasibleBudget(budget, _cheapest_cover(p))
         else:
             sweep.previous = idx
-            out[k] = _to_selection(p, budget, idx)
+            out[k] = _to_selection(p, budget, idx, sweep.lower)
     return [out[k] for k in range(len(budget_list))]
 
 
