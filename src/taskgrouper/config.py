@@ -160,6 +160,9 @@ class SearchConfig(_Section):
     max_group_size: int | None = Field(None, ge=1)
     #: lookahead, gradcos: the all-task run records affinities at every this many steps.
     affinity_every: int = Field(5, ge=1)
+    #: lookahead, gradcos: each task's this many highest-affinity partners are trained as
+    #: pairs to fit the affinity loss model (0: fit on the all-task network alone).
+    calibration_pairs: int = Field(1, ge=0)
     #: Seconds each MILP of a budget's exact selection may take (null: no limit). A proof cut
     #: short keeps the best selection found and reports its gap to the lower bound.
     select_time_limit: float | None = Field(60.0, gt=0.0)

@@ -225,7 +225,9 @@ def test_truth_reports_measured_correlations():
     _, truth = planted_family(12, latent=6)  # orthonormal e_t: every pair at 0.8
     measured = truth["correlation_measured"]
     assert truth["correlation_target"] == 0.8
-    assert measured["samples"] == 600 + 400 + 1000
+    # 11 clustered tasks in clusters of 4, 4, 3: 3 blocks of 8 columns + 4 nuisance = 28
+    # columns, 30 training samples per column by default = 840
+    assert measured["samples"] == 840 + 400 + 1000
     assert abs(measured["mean_within"] - 0.8) < 0.05
     assert abs(measured["mean_across"]) < 0.05 and measured["max_abs_across"] < 0.1
     assert measured["max_abs_conflict"] < 0.1
@@ -268,3 +270,15 @@ def test_write_planted_overwrites_its_own_folder(tmp_path):
 def test_read_truth_without_a_truth_file(tmp_path):
     with pytest.raises(DataError, match=r"no planted truth.*taskgrouper data planted"):
         read_truth(tmp_path)
+
+
+def test_default_training_samples_scale_with_input_columns():
+    # 6 tasks in two clusters (3 + 2) + conflict -> 2 * 8 + 4 = 20 columns -> 600
+    data, truth = planted_family(6, clusters=2, n_val=5, n_test=5)
+    assert data.train.x.shape == (600, 20) and truth["params"]["n_train"] == 600
+    # 30 tasks: 7 clusters -> 7 * 8 + 4 = 60 columns -> 1800
+    data, truth = planted_family(30, n_val=5, n_test=5)
+    assert data.train.x.shape == (1800, 60) and truth["params"]["n_train"] == 1800
+    # an explicit count is kept
+    data, _ = planted_family(30, n_train=50, n_val=5, n_test=5)
+    assert data.train.x.shape[0] == 50

@@ -12,6 +12,7 @@ from torch import nn
 from taskgrouper.config import ExperimentConfig
 from taskgrouper.grouping.affinity import (
     affinity_matrix,
+    calibration_pairs,
     fit_affinity_model,
     predict_losses,
 )
@@ -175,6 +176,42 @@ def test_fit_by_hand():
     pred = predict_losses(A, fit, SINGLE, nets, measured)
     assert pred["ab"] == {"a": pytest.approx(0.696875), "b": pytest.approx(1.71875)}
     assert pred["a"] == {"a": 1.0} and pred["a@0.5"] == {"a": 1.3}  # measured, unchanged
+
+
+def test_fit_with_a_calibration_pair_by_hand():
+    # the all-task rows of test_fit_by_hand (x = (3-1)/(3-1) = 1, a = (0.2, 0.1, -0.1),
+    # r = (-0.1, 0.0, 0.2)) plus the pair {a, b}: x = 1/2, a_a = A[b][a] = 0.4,
+    # a_b = A[a][b] = 0.2, losses 0.7 and 1.8 -> r = (-0.3, -0.1). lam = 3:
+    #   sxx = 3 + 2 (1/4) + 3 = 6.5;  sxa = 0.2 + (0.4 + 0.2) / 2 = 0.5
+    #   saa = 0.06 + 0.16 + 0.04 = 0.26;  sxr = 0.1 + (-0.4) / 2 = -0.1
+    #   sar = -0.04 + (0.4 (-0.3) + 0.2 (-0.1)) = -0.18
+    #   det = -6.5 (0.26) + 0.5^2 = -1.44
+    #   s = (6.5 (-0.18) - 0.5 (-0.1)) / -1.44 = -1.12 / -1.44 = 7/9
+    #   b = (-0.1 + 0.5 (7/9)) / 6.5 = (2.6/9) / 6.5 = 2/45
+    fit = fit_affinity_model(A, SINGLE, {"a": 0.9, "b": 2.0, "c": 4.8},
+                             [(("a", "b"), {"a": 0.7, "b": 1.8})])
+    assert fit.s == pytest.approx(7 / 9) and fit.b == pytest.approx(2 / 45)
+    # the measured pair keeps its measured losses; the others are predicted
+    nets = [Candidate(("a", "b")), Candidate(("a", "c"))]
+    pred = predict_losses(A, fit, SINGLE, nets, {"ab": {"a": 0.7, "b": 1.8}})
+    assert pred["ab"] == {"a": 0.7, "b": 1.8}
+    # {a, c}: share 1/2, a_a = A[c][a] = 0, a_c = A[a][c] = 0
+    #   L = L(1) (1 + (2/45) / 2) = L(1) * 46/45
+    assert pred["ac"] == {"a": pytest.approx(46 / 45), "c": pytest.approx(4 * 46 / 45)}
+
+
+def test_calibration_pairs_by_hand():
+    # mutual affinities: a-b 0.3 + 0.2 = 0.5, a-c 0.0 + 0.1 = 0.1, b-c 0.1 + 0.2 = 0.3
+    m = {"a": {"a": 0.0, "b": 0.3, "c": 0.0},
+         "b": {"a": 0.2, "b": 0.0, "c": 0.1},
+         "c": {"a": 0.1, "b": 0.2, "c": 0.0}}
+    # k = 1: a -> b, b -> a, c -> b: {a, b} once, and {b, c}
+    assert calibration_pairs(m, ["a", "b", "c"], 1) == [("a", "b"), ("b", "c")]
+    # k = 2: every pair
+    assert calibration_pairs(m, ["a", "b", "c"], 2) == [("a", "b"), ("a", "c"), ("b", "c")]
+    # ties go to the earlier task: with all zeros, a -> b, b -> a, c -> a
+    zero = {u: {t: 0.0 for t in "abc"} for u in "abc"}
+    assert calibration_pairs(zero, ["a", "b", "c"], 1) == [("a", "b"), ("a", "c")]
 
 
 def test_symmetric_family_puts_the_transfer_on_affinity():

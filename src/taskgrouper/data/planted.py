@@ -69,6 +69,7 @@ from taskgrouper.tasks import TaskSpec
 __all__ = [
     "MAX_TASKS",
     "MIN_TASKS",
+    "SAMPLES_PER_FEATURE",
     "TRUTH_FILE",
     "VERSION",
     "PlantedFunctions",
@@ -317,12 +318,15 @@ def _correlations(signal: np.ndarray, sizes: Sequence[int], conflict: bool) -> d
     }
 
 
+#: Default training samples per input column of a planted family.
+SAMPLES_PER_FEATURE = 30
+
 def planted_family(n_tasks: int, *, clusters: int | Sequence[int] | None = None,
                    correlation: float = 0.8, noise: float = 0.3, conflict: bool = True,
                    few_label: float = 0.0, binary_every: int = 0,
                    features_per_cluster: int = 8, latent: int = 3, nuisance: int = 4,
-                   n_train: int = 600, n_val: int = 400, n_test: int = 1000, seed: int = 0,
-                   ) -> tuple[MultiTaskData, dict]:
+                   n_train: int | None = None, n_val: int = 400, n_test: int = 1000,
+                   seed: int = 0) -> tuple[MultiTaskData, dict]:
     """A family of tasks in planted clusters, and the truth about it.
 
     Args:
@@ -342,7 +346,11 @@ def planted_family(n_tasks: int, *, clusters: int | Sequence[int] | None = None,
         features_per_cluster: Input columns of each cluster's block.
         latent: Latent factors per cluster (at most ``features_per_cluster``).
         nuisance: Pure-noise input columns after the blocks.
-        n_train: Training samples.
+        n_train: Training samples; None: :data:`SAMPLES_PER_FEATURE` per input column (600
+            for 6 tasks in two clusters, 20 columns; 1800 for 30 tasks, 60 columns). A fixed
+            count starves large families: with 600 samples for 60 columns, single-task
+            networks of 8 hidden units overfit the other clusters' columns from the second
+            epoch and ended at the constant predictor's loss.
         n_val: Validation samples (fully labelled).
         n_test: Test samples (fully labelled).
         seed: Seed of the one generator every draw comes from.
@@ -358,6 +366,8 @@ def planted_family(n_tasks: int, *, clusters: int | Sequence[int] | None = None,
     """
     n_tasks = _check_n_tasks(n_tasks)
     sizes = _cluster_sizes(n_tasks, clusters, conflict)
+    if n_train is None:
+        n_train = SAMPLES_PER_FEATURE * (len(sizes) * features_per_cluster + nuisance)
     _check_params(correlation, noise, few_label, binary_every, features_per_cluster, latent,
                   nuisance, n_train, n_val, n_test)
     names = _task_names(n_tasks)

@@ -15,18 +15,26 @@ the effect of task ``u`` on task ``t``) becomes predicted losses through this mo
 
 where ``L_t(1)`` is the measured loss of the full-width single-task network of ``t``, ``T`` the
 number of tasks, ``s >= 0`` how much a unit of affinity lowers the loss, and ``b`` the cost of
-sharing the encoder with more tasks (capacity). ``s`` and ``b`` are fitted to the one
-multi-task network the run trained, the all-task network: its measured ratios ``L_t(all) /
-L_t(1) - 1 = b - s * a_t(all)``, one equation per task, by least squares with a ridge penalty
-``T * b^2`` on the capacity term. The penalty decides what one network cannot: when every task
-sees about the same mean affinity in it (a symmetric family), the two terms are
-indistinguishable, and the transfer is put on the affinity term (``b = 0``, ``s = -mean r /
-mean a``) rather than on group size, which would make every group of one size look alike. ``s``
-is held at 0 when the fit makes it negative (then ``b`` alone takes the transfer, shrunk by the
-same penalty), and a ratio below 0 counts as 0. Networks of one task, at any width, keep their
-measured losses. The model is exact on the networks it was fitted to; how well it ranks the
-others is measured, for any sweep with the exhaustive ground truth, by
-:mod:`taskgrouper.grouping.evaluation` (Spearman's rho of predicted against true losses).
+sharing the encoder with more tasks (capacity). ``s`` and ``b`` are fitted to the multi-task
+networks that were measured: the all-task network of the recording run, and the calibration
+pairs (each task with its ``k`` highest-affinity partners, trained at full width; see
+:func:`calibration_pairs`). Each (network, task) gives one equation ``L_t(N) / L_t(1) - 1 =
+b (|N|-1)/(T-1) - s a_t(N)``, solved by least squares with a ridge penalty ``T * b^2`` on the
+capacity term.
+
+Why the pairs: in the all-task network every task's mates are all the other tasks, so ``a_t``
+is nearly the same for every ``t`` and ``s`` is barely identified (on 30 planted tasks the fit
+gave ``s = 0``: every grouping of one size then looks alike, though the affinities themselves
+named a cluster mate as the top partner of 28 of the 30 tasks). The pairs vary the mean
+affinity at a fixed group size, which is what ``s`` measures. With no pairs the penalty
+decides what one network cannot: when every task sees about the same mean affinity (a
+symmetric family), the transfer is put on the affinity term (``b = 0``, ``s = -mean r / mean
+a``) rather than on group size. ``s`` is held at 0 when the fit makes it negative (then ``b``
+alone takes the transfer, shrunk by the same penalty), and a ratio below 0 counts as 0.
+Measured networks (every network of one task, at any width, and the calibration pairs) keep
+their measured losses. How well the model ranks the others is measured, for any sweep with
+the exhaustive ground truth, by :mod:`taskgrouper.grouping.evaluation` (Spearman's rho of
+predicted against true losses).
 
 This module is pure Python: no torch.
 """
@@ -37,8 +45,8 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-__all__ = ["AFFINITY_METHODS", "AffinityFit", "affinity_matrix", "fit_affinity_model",
-           "predict_losses"]
+__all__ = ["AFFINITY_METHODS", "AffinityFit", "affinity_matrix", "calibration_pairs",
+           "fit_affinity_model", "predict_losses"]
 
 #: The estimators one recording run measures.
 AFFINITY_METHODS: tuple[str, ...] = ("lookahead", "gradcos")
@@ -89,6 +97,24 @@ def _mean_affinity(matrix: Mapping[str, Mapping[str, float]], group: Sequence[st
     return math.fsum(matrix[u][t] for u in mates) / len(mates)
 
 
+def calibration_pairs(matrix: Mapping[str, Mapping[str, float]], tasks: Sequence[str],
+                      k: int = 1) -> list[tuple[str, str]]:
+    """Each task with its ``k`` partners of highest mutual affinity ``A[u][t] + A[t][u]``
+    (ties by task order), as sorted pairs in the order of ``tasks``, each pair once.
+
+    Example: with ``A[a][b] + A[b][a] = 0.5``, ``A[a][c] + A[c][a] = 0.1`` and ``A[b][c] +
+    A[c][b] = 0.3``, ``k = 1`` gives ``a`` -> b, ``b`` -> a, ``c`` -> b: pairs (a, b), (b, c).
+    """
+    order = {t: i for i, t in enumerate(tasks)}
+    out: set[tuple[str, str]] = set()
+    for t in tasks:
+        others = sorted((u for u in tasks if u != t),
+                        key=lambda u: (-(matrix[u][t] + matrix[t][u]), order[u]))
+        for u in others[:k]:
+            out.add((t, u) if order[t] < order[u] else (u, t))
+    return sorted(out, key=lambda p: (order[p[0]], order[p[1]]))
+
+
 @dataclass(frozen=True)
 class AffinityFit:
     """The fitted model: ``L_t(N) = L_t(1) * (1 + b * (|N|-1)/(T-1) - s * a_t(N))``."""
@@ -96,7 +122,7 @@ class AffinityFit:
     s: float
     b: float
     n_tasks: int
-    residual: float  # root mean square error of the fitted ratios on the all-task network
+    residual: float  # root mean square error of the fitted ratios on the measured networks
 
     def ratio(self, group_size: int, mean_affinity: float) -> float:
         """Predicted ``L_t(N) / L_t(1)`` for a task with ``group_size - 1`` mates."""
@@ -107,66 +133,81 @@ class AffinityFit:
 
 
 def fit_affinity_model(matrix: Mapping[str, Mapping[str, float]], single: Mapping[str, float],
-                       all_task: Mapping[str, float]) -> AffinityFit:
-    """Fit ``s >= 0`` and ``b`` to the all-task network (see the module docstring).
+                       all_task: Mapping[str, float],
+                       networks: Sequence[tuple[Sequence[str], Mapping[str, float]]] = ()
+                       ) -> AffinityFit:
+    """Fit ``s >= 0`` and ``b`` to the measured multi-task networks (module docstring).
+
+    Every (network, task) is one equation ``L_t(N) / L_t(1) - 1 = b x - s a``, with ``x =
+    (|N| - 1) / (T - 1)`` and ``a = a_t(N)``; the fit is least squares with the ridge penalty
+    ``T b^2``.
 
     Args:
         matrix: ``A[u][t]`` over the tasks.
         single: Task -> loss of its full-width single-task network.
         all_task: Task -> loss of the all-task network.
+        networks: More measured multi-task networks (the calibration pairs), each as
+            ``(tasks, {task: loss})``.
 
     Raises:
         ValueError: fewer than two tasks, or a single-task loss that is not positive.
     """
     tasks = list(single)
-    if len(tasks) < 2:
+    n = len(tasks)
+    if n < 2:
         raise ValueError("an affinity strategy needs at least two tasks")
     for t in tasks:
         if not (math.isfinite(single[t]) and single[t] > 0):
             raise ValueError(f"the single-task network of '{t}' has loss {single[t]}; the "
                              f"affinity model scales positive losses")
-    a = [_mean_affinity(matrix, tasks, t) for t in tasks]
-    r = [all_task[t] / single[t] - 1.0 for t in tasks]
-    n = len(tasks)
+    rows = []  # (x, a, r)
+    for group, losses in [(tasks, all_task), *networks]:
+        for t in group:
+            rows.append(((len(group) - 1) / (n - 1), _mean_affinity(matrix, group, t),
+                         losses[t] / single[t] - 1.0))
     lam = float(n)  # ridge weight on b (see the module docstring)
-    sa, sr = math.fsum(a), math.fsum(r)
-    saa = math.fsum(x * x for x in a)
-    sar = math.fsum(x * y for x, y in zip(a, r, strict=True))
-    # normal equations of sum (b - s a_t - r_t)^2 + lam b^2:
-    #   (n + lam) b - sa s = sr ;  sa b - saa s = sar
-    det = -(n + lam) * saa + sa * sa
-    s = ((n + lam) * sar - sa * sr) / det if abs(det) > 1e-300 else 0.0
+    sxx = math.fsum(x * x for x, _, _ in rows) + lam
+    sxa = math.fsum(x * a for x, a, _ in rows)
+    saa = math.fsum(a * a for _, a, _ in rows)
+    sxr = math.fsum(x * r for x, _, r in rows)
+    sar = math.fsum(a * r for _, a, r in rows)
+    # normal equations of sum (b x - s a - r)^2 + lam b^2:
+    #   sxx b - sxa s = sxr ;  sxa b - saa s = sar
+    det = -sxx * saa + sxa * sxa
+    s = (sxx * sar - sxa * sxr) / det if abs(det) > 1e-300 else 0.0
     if s <= 0:
         s = 0.0
-        b = sr / (n + lam)
+        b = sxr / sxx
     else:
-        b = (sr + sa * s) / (n + lam)
-    residual = math.sqrt(math.fsum((b - s * x - y) ** 2 for x, y in zip(a, r, strict=True)) / n)
+        b = (sxr + sxa * s) / sxx
+    residual = math.sqrt(math.fsum((b * x - s * a - r) ** 2 for x, a, r in rows) / len(rows))
     return AffinityFit(s=s, b=b, n_tasks=n, residual=residual)
 
 
 def predict_losses(matrix: Mapping[str, Mapping[str, float]], fit: AffinityFit,
                    single: Mapping[str, float], networks: Sequence,
                    measured: Mapping[str, Mapping[str, float]]) -> dict[str, dict[str, float]]:
-    """Losses selection sees: measured for networks of one task, the model for the others.
+    """Losses selection sees: measured where measured (every network of one task, and the
+    calibration pairs), the model for the others.
 
     Args:
         matrix: ``A[u][t]``.
         fit: From :func:`fit_affinity_model`.
         single: Task -> full-width single-task loss.
         networks: Candidates (``.name``, ``.tasks``, ``.width``) selection chooses among.
-        measured: Network name -> {task: loss} of the measured single-task networks.
+        measured: Network name -> {task: loss} of the measured networks (every single-task
+            network, and any multi-task network measured at its selectable width).
 
     Raises:
         KeyError: a single-task network that was not measured (names it).
     """
     out: dict[str, dict[str, float]] = {}
     for c in networks:
-        if len(c.tasks) == 1:
-            if c.name not in measured:
-                raise KeyError(f"network '{c.name}' has no measured loss")
+        if c.name in measured:
             out[c.name] = dict(measured[c.name])
             continue
+        if len(c.tasks) == 1:
+            raise KeyError(f"network '{c.name}' has no measured loss")
         out[c.name] = {t: single[t] * fit.ratio(len(c.tasks), _mean_affinity(matrix, c.tasks, t))
                        for t in c.tasks}
     return out

@@ -61,7 +61,8 @@ def strategies_of(config: ExperimentConfig, names: Sequence[str] | str | None = 
 
     sc = sc if sc is not None else SearchConfig()
     out = [get_strategy(n, fraction=sc.esa_fraction, epochs=sc.esa_epochs,
-                        max_group_size=sc.max_group_size, affinity_every=sc.affinity_every)
+                        max_group_size=sc.max_group_size, affinity_every=sc.affinity_every,
+                        calibration_pairs=sc.calibration_pairs)
            for n in names]
     if not out:
         raise ValueError("no strategy given; choose from " + ", ".join(STRATEGIES))
@@ -152,7 +153,8 @@ def _identity_check(out: Path, config: ExperimentConfig) -> None:
 
     searched = config.model_dump(mode="json")["search"]
     if searched is not None:  # settings added later count only when set (older folders resume)
-        for key, default in (("max_group_size", None), ("affinity_every", 5)):
+        for key, default in (("max_group_size", None), ("affinity_every", 5),
+                             ("calibration_pairs", 1)):
             if searched.get(key) == default:
                 searched.pop(key)
         searched.pop("select_time_limit", None)  # how long selection may take: not what it is
@@ -249,11 +251,23 @@ def search(config: ExperimentConfig, out_dir: str | Path, *,
         log(f"phase 1: {len(specs)} runs ({todo} to train)")
         run_sweep(specs, out, **sweep)
         records = {r.id: r for r in store.records()}
+        measured = {rid: r.val_losses for rid, r in records.items()}
+        extras = {rid: r.extra for rid, r in records.items() if r.extra}
+
+        # Phase 1b: the affinity strategies' calibration pairs, chosen from the affinities.
+        calibration = [(c, s, "candidate") for s in chosen_strategies
+                       for c in s.calibration(tasks, measured, extras)]
+        specs1b = [sp for sp in _specs(base, calibration) if sp.id not in records]
+        if calibration:
+            log(f"calibration pairs: {len({c.run_id for c, _, _ in calibration})} "
+                f"({len(specs1b)} to train)")
+        if specs1b:
+            run_sweep(specs1b, out, **sweep)
+            records = {r.id: r for r in store.records()}
+            measured = {rid: r.val_losses for rid, r in records.items()}
 
         widths = {c.width for c in c0} | {c.width for c, _, _ in phase1}
         measured_snt = _measured_snt(config, data.input_shape, widths)
-        measured = {rid: r.val_losses for rid, r in records.items()}
-        extras = {rid: r.extra for rid, r in records.items() if r.extra}
         estimates, raw_selections, fits = {}, {}, {}
         for s in chosen_strategies:
             if s.name in AFFINITY_STRATEGIES:
@@ -355,7 +369,14 @@ def _results(config, tasks, budgets, strategies, records, full, estimates, raw_s
                 for b, sel in zip(budgets, raw_selections[s.name], strict=True)]
         chosen = {n for sel in raw_selections[s.name] if not isinstance(sel, InfeasibleBudget)
                   for n in sel.networks}
-        run_ids = [c.run_id for c in s.plan(tasks)] + [by_name[n].full().run_id for n in chosen]
+        estimated = [c.run_id for c in s.plan(tasks)]
+        calibration = []
+        if s.name in AFFINITY_STRATEGIES:
+            measured = {rid: r.val_losses for rid, r in records.items()}
+            extras = {rid: r.extra for rid, r in records.items() if r.extra}
+            calibration = s.calibration(tasks, measured, extras)
+            estimated += [c.run_id for c in calibration]
+        run_ids = estimated + [by_name[n].full().run_id for n in chosen]
         stats: dict[str, Any] = {}
         if s.name == "esa":
             # Pooled over (network, task) as the paper reports it, and within each task
@@ -380,11 +401,12 @@ def _results(config, tasks, budgets, strategies, records, full, estimates, raw_s
             stats = {"model": "L_t(N) = L_t(1) * (1 + b (|N|-1)/(T-1) - s * mean affinity "
                               "onto t from its mates)",
                      "s": fit.s, "b": fit.b, "fit_rmse": fit.residual,
+                     "calibration_pairs": [list(c.tasks) for c in calibration],
                      "affinity": matrix, "affinity_run": run.id,
                      "recorded_steps": run.extra["affinity"].get("steps")}
         out_strategies[s.name] = {
             "compute": _compute(records, run_ids),
-            "estimation_compute": _compute(records, [c.run_id for c in s.plan(tasks)]),
+            "estimation_compute": _compute(records, estimated),
             "selections": sels, "stats": stats}
     main = strategies[0].name
     results: dict[str, Any] = {

@@ -16,8 +16,10 @@ A strategy answers three questions (Standley et al., 2020, Sec. 3.3):
   the mean of ``t``'s loss over the two-task networks it contains.
 - ``lookahead`` and ``gradcos`` (beyond the paper): one all-task network trained to
   convergence while it records task affinities (:mod:`taskgrouper.train.affinity`), plus the
-  single-task networks at every width; every multi-task network's losses are predicted from
-  the affinities (:mod:`taskgrouper.grouping.affinity`). One recording run serves both.
+  single-task networks at every width; then the calibration pairs (each task with its
+  ``calibration_pairs`` highest-affinity partners) to fit the loss model; every other
+  multi-task network's losses are predicted from the affinities
+  (:mod:`taskgrouper.grouping.affinity`). One recording run serves both.
 
 With ``max_group_size`` the networks selection chooses among (and the exhaustive and ESA
 plans) hold at most that many tasks; that is how tens of tasks are searched.
@@ -67,6 +69,9 @@ class Strategy:
         epochs: For ``esa``: passes over that fraction (the paper: 1).
         max_group_size: Most tasks in one network selection may choose (None: any).
         affinity_every: For ``lookahead`` and ``gradcos``: record every this many steps.
+        calibration_pairs: For ``lookahead`` and ``gradcos``: each task's this many
+            highest-affinity partners are trained as pairs to fit the loss model (0: fit on
+            the all-task network alone).
     """
 
     name: str
@@ -74,13 +79,38 @@ class Strategy:
     epochs: int = 1
     max_group_size: int | None = None
     affinity_every: int = 5
+    calibration_pairs: int = 1
 
     def affinity_run(self, tasks: Sequence[str]) -> Candidate:
         """The all-task network that records affinities (``lookahead``, ``gradcos``)."""
         return Candidate(tuple(tasks), 1.0, affinity_every=self.affinity_every)
 
+    def calibration(self, tasks: Sequence[str], measured: Mapping[str, Losses],
+                    extras: Mapping[str, Mapping]) -> list[Candidate]:
+        """The pairs an affinity strategy trains after its recording run (phase 1b), chosen
+        from the recorded affinities; [] for the other strategies."""
+        if self.name not in AFFINITY_STRATEGIES or not self.calibration_pairs:
+            return []
+        if len(tasks) <= 2 or (self.max_group_size is not None and self.max_group_size < 2):
+            return []  # with two tasks the one pair is the recording run's network
+        from taskgrouper.grouping.affinity import calibration_pairs
+
+        matrix = self._matrix(tasks, measured, extras)
+        return [Candidate(p) for p in calibration_pairs(matrix, tasks, self.calibration_pairs)]
+
+    def _matrix(self, tasks, measured, extras):
+        from taskgrouper.grouping.affinity import affinity_matrix
+
+        run = self.affinity_run(tasks).run_id
+        _get(measured, run)
+        recorded = (extras.get(run) or {}).get("affinity")
+        if recorded is None:
+            raise KeyError(f"run '{run}' recorded no affinities; delete its folder and run "
+                           f"the search again")
+        return affinity_matrix(recorded, self.name, tasks, run)
+
     def plan(self, tasks: Sequence[str]) -> list[Candidate]:
-        """Phase-1 candidate runs."""
+        """Phase-1 candidate runs (an affinity strategy adds :meth:`calibration` after)."""
         if self.name == "exhaustive":
             return search_candidates(tasks, max_size=self.max_group_size)
         if self.name == "esa":
@@ -125,23 +155,17 @@ class Strategy:
 
     def affinity_estimate(self, tasks: Sequence[str], measured: Mapping[str, Losses],
                           extras: Mapping[str, Mapping]):
-        """``(losses, fit, matrix)`` of an affinity strategy (see :meth:`estimate`)."""
-        from taskgrouper.grouping.affinity import (
-            affinity_matrix,
-            fit_affinity_model,
-            predict_losses,
-        )
+        """``(losses, fit, matrix)`` of an affinity strategy (see :meth:`estimate`); the
+        calibration pairs must be in ``measured``."""
+        from taskgrouper.grouping.affinity import fit_affinity_model, predict_losses
 
-        run = self.affinity_run(tasks).run_id
-        all_task = _get(measured, run)
-        recorded = (extras.get(run) or {}).get("affinity")
-        if recorded is None:
-            raise KeyError(f"run '{run}' recorded no affinities; delete its folder and run "
-                           f"the search again")
-        matrix = affinity_matrix(recorded, self.name, tasks, run)
-        known = {c.name: dict(_get(measured, c.run_id)) for c in singles(tasks)}
+        all_task = _get(measured, self.affinity_run(tasks).run_id)
+        matrix = self._matrix(tasks, measured, extras)
+        pairs = self.calibration(tasks, measured, extras)
+        known = {c.name: dict(_get(measured, c.run_id)) for c in singles(tasks) + pairs}
         single = {t: known[Candidate((t,)).name][t] for t in tasks}
-        fit = fit_affinity_model(matrix, single, all_task)
+        fit = fit_affinity_model(matrix, single, all_task,
+                                 [(c.tasks, known[c.name]) for c in pairs])
         return predict_losses(matrix, fit, single, self.selectable(tasks), known), fit, matrix
 
 
@@ -149,7 +173,8 @@ STRATEGIES: tuple[str, ...] = ("exhaustive", "esa", "hoa", *AFFINITY_STRATEGIES)
 
 
 def get_strategy(name: str, *, fraction: float = 0.2, epochs: int = 1,
-                 max_group_size: int | None = None, affinity_every: int = 5) -> Strategy:
+                 max_group_size: int | None = None, affinity_every: int = 5,
+                 calibration_pairs: int = 1) -> Strategy:
     """A strategy by name.
 
     Raises:
@@ -166,7 +191,9 @@ def get_strategy(name: str, *, fraction: float = 0.2, epochs: int = 1,
         raise ValueError(f"search.max_group_size must be at least 1, got {max_group_size}")
     if affinity_every < 1:
         raise ValueError(f"search.affinity_every must be at least 1, got {affinity_every}")
-    return Strategy(name, fraction, epochs, max_group_size, affinity_every)
+    if calibration_pairs < 0:
+        raise ValueError(f"search.calibration_pairs must be 0 or more, got {calibration_pairs}")
+    return Strategy(name, fraction, epochs, max_group_size, affinity_every, calibration_pairs)
 
 
 def _get(measured: Mapping[str, Losses], run_id: str) -> Mapping[str, float]:
