@@ -173,3 +173,19 @@ def test_data_planted_cluster_sizes_and_bad_input(tmp_path, capsys):
     code, _, err = run_cli(["data", "planted", "--tasks", "6", "--out", str(tmp_path / "c")],
                            capsys)
     assert code == 2 and "--force" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("extra, hint", [
+    (["--executor", "rai"], "did you mean 'ray'?"),
+    (["--address", "auto"], "--address is a Ray option; add --executor ray"),
+    (["--executor", "ray", "--cpus-per-run", "0"], "CPUs per run must be positive, got 0"),
+    (["--executor", "ray", "--max-retries", "-1"], "max_retries must be 0 or more, got -1"),
+])
+def test_executor_options_are_checked_before_any_run(tmp_path, capsys, extra, hint):
+    config = with_changes(search={"strategy": "exhaustive", "budgets": "1"})
+    out = tmp_path / "sweep"
+    code, _, err = run_cli(["search", str(write_config(tmp_path, config)), "--out", str(out),
+                            "--quiet", *extra], capsys)
+    assert code == 2
+    assert hint in err
+    assert not out.exists()  # refused before the sweep folder was made

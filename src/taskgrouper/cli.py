@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 __all__ = ["main"]
@@ -27,9 +28,17 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if args.epochs:
         overrides["train.epochs"] = args.epochs
     config = load_config(args.config, overrides)
-    result = train(config, args.out, progress=not args.quiet)
-    print(_train_summary(result))
-    print(f"wrote {args.out}/metrics.json, log.json, best.pt")
+    rank = int(os.environ.get("RANK", "0"))  # under torchrun, rank 0 alone speaks
+    try:
+        result = train(config, args.out, progress=not args.quiet and rank == 0)
+    finally:
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized():
+            dist.destroy_process_group()
+    if rank == 0:
+        print(_train_summary(result))
+        print(f"wrote {args.out}/metrics.json, log.json, best.pt")
     return 0
 
 
@@ -134,9 +143,43 @@ def _cluster_option(text: str) -> int | list[int]:
 
 
 def _executor(args: argparse.Namespace):
-    if getattr(args, "executor", "local") == "local":
+    name = getattr(args, "executor", "local")
+    ray_options = ("address", "cpus_per_run", "gpus_per_run", "max_retries")
+    if name == "local":
+        given = [o for o in ray_options if getattr(args, o, None) is not None]
+        if given:
+            raise UsageError(f"--{given[0].replace('_', '-')} is a Ray option; add "
+                             f"--executor ray")
         return None
-    raise UsageError(f"--executor {args.executor}: only 'local' is available in this version")
+    if name != "ray":
+        from taskgrouper.tasks import closest
+
+        raise UsageError(f"--executor {name}: unknown; {closest(name, ['local', 'ray'])}")
+    from taskgrouper.runs.ray_executor import RayExecutor
+
+    def opt(key, default):
+        value = getattr(args, key, None)
+        return default if value is None else value
+
+    try:
+        return RayExecutor(args.address, num_cpus=opt("cpus_per_run", 1),
+                           num_gpus=opt("gpus_per_run", 0), max_retries=opt("max_retries", 3),
+                           local_cpus=getattr(args, "workers", None))
+    except ValueError as err:
+        raise UsageError(str(err)) from None
+
+
+def _add_executor_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--executor", default="local",
+                   help="local (default: a process pool on this machine) or ray (a Ray "
+                        "cluster; pip install 'taskgrouper[ray]')")
+    p.add_argument("--address", help="ray: the cluster, 'auto' (the one `ray start` runs "
+                                     "here) or HOST:PORT of its head; default: a Ray instance "
+                                     "on this machine with --workers CPUs")
+    p.add_argument("--cpus-per-run", type=float, help="ray: CPUs each run holds (default 1)")
+    p.add_argument("--gpus-per-run", type=float, help="ray: GPUs each run holds (default 0)")
+    p.add_argument("--max-retries", type=int,
+                   help="ray: times a run whose worker died is started again (default 3)")
 
 
 def _search_summary(results: dict, out: str) -> str:
@@ -202,10 +245,11 @@ def _parser() -> argparse.ArgumentParser:
                                       "select at every budget, report")
     p.add_argument("config", help="experiment YAML with a search section (see configs/)")
     p.add_argument("--out", required=True, help="sweep folder; an existing one is resumed")
-    p.add_argument("--strategy", help="exhaustive, esa, hoa (comma-separated for several); "
-                                      "default: search.strategy of the config")
+    p.add_argument("--strategy", help="exhaustive, esa, hoa, lookahead, gradcos "
+                                      "(comma-separated for several); default: "
+                                      "search.strategy of the config")
     p.add_argument("--workers", type=int, default=1, help="parallel training processes")
-    p.add_argument("--executor", default="local", help="local (default)")
+    _add_executor_options(p)
     p.add_argument("--device", help="auto (default), cpu, cuda, ...")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_search)
@@ -215,7 +259,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("config", help="experiment YAML with a bench section (see configs/)")
     p.add_argument("--out", required=True, help="bench folder; an existing one is resumed")
     p.add_argument("--workers", type=int, default=1, help="parallel training processes")
-    p.add_argument("--executor", default="local", help="local (default)")
+    _add_executor_options(p)
     p.add_argument("--device", help="auto (default), cpu, cuda, ...")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_bench)
@@ -224,7 +268,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="taskgrouper-demo", help="output folder (resumable)")
     p.add_argument("--quick", action="store_true", help="three tasks, a few minutes")
     p.add_argument("--workers", type=int, help="parallel training processes (default: cores)")
-    p.add_argument("--executor", default="local", help="local (default)")
+    _add_executor_options(p)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_demo)
 
@@ -252,7 +296,8 @@ def _parser() -> argparse.ArgumentParser:
                         "fraction of its training labels (e.g. 0.2; default 0: none)")
     p.add_argument("--binary-every", type=int,
                    help="make every K-th task binary (default 0: all regression)")
-    p.add_argument("--n-train", type=int, help="training samples (default 600)")
+    p.add_argument("--n-train", type=int, help="training samples (default 30 per input "
+                   "column: 600 for 6 tasks, 1800 for 30)")
     p.add_argument("--n-val", type=int, help="validation samples (default 400)")
     p.add_argument("--n-test", type=int, help="test samples (default 1000)")
     p.add_argument("--force", action="store_true",

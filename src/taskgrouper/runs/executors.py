@@ -8,8 +8,8 @@ dataset), and stores each result as the iterator yields it. Implementations:
   per-epoch progress bars).
 - :class:`LocalExecutor`: a pool of forked worker processes on this machine; each worker gets
   ``cores // workers`` torch threads so N concurrent runs do not oversubscribe the cores.
-- A Ray executor (cluster) implements the same method: ``ray.put(shared)`` once, one task per
-  item, ``ray.wait`` to yield them as they finish.
+- :class:`taskgrouper.runs.ray_executor.RayExecutor`: one Ray task per item on a cluster
+  (``ray.put(shared)`` once, ``ray.wait`` to yield them as they finish, dead workers retried).
 """
 
 from __future__ import annotations
@@ -256,15 +256,23 @@ def _stop_workers(pool: ProcessPoolExecutor) -> None:
             process.terminate()
 
 
-#: Executor names accepted by :func:`build_executor` (a Ray executor adds a row here).
+def _ray(workers: int) -> Executor:
+    from taskgrouper.runs.ray_executor import RayExecutor  # ray itself is imported on use
+
+    return RayExecutor(local_cpus=workers)
+
+
+#: Executor names accepted by :func:`build_executor`.
 EXECUTORS: dict[str, Callable[[int], Executor]] = {
     "inline": lambda workers: InlineExecutor(),
     "local": lambda workers: LocalExecutor(workers),
+    "ray": _ray,
 }
 
 
 def build_executor(executor: str | Executor | None = None, workers: int = 1) -> Executor:
-    """An executor from a name (``inline``, ``local``) or an instance.
+    """An executor from a name (``inline``, ``local``, ``ray``: a local Ray instance with
+    ``workers`` CPUs, or the cluster Ray is already initialised with) or an instance.
 
     None picks :class:`InlineExecutor` for ``workers == 1`` and ``LocalExecutor(workers)``
     above.

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import os
+import socket
 import traceback
 from collections import Counter
 from collections.abc import Iterable
@@ -153,6 +154,7 @@ def _train_spec(spec: RunSpec, data=None, *, out_dir: str, progress: bool):
         def log(message: str) -> None:
             print(message, file=handle, flush=True)
 
+        log(f"run {spec.id}: process {os.getpid()} on {socket.gethostname()}")
         return trainer.train(config, run_dir, data=data, progress=progress, log=log)
 
 
