@@ -42,9 +42,41 @@ def task_gradients(losses: Sequence[Tensor], inputs: Sequence[Tensor], *,
             call launches fewer, larger kernels, which may pay off on a GPU (not measured
             here; on CPU the loop is faster, see ``bench/bench_balancers.py``).
 
+    Under torchrun (data-parallel training, :mod:`taskgrouper.train.distributed`) the gradients
+    with respect to parameters are averaged over the ranks, so every rank holds the gradients
+    of the global batch; gradients with respect to per-sample activations cannot be, and are
+    refused.
+
     Returns:
         ``(T, N)`` float32 matrix on the inputs' device, ``N = sum(x.numel() for x in inputs)``.
+
+    Raises:
+        RuntimeError: under data-parallel training, an input that is not a parameter.
     """
+    from taskgrouper.train.distributed import all_average, distributed
+
+    if not distributed():
+        return _local_task_gradients(losses, inputs, batched=batched, reached=reached)
+    if not all(isinstance(x, nn.Parameter) for x in inputs):
+        raise RuntimeError(
+            "this balancer combines per-task gradients of the shared representation, which "
+            "are per sample and differ between the ranks of a data-parallel (torchrun) run; "
+            "use its shared-parameter variant (balancer option rep: false, where it has one), "
+            "another balancer, or train in one process")
+    local_reached = [False] * len(inputs)
+    out = all_average(_local_task_gradients(losses, inputs, batched=batched,
+                                            reached=local_reached))
+    if reached is not None:
+        from taskgrouper.train.distributed import all_sum
+
+        flags = all_sum(torch.tensor(local_reached, dtype=torch.float32, device=out.device))
+        reached[:] = [bool(f > 0) for f in flags.tolist()]
+    return out
+
+
+def _local_task_gradients(losses: Sequence[Tensor], inputs: Sequence[Tensor], *,
+                          batched: bool, reached: list[bool] | None) -> Tensor:
+    """:func:`task_gradients` on this process's batch."""
     n_tasks = len(losses)
     sizes = [x.numel() for x in inputs]
     device = inputs[0].device if inputs else losses[0].device

@@ -501,11 +501,23 @@ def train(config: ExperimentConfig, out_dir: str | Path, *, data: MultiTaskData 
     Returns:
         The measured :class:`TrainResult` (also in ``out_dir/metrics.json``).
 
+    Under ``torchrun`` (``WORLD_SIZE > 1``) the run trains data-parallel, one process per
+    device, and rank 0 alone writes ``out_dir`` and the messages
+    (:mod:`taskgrouper.train.distributed`).
+
     Raises:
         TrainingDiverged: a task loss became NaN/inf (names the task and epoch).
         ValueError: an output folder holding a different run, a bad device or name.
     """
+    from taskgrouper.train import distributed as dp
+
     check_names(config)
+    ctx = dp.setup(config.train.device)
+    if not ctx.is_main:
+        log = _silent
+    if ctx.active and config.train.affinity_every:
+        raise ValueError("train.affinity_every records task affinities in one process; set it "
+                         "to 0 under torchrun, or train the recording run without torchrun")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     identity = run_identity(config)
@@ -515,7 +527,7 @@ def train(config: ExperimentConfig, out_dir: str | Path, *, data: MultiTaskData 
         if previous != identity:
             raise ValueError(f"output folder '{out}' holds a run of a different config; pass a "
                              f"new --out, or delete the folder to start over")
-    else:
+    elif ctx.is_main:
         write_json_atomic(identity, config_path)
     if (out / "metrics.json").exists():
         saved = json.loads((out / "metrics.json").read_text())
@@ -525,8 +537,15 @@ def train(config: ExperimentConfig, out_dir: str | Path, *, data: MultiTaskData 
     tc = config.train
     if tc.threads:
         torch.set_num_threads(tc.threads)
-    device = resolve_device(tc.device)
+    device = (torch.device("cuda", ctx.local_rank)
+              if ctx.active and tc.device in ("auto", "cuda") and torch.cuda.is_available()
+              else resolve_device(tc.device))
     amp_dtype = _amp_dtype(device, tc.precision)
+    if ctx.active:
+        import torch.distributed as dist
+
+        log(f"data-parallel: {ctx.world} processes ({dist.get_backend()}), global batch "
+            f"{tc.batch_size}, about {tc.batch_size // ctx.world} rows per process")
 
     if data is None:
         data = load_dataset(config.data, config.tasks)
@@ -551,6 +570,8 @@ def train(config: ExperimentConfig, out_dir: str | Path, *, data: MultiTaskData 
                         options=config.model.options, hidden=config.model.hidden).to(device)
     memory_format = _memory_format(tc.memory_format, data.input_shape)
     model = model.to(memory_format=memory_format)
+    if ctx.active:
+        dp.broadcast_state(model)  # one initialisation on every rank
     balancer: Balancer = build_balancer(config.balancer.name, weights=config.balancer.weights,
                                         **config.balancer.options)
     balancer.setup(tasks, model)
@@ -618,6 +639,10 @@ def train(config: ExperimentConfig, out_dir: str | Path, *, data: MultiTaskData 
         bar = _progress(train_t.batches(order, tc.batch_size), progress,
                         f"epoch {epoch}/{tc.epochs}", total=steps_per_epoch)
         for step, (x, batch_targets, _, n_batch) in enumerate(bar):
+            if ctx.active:  # this rank's rows of the global batch
+                x = x[ctx.rank::ctx.world]
+                batch_targets = {t: v[ctx.rank::ctx.world] for t, v in batch_targets.items()}
+                n_batch = int(x.shape[0])
             x = x.to(device, non_blocking=True).contiguous(memory_format=memory_format)
             batch_targets = {t: batch_targets[t].to(device, non_blocking=True) for t in tasks}
             with autocast:
@@ -636,8 +661,9 @@ def train(config: ExperimentConfig, out_dir: str | Path, *, data: MultiTaskData 
             stacked = torch.stack([losses[t].detach() for t in tasks])
             running += stacked.double() * n_batch
             if step % check_every == 0 or step == steps_per_epoch - 1:
-                if not bool(torch.isfinite(running).all()):
-                    bad = [t for t, v in zip(tasks, running.tolist(), strict=True)
+                seen = dp.all_sum(running.clone()) if ctx.active else running  # ranks agree
+                if not bool(torch.isfinite(seen).all()):
+                    bad = [t for t, v in zip(tasks, seen.tolist(), strict=True)
                            if not math.isfinite(v)]
                     raise TrainingDiverged(
                         f"{out}: loss of task(s) {', '.join(bad)} became NaN/inf in epoch "
@@ -651,6 +677,8 @@ def train(config: ExperimentConfig, out_dir: str | Path, *, data: MultiTaskData 
                     return [v.item() for v in _task_losses(specs, again_out, targets).values()]
 
                 recorder.record(task_grads, optimizer, again)
+            if ctx.active:
+                dp.average_gradients(list(model.parameters()) + balancer.parameters())
             if scaler.is_enabled():
                 scaler.step(optimizer)
                 scaler.update()
@@ -659,8 +687,12 @@ def train(config: ExperimentConfig, out_dir: str | Path, *, data: MultiTaskData 
             schedule.after_step()
             for t in tasks:
                 weight_sum[t] += weights[t]
+        if ctx.active:
+            dp.all_sum(running)  # the global batch's losses
         train_losses = dict(zip(tasks, (running / n_train).tolist(), strict=True))
         train_seconds = time.perf_counter() - t0
+        if ctx.active:  # normalisation statistics met only this rank's rows: average them
+            dp.average_buffers(model)
         val = evaluate_split(model, val_t, specs, device, tc.eval_batch_size, amp_dtype,
                              quick=True)
         val_losses = {t: val[t]["loss"] for t in tasks}
@@ -673,7 +705,8 @@ def train(config: ExperimentConfig, out_dir: str | Path, *, data: MultiTaskData 
         improved = val_total < best_val
         if improved:
             best_val, best_epoch, bad_epochs = val_total, epoch, 0
-            save_checkpoint({"model": model.state_dict(), "epoch": epoch}, out / "best.pt")
+            if ctx.is_main:
+                save_checkpoint({"model": model.state_dict(), "epoch": epoch}, out / "best.pt")
         else:
             bad_epochs += 1
         history.append({"epoch": epoch, "lr": lr_used, "train": train_losses, "val": val,
@@ -681,16 +714,16 @@ def train(config: ExperimentConfig, out_dir: str | Path, *, data: MultiTaskData 
                         "weights": {t: w / steps_per_epoch for t, w in weight_sum.items()},
                         "seconds": seconds, "train_seconds": train_seconds,
                         "samples": n_train})
-        save_checkpoint({
-            "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-            "schedule": schedule.state_dict(), "balancer": balancer.state_dict(),
-            "scaler": scaler.state_dict(), "generator": generator.get_state(),
-            "torch_rng": torch.get_rng_state(), "history": history, "epoch": epoch,
-            "best_val": best_val, "best_epoch": best_epoch, "bad_epochs": bad_epochs,
-            "samples": samples, "wall_s": wall,
-            "affinity": recorder.state_dict() if recorder is not None else None},
-            out / "last.pt")
-        write_json_atomic({"tasks": tasks, "epochs": history}, out / "log.json")
+        if ctx.is_main:
+            _save_last(out, {
+                "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                "schedule": schedule.state_dict(), "balancer": balancer.state_dict(),
+                "scaler": scaler.state_dict(), "generator": generator.get_state(),
+                "torch_rng": torch.get_rng_state(), "history": history, "epoch": epoch,
+                "best_val": best_val, "best_epoch": best_epoch, "bad_epochs": bad_epochs,
+                "samples": samples, "wall_s": wall,
+                "affinity": recorder.state_dict() if recorder is not None else None},
+                history, tasks)
         log(f"epoch {epoch}: train {sum(train_losses.values()):.4f}  val {val_total:.4f}"
             f"{'  *' if improved else ''}  lr {lr_used:.3g}  {seconds:.1f}s")
         if bad_epochs >= tc.patience:
@@ -698,6 +731,7 @@ def train(config: ExperimentConfig, out_dir: str | Path, *, data: MultiTaskData 
             stopped_early = True
 
     # Final evaluation of the kept (best) weights.
+    dp.barrier()  # rank 0 has written best.pt
     best = load_checkpoint(out / "best.pt", device)
     model.load_state_dict(best["model"])
     test_t = _as_tensors(data, "test", specs, workers)
@@ -709,8 +743,19 @@ def train(config: ExperimentConfig, out_dir: str | Path, *, data: MultiTaskData 
                          epochs_run=len(history), train_samples=samples, wall_s=wall,
                          cost=_cost(model, config, data.input_shape),
                          extra={} if recorder is None else {"affinity": recorder.result()})
-    write_json_atomic(asdict(result), out / "metrics.json")
+    if ctx.is_main:
+        write_json_atomic(asdict(result), out / "metrics.json")
     return result
+
+
+def _silent(message: str) -> None:
+    """The log of ranks other than 0 under torchrun."""
+
+
+def _save_last(out: Path, state: dict, history: list, tasks: list[str]) -> None:
+    """The epoch's resumable checkpoint and the log (rank 0 only under torchrun)."""
+    save_checkpoint(state, out / "last.pt")
+    write_json_atomic({"tasks": tasks, "epochs": history}, out / "log.json")
 
 
 def _task_losses(specs: dict[str, TaskSpec], out_t, targets: dict[str, Tensor]
