@@ -142,3 +142,34 @@ def test_entries_score_test_by_the_validation_assignment():
     assert e["networks"] == ["a", "ab"] and e["cost"] == pytest.approx(1.5)
     assert e["assignment"] == {"a": "ab", "b": "ab"}
     assert e["val_total"] == pytest.approx(0.7) and e["test_total"] == pytest.approx(1.1)
+
+
+def test_random_groupings_draw_uniformly_among_feasible_networks():
+    # Tasks a, b; networks ab (cost 1), a and b (cost 0.5 each); budget 1. First pick: all
+    # three leave enough budget (ab: 1 + 0; a: 0.5 + cheapest cover of {b} = 0.5), each with
+    # probability 1/3. After a (or b) only the other single fits (ab would cost 1 > 0.5 left).
+    # Solutions: {ab} with p = 1/3 (test 0.4 + 0.4 = 0.8), {a, b} with p = 2/3 (0.5 + 0.6 =
+    # 1.1): mean 0.8/3 + 2.2/3 = 1.0; the test totals' sd is 0.3 * sqrt(2/9) = 0.141, so the
+    # mean of 4000 trials has a standard error of 0.0022.
+    val = [Network("ab", 1.0, {"a": 0.4, "b": 0.4}), Network("a", 0.5, {"a": 0.5}),
+           Network("b", 0.5, {"b": 0.6})]
+    out = random_groupings(val, val, [1.0], ["a", "b"], trials=4000, seed=1)[0]
+    assert out["test_total"] == pytest.approx(1.0, abs=0.01)
+    assert out["std"] == pytest.approx(0.3 * (2 / 9) ** 0.5, abs=0.01)
+
+
+def test_random_groupings_at_a_tight_budget_on_many_tasks():
+    # 12 tasks; every group of 1 to 3 tasks at cost 1, plus half-size singles (cost 0.5). At
+    # budget 4 the only valid solutions are partitions into four triples: each of the 20
+    # trials must be one (no dead end), and each task's loss is its triple's.
+    tasks = [f"t{j:02d}" for j in range(12)]
+    pool = [Network(t + "@0.5", 0.5, {t: 1.0}) for t in tasks]
+    for size in (1, 2, 3):
+        for group in itertools.combinations(tasks, size):
+            pool.append(Network("+".join(group), 1.0, {t: 0.1 * size for t in group}))
+    out = random_groupings(pool, pool, [4.0], tasks, trials=20, seed=0)[0]
+    assert out["trials"] == 20 and "stopped" not in out
+    assert out["test_total"] == pytest.approx(12 * 0.3) and out["std"] == pytest.approx(0)
+    # a time limit of 0 s stops after the first trial, and says so
+    quick = random_groupings(pool, pool, [4.0], tasks, trials=20, seed=0, time_limit=0)[0]
+    assert quick["trials"] == 1 and quick["stopped"] == "time limit"
