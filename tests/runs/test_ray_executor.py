@@ -10,15 +10,12 @@ import threading
 import time
 
 import pytest
+import ray  # the ray extra: `make install` installs it, so its absence fails rather than skips
 from sweep_helpers import tabular, tabular_spec, three_specs
 from test_sweep import QUIET, numbers, stored_once
 
 from taskgrouper.runs import run_sweep
-
-ray = pytest.importorskip("ray", reason="the ray extra is not installed (pip install "
-                                        "'taskgrouper[ray]'); make install installs it")
-
-from taskgrouper.runs.ray_executor import RayExecutor  # noqa: E402
+from taskgrouper.runs.ray_executor import RayExecutor
 
 pytestmark = pytest.mark.slow
 
