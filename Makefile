@@ -1,5 +1,5 @@
 # Everything from nothing: `make demo` and `make test` create .venv, install torch (CPU build
-# where the machine has it) first, then the package with its dev extra.
+# where the machine has it) first, then the package with its dev and ray extras.
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet "torch==$(TORCH_VERSION)"
-	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,ray]"
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -41,6 +41,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/bench_balancers.py
 	$(BIN)/python bench/bench_papnet_memory.py
 	$(BIN)/python bench/bench_data_loading.py
+	$(BIN)/python bench/bench_ray.py
 
 clean:
 	rm -rf $(VENV) taskgrouper-demo .pytest_cache .ruff_cache
