@@ -124,7 +124,7 @@ class _RandomSampler:
         with np.errstate(divide="ignore"):
             per_task = np.where(self.member, (self.cost / np.maximum(size, 1))[:, None], np.inf)
             own = np.where(self.member, self.cost[:, None], np.inf)
-        self.low = per_task.min(axis=0, initial=np.inf)  # lower bound on a task's share of any cover
+        self.low = per_task.min(axis=0, initial=np.inf)  # least share of a task in a cover
         self.high = own.min(axis=0, initial=np.inf)  # its cheapest network alone
         self.memo: dict[frozenset, float] = {frozenset(): 0.0}
 
