@@ -163,41 +163,48 @@ def test_fit_by_hand():
     #   a_b = (0.2 + 0) / 2 = 0.1,   a_c = (0 - 0.2) / 2 = -0.1
     # all-task losses chosen so that r_t = L_t(all)/L_t(1) - 1 = 0.1 - a_t:
     #   r = (-0.1, 0.0, 0.2) -> L(all) = (0.9, 2.0, 4.8)
-    # ridge fit, lam = n = 3: sums sa = 0.2, sr = 0.1, saa = 0.06, sar = -0.04
-    #   det = -(6)(0.06) + 0.04 = -0.32;  s = (6 (-0.04) - 0.2 (0.1)) / -0.32 = 0.8125
-    #   b = (0.1 + 0.2 * 0.8125) / 6 = 0.04375
+    # every row has x = 1, so c and b have the same column and, with the same ridge
+    # lam = n = 3, come out equal: c = b = u / 2, penalty 3 (c^2 + b^2) = 1.5 u^2.
+    # normal equations in (u, s) (columns 1 and -a; sums over the rows):
+    #   (3 + 1.5) u - (sum a) s = sum r    ->  4.5 u - 0.2 s = 0.1
+    #   (sum a) u - (sum a^2) s = sum a r  ->  0.2 u - 0.06 s = -0.04
+    #   det = 4.5 (-0.06) + 0.2 (0.2) = -0.23
+    #   u = (0.1 (-0.06) - 0.2 (0.04)) / -0.23 = 14/230 -> c = b = 7/230
+    #   s = (4.5 (-0.04) - 0.2 (0.1)) / -0.23 = 20/23
     fit = fit_affinity_model(A, SINGLE, {"a": 0.9, "b": 2.0, "c": 4.8})
-    assert fit.s == pytest.approx(0.8125) and fit.b == pytest.approx(0.04375)
-    # pair {a, b}: |N| = 2 of T = 3 -> share 1/2; a_a = 0.4, a_b = 0.2
-    #   L_a = 1 * (1 + 0.04375 / 2 - 0.8125 * 0.4) = 0.696875
-    #   L_b = 2 * (1 + 0.021875 - 0.8125 * 0.2) = 1.71875
+    assert fit.s == pytest.approx(20 / 23)
+    assert fit.c == pytest.approx(7 / 230) and fit.b == pytest.approx(7 / 230)
+    # pair {a, b}: |N| = 2 of T = 3 -> share 1/2, so c + b/2 = 21/460; a_a = 0.4, a_b = 0.2
+    #   L_a = 1 * (1 + 21/460 - (20/23) 0.4) = 1 + (21 - 160)/460 = 321/460
+    #   L_b = 2 * (1 + 21/460 - (20/23) 0.2) = 2 (1 + (21 - 80)/460) = 802/460
     nets = [Candidate(("a", "b")), Candidate(("a",)), Candidate(("a",), 0.5)]
     measured = {"a": {"a": 1.0}, "a@0.5": {"a": 1.3}}
     pred = predict_losses(A, fit, SINGLE, nets, measured)
-    assert pred["ab"] == {"a": pytest.approx(0.696875), "b": pytest.approx(1.71875)}
+    assert pred["ab"] == {"a": pytest.approx(321 / 460), "b": pytest.approx(802 / 460)}
     assert pred["a"] == {"a": 1.0} and pred["a@0.5"] == {"a": 1.3}  # measured, unchanged
 
 
 def test_fit_with_a_calibration_pair_by_hand():
-    # the all-task rows of test_fit_by_hand (x = (3-1)/(3-1) = 1, a = (0.2, 0.1, -0.1),
-    # r = (-0.1, 0.0, 0.2)) plus the pair {a, b}: x = 1/2, a_a = A[b][a] = 0.4,
-    # a_b = A[a][b] = 0.2, losses 0.7 and 1.8 -> r = (-0.3, -0.1). lam = 3:
-    #   sxx = 3 + 2 (1/4) + 3 = 6.5;  sxa = 0.2 + (0.4 + 0.2) / 2 = 0.5
-    #   saa = 0.06 + 0.16 + 0.04 = 0.26;  sxr = 0.1 + (-0.4) / 2 = -0.1
-    #   sar = -0.04 + (0.4 (-0.3) + 0.2 (-0.1)) = -0.18
-    #   det = -6.5 (0.26) + 0.5^2 = -1.44
-    #   s = (6.5 (-0.18) - 0.5 (-0.1)) / -1.44 = -1.12 / -1.44 = 7/9
-    #   b = (-0.1 + 0.5 (7/9)) / 6.5 = (2.6/9) / 6.5 = 2/45
+    # the all-task rows of test_fit_by_hand (1, x = 1, -a, r) for a = (0.2, 0.1, -0.1),
+    # r = (-0.1, 0.0, 0.2), plus the pair {a, b}: x = 1/2, a_a = A[b][a] = 0.4,
+    # a_b = A[a][b] = 0.2, losses 0.7 and 1.8 -> r = (-0.3, -0.1). Normal equations in
+    # (c, b, s) over the columns (1, x, -a) with ridge 3 on c and b:
+    #   c: (5 + 3) c + (3 + 1/2 + 1/2) b - (0.2 + 0.6) s = 0.1 - 0.4
+    #   b: 4 c + (3 + 1/4 + 1/4 + 3) b - (0.2 + 0.3) s = 0.1 - 0.2
+    #   s: -0.8 c - 0.5 b + (0.06 + 0.16 + 0.04) s = -(-0.04 - 0.12 - 0.02) = 0.18
+    #   i.e. 8c + 4b - 0.8s = -0.3;  4c + 6.5b - 0.5s = -0.1;  -0.8c - 0.5b + 0.26s = 0.18
+    # solution c = 13/400, b = 3/100, s = 17/20 (check the first: 0.26 + 0.12 - 0.68 = -0.3)
     fit = fit_affinity_model(A, SINGLE, {"a": 0.9, "b": 2.0, "c": 4.8},
                              [(("a", "b"), {"a": 0.7, "b": 1.8})])
-    assert fit.s == pytest.approx(7 / 9) and fit.b == pytest.approx(2 / 45)
+    assert fit.s == pytest.approx(17 / 20)
+    assert fit.c == pytest.approx(13 / 400) and fit.b == pytest.approx(3 / 100)
     # the measured pair keeps its measured losses; the others are predicted
     nets = [Candidate(("a", "b")), Candidate(("a", "c"))]
     pred = predict_losses(A, fit, SINGLE, nets, {"ab": {"a": 0.7, "b": 1.8}})
     assert pred["ab"] == {"a": 0.7, "b": 1.8}
     # {a, c}: share 1/2, a_a = A[c][a] = 0, a_c = A[a][c] = 0
-    #   L = L(1) (1 + (2/45) / 2) = L(1) * 46/45
-    assert pred["ac"] == {"a": pytest.approx(46 / 45), "c": pytest.approx(4 * 46 / 45)}
+    #   L = L(1) (1 + 13/400 + (3/100) / 2) = L(1) * 419/400
+    assert pred["ac"] == {"a": pytest.approx(419 / 400), "c": pytest.approx(4 * 419 / 400)}
 
 
 def test_calibration_pairs_by_hand():
@@ -216,17 +223,21 @@ def test_calibration_pairs_by_hand():
 
 def test_symmetric_family_puts_the_transfer_on_affinity():
     # every task sees mean affinity 0.25 in the all-task network and gains 10% there:
-    # r = -0.1 for all; the ridge gives b = 0 and s = -(-0.1) / 0.25 = 0.4
+    # r = -0.1 for all; s a = 0.1 fits every row exactly at no penalty, which any c or b
+    # would add to: c = b = 0 and s = -(-0.1) / 0.25 = 0.4
     sym = {u: {t: (0.0 if u == t else 0.25) for t in "abc"} for u in "abc"}
     fit = fit_affinity_model(sym, SINGLE, {t: 0.9 * v for t, v in SINGLE.items()})
-    assert fit.s == pytest.approx(0.4) and fit.b == pytest.approx(0.0, abs=1e-12)
+    assert fit.s == pytest.approx(0.4)
+    assert fit.c == pytest.approx(0.0, abs=1e-12) and fit.b == pytest.approx(0.0, abs=1e-12)
 
 
 def test_negative_fitted_slope_is_held_at_zero():
-    # all-task ratios rise with affinity (r = +a - 0.1... here r = (0.2, 0.1, -0.1)):
-    # the fitted s is negative -> held at 0, b = sr / (n + lam) = 0.2 / 6
+    # all-task ratios rise with affinity (r = a = (0.2, 0.1, -0.1)): the fitted s is -1,
+    # held at 0; then c = b = u / 2 (same column x = 1, same ridge 3, as in
+    # test_fit_by_hand) with (3 + 1.5) u = sum r = 0.2 -> c = b = 0.1 / 4.5 = 1/45
     fit = fit_affinity_model(A, SINGLE, {"a": 1.2, "b": 2.2, "c": 3.6})
-    assert fit.s == 0.0 and fit.b == pytest.approx(0.2 / 6)
+    assert fit.s == 0.0
+    assert fit.c == pytest.approx(1 / 45) and fit.b == pytest.approx(1 / 45)
 
 
 def test_nan_affinity_is_a_clear_error():

@@ -453,3 +453,30 @@ def test_a_time_limited_milp_reports_highs_bound() -> None:
     assert model.proved is False
     model.solve(5.0)
     assert model.proved is True and model.dual_bound is None
+
+
+def test_dominance_pruning_matches_its_definition():
+    # b dominates a when b serves every task a serves at an effective loss no higher, and b
+    # is cheaper by more than COST_TOL, or no dearer and earlier by name. The pruning sorts
+    # networks per task to check only prefixes; here it is checked against the definition
+    # itself, pair by pair, on small random problems full of ties (losses and costs on
+    # coarse grids, many tasks unserved).
+    rng = np.random.default_rng(7)
+    for _ in range(200):
+        m, n_tasks = int(rng.integers(1, 40)), int(rng.integers(1, 6))
+        eff = rng.integers(0, 4, size=(m, n_tasks)).astype(float)
+        unserved = rng.random((m, n_tasks)) < 0.4
+        unserved[np.arange(m), rng.integers(n_tasks, size=m)] = False  # each serves a task
+        eff[unserved] = np.inf
+        cost = rng.integers(1, 4, size=m) / 2
+        p = sel_mod._Problem(tuple(f"t{i}" for i in range(n_tasks)),
+                             [f"n{i:02d}" for i in range(m)], cost, eff, eff)
+        expected = np.ones(m, dtype=bool)
+        for a in range(m):
+            served = np.isfinite(eff[a])
+            for b in range(m):
+                no_worse = b != a and (eff[b, served] <= eff[a, served]).all()
+                if no_worse and (cost[b] < cost[a] - sel_mod.COST_TOL
+                                 or (cost[b] <= cost[a] and b < a)):
+                    expected[a] = False
+        assert (sel_mod._undominated(p) == expected).all()

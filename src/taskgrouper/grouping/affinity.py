@@ -8,32 +8,38 @@ Two estimators are measured during one run of the all-task network (the run sets
 - ``gradcos``: the cosine similarity of the tasks' gradients on the shared parameters.
 
 Selection needs a loss for every (network, task), so an affinity matrix ``A`` (``A[u][t]``:
-the effect of task ``u`` on task ``t``) becomes predicted losses through this model:
+the effect of task ``u`` on task ``t``) becomes predicted losses through this model, for a
+network ``N`` of two or more tasks:
 
-    L_t(N) = L_t(1) * (1 + b * (|N| - 1) / (T - 1) - s * a_t(N)),
+    L_t(N) = L_t(1) * (1 + c + b * (|N| - 1) / (T - 1) - s * a_t(N)),
     a_t(N) = mean of A[u][t] over the group mates u of t in N,
 
 where ``L_t(1)`` is the measured loss of the full-width single-task network of ``t``, ``T`` the
-number of tasks, ``s >= 0`` how much a unit of affinity lowers the loss, and ``b`` the cost of
-sharing the encoder with more tasks (capacity). ``s`` and ``b`` are fitted to the multi-task
-networks that were measured: the all-task network of the recording run, and the calibration
-pairs (each task with its ``k`` highest-affinity partners, trained at full width; see
-:func:`calibration_pairs`). Each (network, task) gives one equation ``L_t(N) / L_t(1) - 1 =
-b (|N|-1)/(T-1) - s a_t(N)``, solved by least squares with a ridge penalty ``T * b^2`` on the
-capacity term.
+number of tasks, ``s >= 0`` how much a unit of affinity lowers the loss, ``c`` the cost of
+sharing an encoder at all, and ``b`` the further cost of sharing it with more tasks
+(capacity). ``s``, ``c`` and ``b`` are fitted to the multi-task networks that were measured:
+the all-task network of the recording run, and the calibration pairs (each task with its
+``k`` highest-affinity partners, trained at full width; see :func:`calibration_pairs`). Each
+(network, task) gives one equation ``L_t(N) / L_t(1) - 1 = c + b (|N|-1)/(T-1) - s a_t(N)``,
+solved by least squares with a ridge penalty ``T * (c^2 + b^2)`` on the two sharing terms.
 
 Why the pairs: in the all-task network every task's mates are all the other tasks, so ``a_t``
 is nearly the same for every ``t`` and ``s`` is barely identified (on 30 planted tasks the fit
 gave ``s = 0``: every grouping of one size then looks alike, though the affinities themselves
 named a cluster mate as the top partner of 28 of the 30 tasks). The pairs vary the mean
-affinity at a fixed group size, which is what ``s`` measures. With no pairs the penalty
-decides what one network cannot: when every task sees about the same mean affinity (a
-symmetric family), the transfer is put on the affinity term (``b = 0``, ``s = -mean r / mean
-a``) rather than on group size. ``s`` is held at 0 when the fit makes it negative (then ``b``
-alone takes the transfer, shrunk by the same penalty), and a ratio below 0 counts as 0.
-Measured networks (every network of one task, at any width, and the calibration pairs) keep
-their measured losses. How well the model ranks the others is measured, for any sweep with
-the exhaustive ground truth, by :mod:`taskgrouper.grouping.evaluation` (Spearman's rho of
+affinity at a fixed group size, which is what ``s`` measures, and they pin the loss of a small
+group against the all-task network's. Why ``c`` as well as ``b``: the cost of sharing is not
+linear in group size. On the 30-task planted family one unrelated partner raised a task's loss
+by about 20% and 29 partners by about 92%; a model with ``b`` alone cannot fit both (it put
+the planted grouping within 1% of random groupings of the same sizes), while with ``c`` the
+planted grouping is predicted 14% below random ones. With no pairs the penalty decides what
+one network cannot: when every task sees about the same mean affinity (a symmetric family),
+the transfer is put on the affinity term (``c = b = 0``, ``s = -mean r / mean a``) rather than
+on group size. ``s`` is held at 0 when the fit makes it negative (then ``c`` and ``b`` alone
+take the transfer, shrunk by the same penalty), and a ratio below 0 counts as 0. Measured
+networks (every network of one task, at any width, and the calibration pairs) keep their
+measured losses. How well the model ranks the others is measured, for any sweep with the
+exhaustive ground truth, by :mod:`taskgrouper.grouping.evaluation` (Spearman's rho of
 predicted against true losses).
 
 This module is pure Python: no torch.
@@ -117,30 +123,54 @@ def calibration_pairs(matrix: Mapping[str, Mapping[str, float]], tasks: Sequence
 
 @dataclass(frozen=True)
 class AffinityFit:
-    """The fitted model: ``L_t(N) = L_t(1) * (1 + b * (|N|-1)/(T-1) - s * a_t(N))``."""
+    """The fitted model: ``L_t(N) = L_t(1) * (1 + c + b * (|N|-1)/(T-1) - s * a_t(N))``."""
 
     s: float
     b: float
     n_tasks: int
     residual: float  # root mean square error of the fitted ratios on the measured networks
+    c: float = 0.0
 
     def ratio(self, group_size: int, mean_affinity: float) -> float:
         """Predicted ``L_t(N) / L_t(1)`` for a task with ``group_size - 1`` mates."""
         if group_size <= 1:
             return 1.0
         share = (group_size - 1) / (self.n_tasks - 1)
-        return max(0.0, 1.0 + self.b * share - self.s * mean_affinity)
+        return max(0.0, 1.0 + self.c + self.b * share - self.s * mean_affinity)
+
+
+def _ridge(columns: Sequence[Sequence[float]], target: Sequence[float],
+           penalty: Sequence[float]) -> list[float]:
+    """Minimise ``|X w - y|^2 + sum_k penalty[k] w_k^2`` (``X`` given by its columns) through
+    the normal equations, by Gaussian elimination with partial pivoting; a singular system
+    gives 0 for the weights it cannot determine."""
+    k = len(columns)
+    def dot(u: Sequence[float], v: Sequence[float]) -> float:
+        return math.fsum(p * q for p, q in zip(u, v, strict=True))
+
+    m = [[dot(columns[i], columns[j]) + (penalty[i] if i == j else 0.0) for j in range(k)]
+         + [dot(columns[i], target)] for i in range(k)]
+    for col in range(k):
+        pivot = max(range(col, k), key=lambda r: abs(m[r][col]))
+        m[col], m[pivot] = m[pivot], m[col]
+        if abs(m[col][col]) < 1e-300:
+            continue
+        for r in range(k):
+            if r != col and m[r][col]:
+                f = m[r][col] / m[col][col]
+                m[r] = [x - f * y for x, y in zip(m[r], m[col], strict=True)]
+    return [m[i][k] / m[i][i] if abs(m[i][i]) >= 1e-300 else 0.0 for i in range(k)]
 
 
 def fit_affinity_model(matrix: Mapping[str, Mapping[str, float]], single: Mapping[str, float],
                        all_task: Mapping[str, float],
                        networks: Sequence[tuple[Sequence[str], Mapping[str, float]]] = ()
                        ) -> AffinityFit:
-    """Fit ``s >= 0`` and ``b`` to the measured multi-task networks (module docstring).
+    """Fit ``s >= 0``, ``c`` and ``b`` to the measured multi-task networks (module docstring).
 
-    Every (network, task) is one equation ``L_t(N) / L_t(1) - 1 = b x - s a``, with ``x =
+    Every (network, task) is one equation ``L_t(N) / L_t(1) - 1 = c + b x - s a``, with ``x =
     (|N| - 1) / (T - 1)`` and ``a = a_t(N)``; the fit is least squares with the ridge penalty
-    ``T b^2``.
+    ``T (c^2 + b^2)``.
 
     Args:
         matrix: ``A[u][t]`` over the tasks.
@@ -160,28 +190,21 @@ def fit_affinity_model(matrix: Mapping[str, Mapping[str, float]], single: Mappin
         if not (math.isfinite(single[t]) and single[t] > 0):
             raise ValueError(f"the single-task network of '{t}' has loss {single[t]}; the "
                              f"affinity model scales positive losses")
-    rows = []  # (x, a, r)
+    ones, xs, neg_a, rs = [], [], [], []
     for group, losses in [(tasks, all_task), *networks]:
         for t in group:
-            rows.append(((len(group) - 1) / (n - 1), _mean_affinity(matrix, group, t),
-                         losses[t] / single[t] - 1.0))
-    lam = float(n)  # ridge weight on b (see the module docstring)
-    sxx = math.fsum(x * x for x, _, _ in rows) + lam
-    sxa = math.fsum(x * a for x, a, _ in rows)
-    saa = math.fsum(a * a for _, a, _ in rows)
-    sxr = math.fsum(x * r for x, _, r in rows)
-    sar = math.fsum(a * r for _, a, r in rows)
-    # normal equations of sum (b x - s a - r)^2 + lam b^2:
-    #   sxx b - sxa s = sxr ;  sxa b - saa s = sar
-    det = -sxx * saa + sxa * sxa
-    s = (sxx * sar - sxa * sxr) / det if abs(det) > 1e-300 else 0.0
+            ones.append(1.0)
+            xs.append((len(group) - 1) / (n - 1))
+            neg_a.append(-_mean_affinity(matrix, group, t))
+            rs.append(losses[t] / single[t] - 1.0)
+    lam = float(n)  # ridge weight on c and b (see the module docstring)
+    c, b, s = _ridge([ones, xs, neg_a], rs, [lam, lam, 0.0])
     if s <= 0:
         s = 0.0
-        b = sxr / sxx
-    else:
-        b = (sxr + sxa * s) / sxx
-    residual = math.sqrt(math.fsum((b * x - s * a - r) ** 2 for x, a, r in rows) / len(rows))
-    return AffinityFit(s=s, b=b, n_tasks=n, residual=residual)
+        c, b = _ridge([ones, xs], rs, [lam, lam])
+    residual = math.sqrt(math.fsum((c + b * x + s * na - r) ** 2
+                                   for x, na, r in zip(xs, neg_a, rs, strict=True)) / len(rs))
+    return AffinityFit(s=s, b=b, n_tasks=n, residual=residual, c=c)
 
 
 def predict_losses(matrix: Mapping[str, Mapping[str, float]], fit: AffinityFit,

@@ -398,9 +398,9 @@ def _results(config, tasks, budgets, strategies, records, full, estimates, raw_s
         elif s.name in AFFINITY_STRATEGIES:
             fit, matrix = fits[s.name]
             run = records[s.affinity_run(tasks).run_id]
-            stats = {"model": "L_t(N) = L_t(1) * (1 + b (|N|-1)/(T-1) - s * mean affinity "
-                              "onto t from its mates)",
-                     "s": fit.s, "b": fit.b, "fit_rmse": fit.residual,
+            stats = {"model": "L_t(N) = L_t(1) * (1 + c + b (|N|-1)/(T-1) - s * mean "
+                              "affinity onto t from its mates)",
+                     "s": fit.s, "c": fit.c, "b": fit.b, "fit_rmse": fit.residual,
                      "calibration_pairs": [list(c.tasks) for c in calibration],
                      "affinity": matrix, "affinity_run": run.id,
                      "recorded_steps": run.extra["affinity"].get("steps")}

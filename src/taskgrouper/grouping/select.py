@@ -345,14 +345,27 @@ def _undominated(p: _Problem) -> np.ndarray:
     """
     m = p.size
     keep = np.ones(m, dtype=bool)
+    if m == 0:
+        return keep
     finite = np.isfinite(p.eff)
+    # Per task, the networks serving it sorted by effective loss: the networks no worse than
+    # a on task c are a prefix of that order. Each a is checked against the shortest such
+    # prefix over its tasks, then filtered on its other tasks.
+    order, counts = [], np.full(p.eff.shape, m + 1, dtype=np.intp)
+    for c in range(p.eff.shape[1]):
+        rows = np.flatnonzero(finite[:, c])
+        rows = rows[np.argsort(p.eff[rows, c], kind="stable")]
+        order.append(rows)
+        counts[rows, c] = np.searchsorted(p.eff[rows, c], p.eff[rows, c], side="right")
+    first = counts.argmin(axis=1)
     for a in range(m):
-        cols = np.flatnonzero(finite[a])
-        idx = np.flatnonzero(p.eff[:, cols[0]] <= p.eff[a, cols[0]])
-        for c in cols[1:]:
-            idx = idx[p.eff[idx, c] <= p.eff[a, c]]
+        c0 = first[a]
+        idx = order[c0][: counts[a, c0]]
+        for c in np.flatnonzero(finite[a]):
             if idx.size <= 1:
                 break
+            if c != c0:
+                idx = idx[p.eff[idx, c] <= p.eff[a, c]]
         ca, cb = p.cost[a], p.cost[idx]
         dom = (cb < ca - COST_TOL) | ((cb <= ca) & (idx < a))  # names sorted: index = order
         if dom.any():
