@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import warnings
 
 import numpy as np
 import pytest
@@ -173,3 +174,13 @@ def test_random_groupings_at_a_tight_budget_on_many_tasks():
     # a time limit of 0 s stops after the first trial, and says so
     quick = random_groupings(pool, pool, [4.0], tasks, trials=20, seed=0, time_limit=0)[0]
     assert quick["trials"] == 1 and quick["stopped"] == "time limit"
+
+
+def test_random_groupings_with_a_task_no_network_predicts():
+    # Task c has no network: no valid solution at any budget, and no numpy warning on the way
+    # (an unreachable task's cover bound is infinite; it must not meet a 0 weight).
+    pool = [Network("ab", 1.0, {"a": 0.4, "b": 0.4}), Network("a", 0.5, {"a": 0.5})]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out = random_groupings(pool, pool, [1.0, 10.0], ["a", "b", "c"], trials=10)
+    assert [e["networks"] for e in out] == [[], []]

@@ -142,14 +142,17 @@ class _RandomSampler:
 
     def draw(self, rng: np.random.Generator, budget: float) -> list[str] | None:
         """One random valid solution (network names), or None when none fits the budget."""
+        if not np.isfinite(self.low).all():  # a task that no network predicts
+            return None
         uncovered = np.ones(len(self.tasks), dtype=bool)
         unused = np.ones(len(self.nets), dtype=bool)
         chosen: list[str] = []
         left = budget
         while uncovered.any():
             hit = self.member[:, uncovered]
-            low_rest = self.low[uncovered].sum() - hit.astype(float) @ self.low[uncovered]
-            high_rest = self.high[uncovered].sum() - hit.astype(float) @ self.high[uncovered]
+            hits = hit.astype(float)
+            low_rest = self.low[uncovered].sum() - hits @ self.low[uncovered]
+            high_rest = self.high[uncovered].sum() - hits @ self.high[uncovered]
             fits = hit.any(axis=1) & unused & (self.cost + low_rest <= left + _EPS)
             pick = None
             for i in rng.permutation(np.flatnonzero(fits)):
