@@ -49,6 +49,8 @@ def test_inline_and_local_pool_give_identical_numbers_and_a_rerun_trains_nothing
     for spec in specs:
         run_dir = tmp_path / "inline" / "runs" / spec.id
         assert (run_dir / "metrics.json").exists() and (run_dir / "train.log").exists()
+        # the weights stay; the resume state of a stored run goes
+        assert (run_dir / "best.pt").exists() and not (run_dir / "last.pt").exists()
 
 
 @pytest.mark.parametrize("executor", ["inline", "local"])

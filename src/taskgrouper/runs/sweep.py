@@ -3,9 +3,10 @@
 Layout of a sweep folder ``DIR``::
 
     DIR/runs.sqlite            the result store (written by this process only)
-    DIR/runs/<id>/             one training run: config.json, last.pt, best.pt, log.json,
+    DIR/runs/<id>/             one training run: config.json, best.pt, log.json,
                                metrics.json (see taskgrouper.train), train.log (its messages),
-                               error.log (the traceback, if it failed)
+                               error.log (the traceback, if it failed); last.pt (the resume
+                               state) while it trains, removed once the run is stored
     DIR/.sweep.lock            held while a sweep runs, so two drivers never share a folder
 
 Resuming is by construction: runs in the store are skipped; a run that was killed resumes from
@@ -128,7 +129,11 @@ def _run(specs: list[RunSpec], todo: list[RunSpec], out: Path, store: RunStore,
             else:
                 record = RunRecord.from_result(spec, outcome)
                 store.record(record)
-                (out / "runs" / spec.id / "error.log").unlink(missing_ok=True)  # an old failure
+                run_dir = out / "runs" / spec.id
+                (run_dir / "error.log").unlink(missing_ok=True)  # an old failure
+                # Stored runs are never resumed: the resume state (optimiser moments and all,
+                # about three times the weights) goes; best.pt keeps the trained weights.
+                (run_dir / "last.pt").unlink(missing_ok=True)
                 losses = "  ".join(f"{t} {v:.4g}" for t, v in record.val_losses.items())
                 say(f"run {spec.id} done: val loss {losses}  ({record.wall_s:.1f}s)")
             bar.set_postfix(failed=len(errors), refresh=False)
