@@ -32,15 +32,17 @@ group against the all-task network's. Why ``c`` as well as ``b``: the cost of sh
 linear in group size. On the 30-task planted family one unrelated partner raised a task's loss
 by about 20% and 29 partners by about 92%; a model with ``b`` alone cannot fit both (it put
 the planted grouping within 1% of random groupings of the same sizes), while with ``c`` the
-planted grouping is predicted 14% below random ones. With no pairs the penalty decides what
-one network cannot: when every task sees about the same mean affinity (a symmetric family),
-the transfer is put on the affinity term (``c = b = 0``, ``s = -mean r / mean a``) rather than
-on group size. ``s`` is held at 0 when the fit makes it negative (then ``c`` and ``b`` alone
-take the transfer, shrunk by the same penalty), and a ratio below 0 counts as 0. Measured
-networks (every network of one task, at any width, and the calibration pairs) keep their
-measured losses. How well the model ranks the others is measured, for any sweep with the
-exhaustive ground truth, by :mod:`taskgrouper.grouping.evaluation` (Spearman's rho of
-predicted against true losses).
+planted grouping is predicted 7% (lookahead) and 14% (gradcos) below random ones, and the
+searches choose groups close to the planted ones (README, "Planted families").
+
+With no pairs the penalty decides what one network cannot: when every task sees about the same
+mean affinity (a symmetric family), the transfer is put on the affinity term (``c = b = 0``,
+``s = -mean r / mean a``) rather than on group size. ``s`` is held at 0 when the fit makes
+it negative (then ``c`` and ``b`` alone take the transfer, shrunk by the same penalty), and a
+ratio below 0 counts as 0. Measured networks (every network of one task, at any width, and the
+calibration pairs) keep their measured losses. How well the model ranks the others is
+measured, for any sweep with the exhaustive ground truth, by
+:mod:`taskgrouper.grouping.evaluation` (Spearman's rho of predicted against true losses).
 
 This module is pure Python: no torch.
 """

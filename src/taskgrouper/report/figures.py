@@ -212,7 +212,15 @@ def plot_compute_regret(rows: Mapping[str, Mapping[str, Any]], path: Path) -> Pa
         ax.scatter([x], [100 * y], color=f"C{i % 10}", label=name, zorder=3)
         ax.annotate(name, (x, 100 * y), textcoords="offset points", xytext=(5, 4), fontsize=8)
     ax.set_xscale("log")
-    ax.set_xlabel("Compute to estimate (fraction of exhaustive, wall seconds)")
+    # percent labels on the log axis (0.05 -> "5%"), at 1, 2 and 5 of each decade
+    from matplotlib.ticker import FuncFormatter, LogLocator
+
+    percent = FuncFormatter(lambda v, _: f"{100 * v:.3g}%")
+    ax.xaxis.set_major_formatter(percent)
+    ax.xaxis.set_minor_locator(LogLocator(subs=(2.0, 5.0)))
+    ax.xaxis.set_minor_formatter(percent)
+    ax.axvline(0.05, color="0.6", linestyle=":", linewidth=1)  # the 5% compute mark
+    ax.set_xlabel("Compute to estimate (% of exhaustive, wall seconds)")
     ax.set_ylabel("Mean regret over budgets (%)")
     ax.set_title("Compute against regret")
     ax.grid(True, alpha=0.3, which="both")
