@@ -321,6 +321,7 @@ def _correlations(signal: np.ndarray, sizes: Sequence[int], conflict: bool) -> d
 #: Default training samples per input column of a planted family.
 SAMPLES_PER_FEATURE = 30
 
+
 def planted_family(n_tasks: int, *, clusters: int | Sequence[int] | None = None,
                    correlation: float = 0.8, noise: float = 0.3, conflict: bool = True,
                    few_label: float = 0.0, binary_every: int = 0,

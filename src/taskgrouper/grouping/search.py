@@ -369,13 +369,8 @@ def _results(config, tasks, budgets, strategies, records, full, estimates, raw_s
                 for b, sel in zip(budgets, raw_selections[s.name], strict=True)]
         chosen = {n for sel in raw_selections[s.name] if not isinstance(sel, InfeasibleBudget)
                   for n in sel.networks}
-        estimated = [c.run_id for c in s.plan(tasks)]
-        calibration = []
-        if s.name in AFFINITY_STRATEGIES:
-            measured = {rid: r.val_losses for rid, r in records.items()}
-            extras = {rid: r.extra for rid, r in records.items() if r.extra}
-            calibration = s.calibration(tasks, measured, extras)
-            estimated += [c.run_id for c in calibration]
+        calibration = fits[s.name][2] if s.name in AFFINITY_STRATEGIES else []
+        estimated = [c.run_id for c in s.plan(tasks) + calibration]
         run_ids = estimated + [by_name[n].full().run_id for n in chosen]
         stats: dict[str, Any] = {}
         if s.name == "esa":
@@ -396,7 +391,7 @@ def _results(config, tasks, budgets, strategies, records, full, estimates, raw_s
             actual = {n: full[n].val_losses for n in full}
             stats = hoa_errors(estimates["hoa"], actual)
         elif s.name in AFFINITY_STRATEGIES:
-            fit, matrix = fits[s.name]
+            fit, matrix, _ = fits[s.name]
             run = records[s.affinity_run(tasks).run_id]
             stats = {"model": "L_t(N) = L_t(1) * (1 + c + b (|N|-1)/(T-1) - s * mean "
                               "affinity onto t from its mates)",

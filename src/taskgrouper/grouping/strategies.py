@@ -89,13 +89,21 @@ class Strategy:
                     extras: Mapping[str, Mapping]) -> list[Candidate]:
         """The pairs an affinity strategy trains after its recording run (phase 1b), chosen
         from the recorded affinities; [] for the other strategies."""
-        if self.name not in AFFINITY_STRATEGIES or not self.calibration_pairs:
+        if not self._calibrates(tasks):
             return []
-        if len(tasks) <= 2 or (self.max_group_size is not None and self.max_group_size < 2):
-            return []  # with two tasks the one pair is the recording run's network
+        return self._pairs(tasks, self._matrix(tasks, measured, extras))
+
+    def _calibrates(self, tasks: Sequence[str]) -> bool:
+        # with two tasks the one pair is the recording run's network
+        return (self.name in AFFINITY_STRATEGIES and self.calibration_pairs > 0
+                and len(tasks) > 2
+                and (self.max_group_size is None or self.max_group_size >= 2))
+
+    def _pairs(self, tasks: Sequence[str], matrix) -> list[Candidate]:
+        if not self._calibrates(tasks):
+            return []
         from taskgrouper.grouping.affinity import calibration_pairs
 
-        matrix = self._matrix(tasks, measured, extras)
         return [Candidate(p) for p in calibration_pairs(matrix, tasks, self.calibration_pairs)]
 
     def _matrix(self, tasks, measured, extras):
@@ -155,18 +163,19 @@ class Strategy:
 
     def affinity_estimate(self, tasks: Sequence[str], measured: Mapping[str, Losses],
                           extras: Mapping[str, Mapping]):
-        """``(losses, fit, matrix)`` of an affinity strategy (see :meth:`estimate`); the
-        calibration pairs must be in ``measured``."""
+        """``(losses, fit, matrix, pairs)`` of an affinity strategy (see :meth:`estimate`;
+        ``pairs``: the calibration pairs, which must be in ``measured``)."""
         from taskgrouper.grouping.affinity import fit_affinity_model, predict_losses
 
         all_task = _get(measured, self.affinity_run(tasks).run_id)
         matrix = self._matrix(tasks, measured, extras)
-        pairs = self.calibration(tasks, measured, extras)
+        pairs = self._pairs(tasks, matrix)
         known = {c.name: dict(_get(measured, c.run_id)) for c in singles(tasks) + pairs}
         single = {t: known[Candidate((t,)).name][t] for t in tasks}
         fit = fit_affinity_model(matrix, single, all_task,
                                  [(c.tasks, known[c.name]) for c in pairs])
-        return predict_losses(matrix, fit, single, self.selectable(tasks), known), fit, matrix
+        losses = predict_losses(matrix, fit, single, self.selectable(tasks), known)
+        return losses, fit, matrix, pairs
 
 
 STRATEGIES: tuple[str, ...] = ("exhaustive", "esa", "hoa", *AFFINITY_STRATEGIES)
