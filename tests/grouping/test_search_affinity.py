@@ -40,7 +40,8 @@ def test_affinity_strategy_needs_a_shared_encoder(tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_nan_affinity_stops_with_a_clear_error_and_keeps_every_run(tmp_path, monkeypatch):
+def test_nan_affinity_stops_with_a_clear_error_and_keeps_every_run(tmp_path, monkeypatch,
+                                                                    capsys):
     from taskgrouper.train import affinity
 
     real = affinity.AffinityRecorder.result
@@ -60,6 +61,17 @@ def test_nan_affinity_stops_with_a_clear_error_and_keeps_every_run(tmp_path, mon
     # the phase-1 runs are all stored: 2 tasks x 5 widths of single-task networks + the
     # recording run
     assert len(done) == 11 and "sd-a1" in done
+    # from the command line: exit status 2 and the same message; the stored runs are kept
+    # (the command line also trains the baselines' networks, which the call above left out)
+    import yaml
+
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(TINY))
+    assert main(["search", str(path), "--out", str(tmp_path), "--strategy", "lookahead",
+                 "--quiet"]) == 2
+    assert "non-finite lookahead affinity for s->d" in capsys.readouterr().err
+    with RunStore(tmp_path) as store:
+        assert done <= store.done_ids()
     # gradcos reads the same recording run (its matrix is finite): no phase-1 run again
     monkeypatch.undo()
     results = search(config, tmp_path, strategies="gradcos", progress=False,
