@@ -43,6 +43,7 @@ option                kinds             meaning
 from __future__ import annotations
 
 import difflib
+import unicodedata
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -50,6 +51,7 @@ import numpy as np
 __all__ = [
     "KINDS",
     "TaskSpec",
+    "check_task_name",
     "closest",
     "fit_normalisation",
     "valid_mask",
@@ -102,6 +104,44 @@ def closest(name: str, choices) -> str:
     return f"choices: {', '.join(choices)}"
 
 
+#: Longest task name: names become parts of network names, run ids and folder names.
+MAX_TASK_NAME = 100
+#: Characters no task name may hold, and why.
+_RESERVED = {"/": "a path separator", "\\": "a path separator",
+             "+": "it joins task names in network names ('depth+normals')",
+             "@": "it marks a network's width ('s@0.5')"}
+
+
+def check_task_name(name: object) -> str:
+    """``name`` if it can name a task, else a ValueError saying which name and why.
+
+    Any printable text works (Unicode and inner spaces included) except: an empty name,
+    leading or trailing white space, ``.`` and ``..``, control characters, ``/`` and ``\\``
+    (run folders are named after tasks), ``+`` and ``@`` (they build network names), and
+    names over :data:`MAX_TASK_NAME` characters.
+    """
+    if not isinstance(name, str):
+        raise ValueError(f"task name {name!r} is a {type(name).__name__}; task names are text "
+                         f"(quote it in YAML: '{name}')")
+    if not name.strip():
+        raise ValueError(f"task name {name!r} is empty; give every task a name")
+    if name != name.strip():
+        raise ValueError(f"task name {name!r} starts or ends with white space; remove it")
+    if name in (".", ".."):
+        raise ValueError(f"task name {name!r} is a folder reference; choose another name")
+    for char in name:
+        if unicodedata.category(char) in ("Cc", "Cf", "Zl", "Zp"):
+            raise ValueError(f"task name {name!r} holds the control character "
+                             f"U+{ord(char):04X}; remove it")
+        if char in _RESERVED:
+            raise ValueError(f"task name {name!r} holds '{char}', {_RESERVED[char]}; "
+                             f"rename the task (e.g. with '_')")
+    if len(name) > MAX_TASK_NAME:
+        raise ValueError(f"task name {name[:20]!r}... has {len(name)} characters, over "
+                         f"{MAX_TASK_NAME}; use a shorter name")
+    return name
+
+
 @dataclass(frozen=True)
 class TaskSpec:
     """One prediction task.
@@ -138,6 +178,7 @@ class TaskSpec:
         return default
 
     def __post_init__(self) -> None:
+        check_task_name(self.name)
         if self.kind not in KINDS:
             raise ValueError(f"task '{self.name}': unknown kind '{self.kind}'; "
                              + closest(self.kind, KINDS))

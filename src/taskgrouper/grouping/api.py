@@ -10,7 +10,7 @@ import math
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from taskgrouper.grouping.candidates import fully_trained, network_name
+from taskgrouper.grouping.candidates import compact_names, fully_trained, network_name
 from taskgrouper.grouping.select import (
     InfeasibleBudget,
     Network,
@@ -99,8 +99,9 @@ def select_runs(runs_dir: str | Path, budgets: Iterable[float] = (1.0,), hoa: bo
     if not records:
         raise ValueError(f"{path} holds no fully trained run yet; run the search to the end")
     val, test = [], []
+    compact = compact_names({t for r in records for t in r.tasks})
     for r in records:
-        name = network_name(r.tasks, r.width)
+        name = network_name(r.tasks, r.width, compact)
         cost = r.width  # nominal SNT, as the search selects (measured within 3%)
         val.append(Network(name, cost, r.val_losses))
         test.append(Network(name, cost, r.test_losses))

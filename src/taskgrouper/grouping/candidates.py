@@ -11,16 +11,20 @@ A candidate is pure data (no torch): the sweep turns it into a training run.
 
 from __future__ import annotations
 
+import hashlib
 import itertools
+import json
 import math
+import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 __all__ = [
     "INDEPENDENT_WIDTHS",
     "MAX_CANDIDATES",
     "Candidate",
     "baseline_candidates",
+    "compact_names",
     "fully_trained",
     "network_name",
     "paper_candidates",
@@ -39,14 +43,50 @@ def _width_label(width: float) -> str:
     return f"{round(width, 3):g}"
 
 
-def network_name(tasks: Sequence[str], width: float = 1.0) -> str:
+def compact_names(tasks: Iterable[str]) -> bool:
+    """Whether networks over these tasks are named by concatenation (``"sd"``): only when
+    every task name is one character, so a multi-task name can never equal a task's own."""
+    return all(len(t) == 1 for t in tasks)
+
+
+def network_name(tasks: Sequence[str], width: float = 1.0, compact: bool | None = None) -> str:
     """A network's name: its tasks, and its width when it is not 1.
 
-    One-letter task names are concatenated (``"sd"``, ``"s@0.5"``), as in the paper's tables;
-    longer names are joined with ``+`` (``"depth+normals@0.333"``).
+    When every task of the experiment has a one-character name, the names are concatenated
+    (``"sd"``, ``"s@0.5"``), as in the paper's tables; otherwise they are joined with ``+``
+    (``"depth+normals@0.333"``; with tasks ``a``, ``b`` and ``ab`` the pair is ``"a+b"`` and
+    ``ab``'s own network ``"ab"``). Task names cannot hold ``+`` or ``@``
+    (:func:`taskgrouper.tasks.check_task_name`), so names never collide.
+
+    Args:
+        tasks: The network's tasks.
+        width: Its encoder's size.
+        compact: :func:`compact_names` of every task of the experiment; None: of ``tasks``
+            alone (right whenever the experiment's names are all one character or all longer).
     """
-    joined = "".join(tasks) if all(len(t) == 1 for t in tasks) else "+".join(tasks)
+    if compact is None:
+        compact = compact_names(tasks)
+    joined = "".join(tasks) if compact and compact_names(tasks) else "+".join(tasks)
     return joined if abs(width - 1.0) < 1e-9 else f"{joined}@{_width_label(width)}"
+
+
+#: Task names written into run ids (folder names) as they are; any other name is written
+#: with a hash of the task names beside a readable ASCII form.
+_PLAIN_TASK = re.compile(r"[A-Za-z0-9_]+")
+_MAX_PLAIN_ID = 120
+
+
+def run_id_base(tasks: Sequence[str], compact: bool | None = None) -> str:
+    """The network part of a run id: the network's name when every task name is plain ASCII
+    (letters, digits, ``_``) and short, else ``READABLE=HASH`` (8 hex digits of the task
+    names), which no plain name contains, so no two networks share a run id."""
+    joined = network_name(tasks, 1.0, compact)
+    if len(joined) <= _MAX_PLAIN_ID and all(_PLAIN_TASK.fullmatch(t) for t in tasks) \
+            and joined[:1].isalnum():
+        return joined
+    digest = hashlib.sha1(json.dumps(list(tasks)).encode()).hexdigest()[:8]
+    readable = re.sub(r"[^A-Za-z0-9_+]+", "_", joined).strip("_+")[:_MAX_PLAIN_ID - 9]
+    return f"{readable or 'tasks'}={digest}"
 
 
 @dataclass(frozen=True)
@@ -67,16 +107,19 @@ class Candidate:
     fraction: float = 1.0
     epochs: int | None = None
     affinity_every: int = 0
+    #: :func:`compact_names` of the experiment's tasks (None: of this network's own).
+    compact: bool | None = field(default=None, compare=False)
 
     @property
     def name(self) -> str:
         """Network name (same for every training fraction)."""
-        return network_name(self.tasks, self.width)
+        return network_name(self.tasks, self.width, self.compact)
 
     @property
     def run_id(self) -> str:
-        """Run identifier, also a folder name: ``sd``, ``s-w0.5``, ``sd-f0.2``."""
-        joined = self.name.split("@")[0]
+        """Run identifier, also a folder name: ``sd``, ``s-w0.5``, ``sd-f0.2``; see
+        :func:`run_id_base` for task names that are not plain ASCII."""
+        joined = run_id_base(self.tasks, self.compact)
         if abs(self.width - 1.0) > 1e-9:
             joined += f"-w{_width_label(self.width)}"
         if abs(self.fraction - 1.0) > 1e-9:
@@ -89,7 +132,7 @@ class Candidate:
 
     def full(self) -> Candidate:
         """The same network trained to convergence on all the data."""
-        return Candidate(self.tasks, self.width)
+        return Candidate(self.tasks, self.width, compact=self.compact)
 
 
 def subsets(tasks: Sequence[str], sizes: Iterable[int] | None = None) -> list[tuple[str, ...]]:
@@ -119,8 +162,9 @@ def paper_candidates(tasks: Sequence[str], fraction: float = 1.0,
     """
     _check_tasks(tasks, limit=None if max_size else 20, max_size=max_size)
     sizes = range(1, min(max_size or len(tasks), len(tasks)) + 1)
-    out = [Candidate(s, 1.0, fraction) for s in subsets(tasks, sizes)]
-    out += [Candidate((t,), 0.5, fraction) for t in tasks]
+    compact = compact_names(tasks)
+    out = [Candidate(s, 1.0, fraction, compact=compact) for s in subsets(tasks, sizes)]
+    out += [Candidate((t,), 0.5, fraction, compact=compact) for t in tasks]
     return out
 
 
@@ -130,9 +174,10 @@ def search_candidates(tasks: Sequence[str], fraction: float = 1.0,
     """What a search chooses among: C0 (up to ``max_size`` tasks a network) plus the baselines'
     single-task networks at widths 1/5, 1/4 and 1/3, so the exact choice can never be worse
     (on validation) than the independent baseline at any budget."""
-    extra = [Candidate((t,), w, fraction, epochs) for w in INDEPENDENT_WIDTHS
+    compact = compact_names(tasks)
+    extra = [Candidate((t,), w, fraction, epochs, compact=compact) for w in INDEPENDENT_WIDTHS
              if w not in (0.5, 1.0) for t in tasks]
-    return [Candidate(c.tasks, c.width, fraction, epochs)
+    return [Candidate(c.tasks, c.width, fraction, epochs, compact=compact)
             for c in paper_candidates(tasks, max_size=max_size)] + extra
 
 
@@ -147,8 +192,10 @@ def pairs_and_singles(tasks: Sequence[str]) -> list[Candidate]:
     """What the higher-order approximation trains: all singles and pairs at full width, plus
     the reduced-width single-task networks of the candidate set."""
     _check_tasks(tasks)
-    out = [Candidate(s, 1.0) for s in subsets(tasks, (1, 2))]
-    out += [Candidate((t,), w) for w in INDEPENDENT_WIDTHS if w != 1.0 for t in tasks]
+    compact = compact_names(tasks)
+    out = [Candidate(s, 1.0, compact=compact) for s in subsets(tasks, (1, 2))]
+    out += [Candidate((t,), w, compact=compact) for w in INDEPENDENT_WIDTHS if w != 1.0
+            for t in tasks]
     return out
 
 
@@ -156,6 +203,7 @@ def baseline_candidates(tasks: Sequence[str],
                         widths: Sequence[float] = INDEPENDENT_WIDTHS) -> list[Candidate]:
     """The baselines' networks: single-task networks at ``widths`` and the all-task network."""
     _check_tasks(tasks)
+    # one task or every task: the names need no context (compact_names of their own tasks)
     out = [Candidate((t,), w) for w in widths for t in tasks]
     out.append(Candidate(tuple(tasks), 1.0))
     return out
@@ -189,9 +237,11 @@ def fully_trained(records) -> dict:
     an ESA run over all of the data but for one epoch (``s-e1``) has the same fraction and
     network as ``s`` and must never stand in for it.
     """
+    records = list(records)
+    compact = compact_names({t for r in records for t in r.tasks})
     out = {}
     for r in records:
-        c = Candidate(tuple(r.tasks), r.width)
+        c = Candidate(tuple(r.tasks), r.width, compact=compact)
         if r.id == c.run_id:
             out[c.name] = r
     return out

@@ -35,6 +35,7 @@ from dataclasses import dataclass
 
 from taskgrouper.grouping.candidates import (
     Candidate,
+    compact_names,
     pairs_and_singles,
     search_candidates,
     singles,
@@ -104,7 +105,9 @@ class Strategy:
             return []
         from taskgrouper.grouping.affinity import calibration_pairs
 
-        return [Candidate(p) for p in calibration_pairs(matrix, tasks, self.calibration_pairs)]
+        compact = compact_names(tasks)
+        return [Candidate(p, compact=compact)
+                for p in calibration_pairs(matrix, tasks, self.calibration_pairs)]
 
     def _matrix(self, tasks, measured, extras):
         from taskgrouper.grouping.affinity import affinity_matrix
@@ -155,7 +158,8 @@ class Strategy:
             return {c.name: dict(_get(measured, c.run_id)) for c in nets}
         if self.name == "esa":
             return {c.name: dict(_get(measured, Candidate(c.tasks, c.width, self.fraction,
-                                                          self.epochs).run_id)) for c in nets}
+                                                          self.epochs, compact=c.compact
+                                                          ).run_id)) for c in nets}
         if self.name in AFFINITY_STRATEGIES:
             return self.affinity_estimate(tasks, measured, extras or {})[0]
         known = {c.name: dict(_get(measured, c.run_id)) for c in pairs_and_singles(tasks)}
@@ -235,7 +239,8 @@ def hoa_predict(known: Losses, networks: Sequence[Candidate]) -> dict[str, dict[
             for u in c.tasks:
                 if u == t:
                     continue
-                pair = Candidate(tuple(x for x in c.tasks if x in (t, u)), 1.0).name
+                pair = Candidate(tuple(x for x in c.tasks if x in (t, u)), 1.0,
+                                 compact=c.compact).name
                 if pair not in known:
                     raise KeyError(f"HOA for '{c.name}' needs the pair network '{pair}'")
                 vals.append(float(known[pair][t]))
