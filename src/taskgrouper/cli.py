@@ -25,7 +25,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     overrides = {}
     if args.device:
         overrides["train.device"] = args.device
-    if args.epochs:
+    if args.epochs is not None:
         overrides["train.epochs"] = args.epochs
     config = load_config(args.config, overrides)
     rank = int(os.environ.get("RANK", "0"))  # under torchrun, rank 0 alone speaks
@@ -205,9 +205,10 @@ def _search_summary(results: dict, out: str) -> str:
 
 def _cmd_select(args: argparse.Namespace) -> int:
     from taskgrouper.grouping.api import format_selections, select_runs, select_table
-    from taskgrouper.grouping.tables import parse_budgets, parse_constraint
+    from taskgrouper.grouping.tables import check_budgets, parse_budgets, parse_constraint
 
-    budgets = [args.budget] if args.budget is not None else parse_budgets(args.budgets)
+    budgets = (check_budgets([args.budget], source=f"--budget {args.budget:g}")
+               if args.budget is not None else parse_budgets(args.budgets))
     constraints = dict(parse_constraint(c) for c in args.constraint)
     if args.runs:
         if args.test:
@@ -222,8 +223,31 @@ def _cmd_select(args: argparse.Namespace) -> int:
         print(json.dumps(result))
     else:
         print(format_selections(result))
-    feasible = any(s["networks"] for s in result["selections"])
-    return 0 if feasible else 1
+    if not any(s["networks"] for s in result["selections"]):
+        errors = [s.get("error") for s in result["selections"] if s.get("error")]
+        print(f"taskgrouper: error: no budget is feasible; {errors[-1] if errors else ''}",
+              file=sys.stderr)
+        return 2
+    return 0
+
+
+def _folder(text: str) -> str:
+    """``--out``: a folder name; an empty one would write into the current folder."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("empty folder name; give the folder to write into, "
+                                         "e.g. --out runs/first")
+    return text
+
+
+def _positive_int(text: str) -> int:
+    """``--workers``: a whole number of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value}: give 1 or more")
+    return value
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -235,20 +259,23 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train one multi-task network from an experiment YAML")
     p.add_argument("config", help="experiment YAML (see configs/)")
-    p.add_argument("--out", required=True, help="run folder; an existing one is resumed")
+    p.add_argument("--out", required=True, type=_folder,
+                   help="run folder; an existing one is resumed")
     p.add_argument("--device", help="auto (default), cpu, cuda, cuda:1, ...")
-    p.add_argument("--epochs", type=int, help="override train.epochs")
+    p.add_argument("--epochs", type=_positive_int, help="override train.epochs")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("search", help="which tasks to train together: train candidates, "
                                       "select at every budget, report")
     p.add_argument("config", help="experiment YAML with a search section (see configs/)")
-    p.add_argument("--out", required=True, help="sweep folder; an existing one is resumed")
+    p.add_argument("--out", required=True, type=_folder,
+                   help="sweep folder; an existing one is resumed")
     p.add_argument("--strategy", help="exhaustive, esa, hoa, lookahead, gradcos "
                                       "(comma-separated for several); default: "
                                       "search.strategy of the config")
-    p.add_argument("--workers", type=int, default=1, help="parallel training processes")
+    p.add_argument("--workers", type=_positive_int, default=1,
+                   help="parallel training processes")
     _add_executor_options(p)
     p.add_argument("--device", help="auto (default), cpu, cuda, ...")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -257,17 +284,21 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bench", help="architectures x balancers against single-task networks: "
                                      "the Delta_MTL table (exit 1 if some run failed)")
     p.add_argument("config", help="experiment YAML with a bench section (see configs/)")
-    p.add_argument("--out", required=True, help="bench folder; an existing one is resumed")
-    p.add_argument("--workers", type=int, default=1, help="parallel training processes")
+    p.add_argument("--out", required=True, type=_folder,
+                   help="bench folder; an existing one is resumed")
+    p.add_argument("--workers", type=_positive_int, default=1,
+                   help="parallel training processes")
     _add_executor_options(p)
     p.add_argument("--device", help="auto (default), cpu, cuda, ...")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_bench)
 
     p = sub.add_parser("demo", help="the whole framework on the synthetic scenes")
-    p.add_argument("--out", default="taskgrouper-demo", help="output folder (resumable)")
+    p.add_argument("--out", default="taskgrouper-demo", type=_folder,
+                   help="output folder (resumable)")
     p.add_argument("--quick", action="store_true", help="three tasks, a few minutes")
-    p.add_argument("--workers", type=int, help="parallel training processes (default: cores)")
+    p.add_argument("--workers", type=_positive_int,
+                   help="parallel training processes (default: cores)")
     _add_executor_options(p)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_demo)
@@ -282,7 +313,8 @@ def _parser() -> argparse.ArgumentParser:
     p = data_sub.add_parser("planted", help="a family of tasks whose best grouping is known by "
                                             "construction, in the array layout with planted.json")
     p.add_argument("--tasks", type=int, required=True, help="number of tasks, 4 to 40")
-    p.add_argument("--out", required=True, help="dataset folder (new or empty, or a planted "
+    p.add_argument("--out", required=True, type=_folder,
+                   help="dataset folder (new or empty, or a planted "
                                                 "family to overwrite)")
     p.add_argument("--seed", type=int, help="generator seed (default 0)")
     p.add_argument("--clusters", help="number of clusters (e.g. 3) or their sizes (e.g. 4,4,3); "

@@ -10,9 +10,16 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 
-from taskgrouper.tasks import closest
+from taskgrouper.tasks import check_task_name, closest
 
 __all__ = [
     "BalancerConfig",
@@ -42,8 +49,33 @@ class ConfigError(ValueError):
     """A configuration problem; the message names the file, the key and the fix."""
 
 
+def _takes_bool(annotation: Any) -> bool:
+    """Whether a field's annotation admits a bool (``bool``, ``bool | Literal["auto"]``,
+    ``Any``)."""
+    if annotation is bool or annotation is Any:
+        return True
+    return any(_takes_bool(a) for a in getattr(annotation, "__args__", ()))
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bool_for_numbers(cls, value: Any, info: ValidationInfo) -> Any:
+        # YAML's true/false would otherwise pass as 1/0 for a number ("epochs: true")
+        field = cls.model_fields.get(info.field_name or "")
+        if isinstance(value, bool) and field is not None and not _takes_bool(field.annotation):
+            raise ValueError(f"expected {_kind_of(field.annotation)}, not {str(value).lower()}")
+        return value
+
+
+def _kind_of(annotation: Any) -> str:
+    names = {int: "a whole number", float: "a number", str: "text"}
+    for a in (annotation, *getattr(annotation, "__args__", ())):
+        if a in names:
+            return names[a]
+    return "a value of another type"
 
 
 class DataConfig(_Section):
@@ -242,6 +274,22 @@ class ExperimentConfig(_Section):
     # Left out of dumps: a run's identity (and id) never depends on the bench it belongs to.
     bench: BenchConfig | None = Field(None, exclude=True)
 
+    @field_validator("tasks")
+    @classmethod
+    def _task_names(cls, value: list[str] | None) -> list[str] | None:
+        if value is None:
+            return value
+        if not value:
+            raise ValueError("no task listed; list task names, or leave 'tasks' out for every "
+                             "task of the dataset")
+        seen = set()
+        for name in value:
+            check_task_name(name)
+            if name in seen:
+                raise ValueError(f"task '{name}' is listed twice; list each task once")
+            seen.add(name)
+        return value
+
 
 def _known_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
     """The field names valid at ``loc`` (a pydantic error location) in ``model``."""
@@ -298,6 +346,11 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Ex
         ConfigError: the file is missing, not YAML, or has bad keys or values.
     """
     path = Path(path)
+    if path.is_dir():
+        inside = sorted(p.name for p in path.glob("*.y*ml"))[:5]
+        raise ConfigError(f"config '{path}' is a folder, not a file; pass the experiment YAML "
+                          + (f"(it holds {', '.join(inside)})" if inside
+                             else "(examples in configs/)"))
     if not path.is_file():
         raise ConfigError(f"config file '{path}' does not exist; pass the path of an experiment "
                           f"YAML (examples in configs/)")
@@ -308,13 +361,20 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Ex
     except (OSError, UnicodeDecodeError) as err:
         raise ConfigError(f"{path}: cannot be read ({err})") from None
     if raw is None:
-        raw = {}
+        raise ConfigError(f"config file '{path}' is empty; write at least one section (e.g. "
+                          f"'data: {{kind: synthetic}}'), see configs/synthetic.yaml")
     for dotted, value in (overrides or {}).items():
         if not isinstance(raw, dict):
             break  # parse_config reports the malformed file
         node = raw
         *parents, last = dotted.split(".")
-        for part in parents:
-            node = node.setdefault(part, {})
+        for depth, part in enumerate(parents, start=1):
+            if node.get(part) is None:  # a section left empty ("train:") takes the override
+                node[part] = {}
+            node = node[part]
+            if not isinstance(node, dict):
+                key = ".".join(parents[:depth])
+                raise ConfigError(f"{path}: '{key}' must be a mapping of settings, got "
+                                  f"{node!r}; write e.g. '{key}: {{{last}: ...}}'")
         node[last] = value
     return parse_config(raw, source=str(path))

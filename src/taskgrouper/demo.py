@@ -55,8 +55,15 @@ def default_workers() -> int:
 def run_demo(out_dir: str | Path = "taskgrouper-demo", *, quick: bool = False,
              workers: int | None = None, executor=None, progress: bool = True,
              log: Callable[[str], None] = print) -> dict:
-    """Run the demo search into ``out_dir`` (resumable) and return its results."""
+    """Run the demo search into ``out_dir`` (resumable) and return its results.
+
+    Raises:
+        ValueError: ``workers`` below 1.
+    """
     from taskgrouper.grouping.search import search
 
+    if workers is not None and workers < 1:
+        raise ValueError(f"workers must be at least 1, got {workers}; leave it out for one "
+                         f"per core")
     return search(demo_config(quick), out_dir, workers=workers or default_workers(),
                   executor=executor, progress=progress, log=log)

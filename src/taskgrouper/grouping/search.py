@@ -32,7 +32,7 @@ from taskgrouper.grouping.candidates import (
     fully_trained,
     search_candidates,
 )
-from taskgrouper.grouping.select import InfeasibleBudget, Network, select_many
+from taskgrouper.grouping.select import InfeasibleBudget, Network, cheapest_cover, select_many
 from taskgrouper.grouping.strategies import (
     AFFINITY_STRATEGIES,
     STRATEGIES,
@@ -147,31 +147,72 @@ def _mgda_spec(base: dict[str, Any], config: ExperimentConfig, tasks: Sequence[s
                                              "balancer": MGDA_BALANCER})
 
 
-def _identity_check(out: Path, config: ExperimentConfig) -> None:
-    """Refuse a folder that holds a search of another config (results would mix)."""
+#: Search settings that change no trained run, only what is selected or reported from the
+#: runs: a folder searched with other values resumes (and re-selects without training).
+_NOT_IDENTITY = ("budgets", "select_time_limit", "random_trials")
+
+
+def _searched(search: dict | None) -> dict | None:
+    """The part of a search section (JSON form) that says which runs a search trains."""
+    if search is None:
+        return None
+    searched = dict(search)
+    # settings added later count only when set (older folders resume)
+    for key, default in (("max_group_size", None), ("affinity_every", 5),
+                         ("calibration_pairs", 1)):
+        if searched.get(key, default) == default:
+            searched.pop(key, None)
+    for key in _NOT_IDENTITY:
+        searched.pop(key, None)
+    return searched
+
+
+def _identity_check(out: Path, config: ExperimentConfig, write: bool = True) -> None:
+    """Refuse a folder that holds a search of another config (results would mix); record
+    the config's identity in a new folder when ``write``."""
     from taskgrouper.train.trainer import run_identity
 
-    searched = config.model_dump(mode="json")["search"]
-    if searched is not None:  # settings added later count only when set (older folders resume)
-        for key, default in (("max_group_size", None), ("affinity_every", 5),
-                             ("calibration_pairs", 1)):
-            if searched.get(key) == default:
-                searched.pop(key)
-        searched.pop("select_time_limit", None)  # how long selection may take: not what it is
-    identity = {**run_identity(config), "search": searched}
+    identity = {**run_identity(config),
+                "search": _searched(config.model_dump(mode="json")["search"])}
     path = out / "search.json"
     if path.exists():
         try:
             previous = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError) as err:
-            raise ValueError(f"{path} is unreadable ({err}); delete it to start over") from err
+            previous["search"] = _searched(previous.get("search"))
+        except (OSError, ValueError, TypeError, AttributeError) as err:
+            raise ValueError(f"{path} is unreadable ({type(err).__name__}: {err}); it records "
+                             f"which config the folder was searched with: restore it, or "
+                             f"pass a new --out") from None
         if previous != identity:
-            raise ValueError(f"'{out}' holds a search of a different config; pass a new --out, "
-                             "or delete the folder to start over")
-    else:
+            changed = sorted(k for k in set(previous) | set(identity)
+                             if previous.get(k) != identity.get(k))
+            raise ValueError(f"'{out}' holds a search of a different config (differs in: "
+                             f"{', '.join(changed)}); pass a new --out, or delete the folder "
+                             f"to start over. Budgets alone may change: re-selecting trains "
+                             f"nothing (or run 'taskgrouper select --runs {out} --budgets "
+                             f"START:STOP:STEP')")
+    elif write:
         from taskgrouper.train.checkpoint import write_json_atomic
 
         write_json_atomic(identity, path)
+
+
+def _check_feasible(tasks: Sequence[str], c0: Sequence[Candidate], budgets: Sequence[float],
+                    text: str, log: Callable[[str], None]) -> None:
+    """Before anything trains: every budget below the cheapest cover of the tasks is
+    infeasible whatever the losses turn out to be. All infeasible: refuse; some: say which."""
+    cheapest = cheapest_cover([Network(c.name, c.width, dict.fromkeys(c.tasks, 0.0))
+                               for c in c0], tasks=tasks)
+    below = [b for b in budgets if b < cheapest - 1e-9]
+    if len(below) == len(budgets):
+        raise ValueError(
+            f"search.budgets '{text}': every budget is below {cheapest:g} SNT, the cheapest "
+            f"set of candidate networks that covers all {len(tasks)} tasks; raise the budgets "
+            f"to at least {cheapest:g} (e.g. budgets: \"{cheapest:g}:{max(cheapest, 5):g}:0.5\")"
+            f" or search fewer tasks. Nothing was trained")
+    if below:
+        log(f"budgets {', '.join(f'{b:g}' for b in below)} are below {cheapest:g} SNT, the "
+            f"cheapest cover of every task: reported as infeasible; the others are searched")
 
 
 def _measured_snt(config: ExperimentConfig, in_shape, widths) -> dict[float, float]:
@@ -220,19 +261,22 @@ def search(config: ExperimentConfig, out_dir: str | Path, *,
     check_names(config)
     chosen_strategies = strategies_of(config, strategies)
     _check_strategies(config, chosen_strategies)
-    budgets = parse_budgets(config.search.budgets if config.search else "1:5:0.5")
+    budget_text = config.search.budgets if config.search else "1:5:0.5"
+    budgets = parse_budgets(budget_text)
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    _identity_check(out, config)
+    _identity_check(out, config, write=False)  # before loading data: refuse early
 
     data = load_dataset(config.data, config.tasks)
+    tasks = list(data.tasks)
+    max_size = config.search.max_group_size if config.search else None
+    c0 = search_candidates(tasks, max_size=max_size)  # what every strategy chooses among
+    _check_feasible(tasks, c0, budgets, budget_text, log)
+    out.mkdir(parents=True, exist_ok=True)
+    _identity_check(out, config)
     # decode a lazy dataset once for every run (when it fits), and list what the loader
     # left out once here rather than in every run's log
     data = dataclasses.replace(prepare_data(data, config.data, log), skipped=[])
-    tasks = list(data.tasks)
     base = config.model_dump(mode="json")
-    max_size = config.search.max_group_size if config.search else None
-    c0 = search_candidates(tasks, max_size=max_size)  # what every strategy chooses among
 
     # Phase 1: every strategy's plan, plus the baselines' networks.
     phase1: list[tuple[Candidate, Strategy | None, str]] = []

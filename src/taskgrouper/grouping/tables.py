@@ -15,7 +15,9 @@ from pathlib import Path
 from taskgrouper.grouping.select import Network
 
 __all__ = [
+    "MAX_BUDGETS",
     "STANDLEY_TASKS",
+    "check_budgets",
     "higher_order_approximation",
     "parse_budgets",
     "parse_constraint",
@@ -247,7 +249,8 @@ def parse_budgets(text: str) -> list[float]:
     significant digits so float steps do not drift (0.1 steps give 0.3, not 0.30000000000000004).
 
     Raises:
-        ValueError: A malformed range (the message shows the expected form).
+        ValueError: A malformed range (the message shows the expected form), a budget that
+            is not positive, or a range of more than :data:`MAX_BUDGETS` budgets.
     """
     parts = text.strip().split(":")
     try:
@@ -257,17 +260,45 @@ def parse_budgets(text: str) -> list[float]:
     if any(not math.isfinite(v) for v in values):
         raise ValueError(f"budgets {text!r}: {_RANGE_HELP}")
     if len(values) == 1:
-        return values
+        return check_budgets(values, source=f"budgets {text!r}")
     if len(values) != 3:
         raise ValueError(f"budgets {text!r}: {_RANGE_HELP}")
     start, stop, step = values
     if step <= 0 or stop < start:
         raise ValueError(f"budgets {text!r}: {_RANGE_HELP} and START <= STOP")
     count = math.floor((stop - start) / step + 1e-9) + 1
-    return [float(f"{start + k * step:.12g}") for k in range(count)]
+    if count > MAX_BUDGETS:
+        raise ValueError(f"budgets {text!r}: {count:.3g} budgets, over the {MAX_BUDGETS:,} one "
+                         f"selection sweep takes; use a larger STEP (e.g. "
+                         f"{start:g}:{stop:g}:{(stop - start) / 10 or 1:.3g} for 11 budgets)")
+    return check_budgets([float(f"{start + k * step:.12g}") for k in range(count)],
+                         source=f"budgets {text!r}")
 
 
-_CONSTRAINT = re.compile(r"^\s*([^<>=\s]+)\s*<=\s*(\S+)\s*$")
+#: Most budgets one selection sweep takes (each is an exact optimisation).
+MAX_BUDGETS = 10_000
+
+
+def check_budgets(budgets: Sequence[float], source: str = "budget") -> list[float]:
+    """``budgets`` as floats, each finite and positive.
+
+    Raises:
+        ValueError: a budget that is not a positive finite number (names ``source``).
+    """
+    out = []
+    for budget in budgets:
+        value = float(budget)
+        if not math.isfinite(value) or value <= 0:
+            raise ValueError(f"{source}: a budget is an inference cost in SNT and must be a "
+                             f"positive number, got {budget!r}")
+        out.append(value)
+    if len(out) > MAX_BUDGETS:
+        raise ValueError(f"{source}: {len(out)} budgets, over the {MAX_BUDGETS:,} one selection "
+                         f"sweep takes")
+    return out
+
+
+_CONSTRAINT = re.compile(r"^\s*([^<>=]*[^<>=\s])\s*<=\s*(\S+)\s*$")
 
 
 def parse_constraint(text: str) -> tuple[str, float]:

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -104,6 +106,12 @@ def load_and_write(directory: str | Path) -> tuple[Path, Path]:
                                f"{err.colno}: {err.msg}); {_HINT}") from None
     except OSError as err:
         raise ResultsFileError(f"{path}: cannot be read ({err.strerror}); {_HINT}") from None
+    if isinstance(results, Mapping):
+        with _section(str(path), "tasks"):
+            named = tasks_of(results)
+    if isinstance(results, Mapping) and not named:
+        raise ResultsFileError(f"{path} names no task and no candidate network, so it holds "
+                               f"no search results; nothing was written. {_HINT}")
     return write_report(results, path.parent, source=str(path))
 
 
@@ -129,10 +137,18 @@ def write_report(results: Mapping[str, Any], out_dir: str | Path, *,
     figs = out / FIGURES_DIR
     figs.mkdir(parents=True, exist_ok=True)
     written: set[str] = set()
-    blocks = _build(results, figs, written, source)
-    for name in _FIGURES.values():
-        if name not in written and (figs / name).is_file():
-            (figs / name).unlink()
+    # figures are drawn aside and moved in only once every section has rendered, so a
+    # malformed results object leaves the previous report whole
+    drawn = Path(tempfile.mkdtemp(prefix=".figures.", dir=out))
+    try:
+        blocks = _build(results, drawn, written, source)
+        for name in _FIGURES.values():
+            if name in written:
+                os.replace(drawn / name, figs / name)
+            elif (figs / name).is_file():
+                (figs / name).unlink()
+    finally:
+        shutil.rmtree(drawn, ignore_errors=True)
     title = str(results.get("title") or "taskgrouper report")
     md_path, html_path = out / REPORT_MD, out / REPORT_HTML
     _write_atomic(md_path, to_markdown(blocks))

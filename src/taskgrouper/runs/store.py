@@ -430,7 +430,7 @@ class RunStore:
                  f"WHERE run_id IN (SELECT id FROM runs {where}) ORDER BY rowid")
         for run_id, *rest in self._db.execute(query, params):
             metrics.setdefault(run_id, []).append(tuple(rest))
-        return [_to_record(row, metrics.get(row[0], [])) for row in rows]
+        return [_to_record(row, metrics.get(row[0], []), self.path) for row in rows]
 
     def _get(self, run_id: str) -> RunRecord | None:
         row = self._db.execute(f"SELECT {_COLUMNS} FROM runs WHERE id = ?",
@@ -439,14 +439,28 @@ class RunStore:
             return None
         metrics = self._db.execute("SELECT split, task, name, value FROM metrics "
                                    "WHERE run_id = ? ORDER BY rowid", (run_id,)).fetchall()
-        return _to_record(row, metrics)
+        return _to_record(row, metrics, self.path)
 
 
 _COLUMNS = ('id, "group", config, tags, tasks, cost, train_samples, wall_s, best_epoch, '
             "epochs_run, finished_at, extra")
 
 
-def _to_record(row: tuple, metrics: Iterable[tuple]) -> RunRecord:
+def _to_record(row: tuple, metrics: Iterable[tuple], path) -> RunRecord:
+    """A stored row as a record; a row that is not what :class:`RunStore` writes (edited by
+    hand, another program) is a :class:`StoreError` naming the store, the run and the fix."""
+    try:
+        return _parse_row(row, metrics)
+    except (ValueError, TypeError, KeyError, AttributeError) as err:
+        run_id = row[0]
+        raise StoreError(
+            f"'{path}': the stored row of run '{run_id}' is malformed ({type(err).__name__}: "
+            f"{err}); it was changed outside taskgrouper. Delete that run to retrain it "
+            f"(sqlite3 '{path}' \"PRAGMA foreign_keys=ON; DELETE FROM runs WHERE id = "
+            f"'{run_id}'\"), or restore the file") from None
+
+
+def _parse_row(row: tuple, metrics: Iterable[tuple]) -> RunRecord:
     (run_id, group, config, tags, tasks, cost, train_samples, wall_s, best_epoch, epochs_run,
      finished_at, extra) = row
     tasks = json.loads(tasks)
@@ -454,12 +468,18 @@ def _to_record(row: tuple, metrics: Iterable[tuple]) -> RunRecord:
     for split, task, name, value in metrics:
         # SQLite has no NaN: it stores NULL, read back here as NaN.
         splits[split].setdefault(task, {})[name] = math.nan if value is None else float(value)
-    return RunRecord(id=run_id, group=group, config=json.loads(config), tags=json.loads(tags),
-                     tasks=tasks, val=splits["val"], test=splits["test"],
-                     constant_test=splits["constant_test"], cost=json.loads(cost),
+    if not isinstance(tasks, list) or not all(isinstance(t, str) for t in tasks):
+        raise ValueError(f"tasks must be a list of names, got {tasks!r}")
+    mappings = {key: json.loads(text) for key, text in
+                (("config", config), ("tags", tags), ("cost", cost), ("extra", extra))}
+    for key, value in mappings.items():
+        if not isinstance(value, dict):
+            raise ValueError(f"{key} must be a JSON object, got {type(value).__name__}")
+    return RunRecord(id=run_id, group=group, tasks=tasks, val=splits["val"],
+                     test=splits["test"], constant_test=splits["constant_test"],
                      train_samples=int(train_samples), wall_s=float(wall_s),
                      best_epoch=int(best_epoch), epochs_run=int(epochs_run),
-                     finished_at=finished_at, extra=json.loads(extra))
+                     finished_at=finished_at, **mappings)
 
 
 def _metric_rows(record: RunRecord):
