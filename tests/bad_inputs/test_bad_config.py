@@ -108,7 +108,8 @@ def test_empty_or_scalar_section_with_an_override(trained, tmp_path, capsys, sec
 COMMAND_CASES = [
     ("config is a folder", ["train", "{root}", "--out", "{tmp}/r"], ["is a folder"]),
     ("config missing", ["train", "{tmp}/none.yaml", "--out", "{tmp}/r"], ["does not exist"]),
-    ("epochs 0", ["train", "{good}", "--out", "{tmp}/r", "--epochs", "0"], ["--epochs", "1 or more"]),
+    ("epochs 0", ["train", "{good}", "--out", "{tmp}/r", "--epochs", "0"],
+     ["--epochs", "1 or more"]),
     ("epochs -3", ["train", "{good}", "--out", "{tmp}/r", "--epochs", "-3"], ["--epochs"]),
     ("epochs text", ["train", "{good}", "--out", "{tmp}/r", "--epochs", "x"], ["--epochs"]),
     ("empty out", ["train", "{good}", "--out", ""], ["--out", "empty folder name"]),
@@ -131,6 +132,10 @@ COMMAND_CASES = [
      ["tasks"]),
     ("planted bad clusters", ["data", "planted", "--tasks", "6", "--out", "{tmp}/p",
                               "--clusters", "a,b"], ["--clusters"]),
+    ("planted huge split", ["data", "planted", "--tasks", "6", "--out", "{tmp}/p",
+                            "--n-train", "100000000"], ["n_train", "1,000,000"]),
+    ("planted negative noise", ["data", "planted", "--tasks", "6", "--out", "{tmp}/p",
+                                "--noise", "-1"], ["noise"]),
 ]
 
 

@@ -224,9 +224,18 @@ def _check_params(correlation, noise, few_label, binary_every, features_per_clus
                              ("n_test", n_test, 1)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
             raise ValueError(f"{name}={value!r}: must be an integer >= {low}")
+    for name, value in (("n_train", n_train), ("n_val", n_val), ("n_test", n_test)):
+        if value > MAX_SAMPLES:
+            raise ValueError(f"{name}={value}: over {MAX_SAMPLES:,} samples a split, more than a "
+                             f"planted family needs (and more memory than generating it "
+                             f"takes on most machines); choose {MAX_SAMPLES:,} or fewer")
     if latent > features_per_cluster:
         raise ValueError(f"latent={latent} exceeds features_per_cluster={features_per_cluster}; "
                          f"a block cannot carry more latent factors than it has features")
+
+
+#: Most samples of one split of a planted family (about 0.5 GB of inputs at 60 features).
+MAX_SAMPLES = 1_000_000
 
 
 def _unit(v: np.ndarray) -> np.ndarray:
