@@ -13,31 +13,45 @@ it, so ``L_t(after)`` is the loss of the *next* step's batch (computed anyway), 
 forward pass on the same batch as in the paper's code. The logit update for step t therefore
 happens at the start of step t + 1; it is noisier by the batch-to-batch variation of the
 losses, and costs nothing.
+
+A task without a label in the batch (loss exactly 0, see
+:func:`~taskgrouper.balancing.gradients.live_losses`) gets weight 0, the softmax runs over the
+other tasks, and its logit does not move for a step whose loss before or after is missing.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 
 import torch
 from torch import Tensor
 
 from taskgrouper.balancing.base import Balancer
+from taskgrouper.balancing.gradients import live_losses
 
 __all__ = ["FAMO", "famo_weights"]
 
 
-def famo_weights(losses: Tensor, logits: Tensor, eps: float = 1e-8) -> Tensor:
+def famo_weights(losses: Tensor, logits: Tensor, eps: float = 1e-8,
+                 live: Tensor | None = None) -> Tensor:
     """FAMO's loss weights ``w_t = c z_t / L_t`` with ``z = softmax(logits)`` and
     ``c = 1 / sum_t (z_t / L_t)`` (so the weights sum to 1; equal losses give ``w = z``).
 
     Args:
         losses: ``(T,)`` current losses (detached; clamped to ``eps``).
         logits: ``(T,)`` ``xi``.
+        live: ``(T,)`` bool, the tasks to weight (the softmax runs over them; the others,
+            without labels in the batch, get 0; all 0 when none is live); None: all.
     """
-    z = torch.softmax(logits.detach(), dim=0)  # (T,)
-    ratio = z / losses.detach().clamp(min=eps)  # (T,)
-    return ratio / ratio.sum()
+    if live is None:
+        z = torch.softmax(logits.detach(), dim=0)  # (T,)
+        ratio = z / losses.detach().clamp(min=eps)  # (T,)
+        return ratio / ratio.sum()
+    masked = torch.where(live, logits.detach(), torch.full_like(logits.detach(), -math.inf))
+    ratio = torch.softmax(masked, dim=0) / losses.detach().clamp(min=eps)  # (T,) 0 if dead
+    w = ratio / ratio.sum()
+    return torch.where(live, w, torch.zeros_like(w))  # (NaN when no task is live)
 
 
 class FAMO(Balancer):
@@ -70,23 +84,41 @@ class FAMO(Balancer):
         self.optimizer = torch.optim.Adam([self.logits], lr=self.lr, weight_decay=self.gamma)
 
     def update_logits(self, before: Tensor, after: Tensor) -> None:
-        """One optimiser step of the logits from the losses before and after an update."""
+        """One optimiser step of the logits from the losses before and after an update.
+
+        A loss of 0 on either side marks a task without labels in that batch (see
+        :meth:`_total`): its decrease is unknown, so the step is taken for the other tasks
+        alone (softmax over them) and its logit and optimiser moments stay as they were.
+        """
+        known = (before != 0) & (after != 0)  # (T,)
         delta = torch.log(before.clamp(min=1e-8)) - torch.log(after.clamp(min=1e-8))  # (T,)
+        delta = torch.where(known, delta, torch.zeros_like(delta))
+        saved = self.logits.detach().clone()
+        moments = {k: v.clone() for k, v in self.optimizer.state.get(self.logits, {}).items()
+                   if torch.is_tensor(v) and v.shape == self.logits.shape}
         with torch.enable_grad():
-            z = torch.softmax(self.logits, dim=0)
+            masked = torch.where(known, self.logits, torch.full_like(saved, -math.inf))
+            z = torch.softmax(masked, dim=0)
             (grad,) = torch.autograd.grad(z, self.logits, grad_outputs=delta)  # J_z^T delta
         self.logits.grad = torch.where(torch.isfinite(grad), grad, torch.zeros_like(grad))
         self.optimizer.step()
+        with torch.no_grad():
+            self.logits.copy_(torch.where(known, self.logits, saved))
+            state = self.optimizer.state.get(self.logits, {})
+            for key, value in moments.items():
+                state[key].copy_(torch.where(known, state[key], value))
 
     def _total(self, losses: Mapping[str, Tensor]) -> tuple[Tensor, Tensor]:
         if self.logits is None:
             raise RuntimeError("balancer 'famo': call setup(tasks, model) first")
-        stacked = torch.stack([losses[t] for t in self.tasks])  # (T,)
-        current = stacked.detach()
+        own = [losses[t] for t in self.tasks]
+        stacked = torch.stack(own)  # (T,)
+        live = live_losses(own)  # a task without labels: loss 0, weight 0, logit unchanged
+        current = torch.where(live, stacked.detach(), torch.zeros_like(stacked.detach()))
         if self.previous is not None:  # the last update's effect, seen on this batch
             self.update_logits(self.previous, current)
         self.previous = current.clone()
-        w = famo_weights(current, self.logits)  # (T,)
+        w = famo_weights(current, self.logits, live=live)  # (T,)
         return (w * stacked).sum(), w
 
     def combine(self, losses: Mapping[str, Tensor]) -> tuple[Tensor, dict[str, float]]:

@@ -17,6 +17,13 @@ result into ``.grad`` by accumulation:
   frontier directly, the step falls back to one full backward of ``sum_t h_t L_t`` in which a
   hook replaces the frontier's gradient by the combined one.
 
+Tasks without a label in a batch: :func:`~taskgrouper.train.losses.task_loss` gives such a
+task a loss of 0 times its prediction, so its row of the matrix is exactly zero. A zero row is
+*dead*: the Gram-matrix methods are solved on the live rows only
+(:meth:`GradientBalancer.solve_live`), the dead tasks get shared, head and logged weights of 0,
+and a step whose rows are all dead writes a zero update. Rows that are not finite stay live, so
+an AMP overflow or a diverging loss still reaches the grad scaler and the trainer's check.
+
 AMP: the losses are multiplied by the grad scaler's factor before differentiation, so every
 gradient written is scaled like the trainer's other gradients; the solvers see the Gram matrix
 divided by the squared factor (unscaled), which matters for the methods that are not
@@ -27,6 +34,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -48,7 +56,8 @@ class GradientBalancer(Balancer):
     """Base of the balancers that combine per-task gradients (MGDA, PCGrad, CAGrad, ...).
 
     Subclasses implement :meth:`combine_gradients`; the many that only need the T x T Gram
-    matrix implement :meth:`solve` instead.
+    matrix implement :meth:`solve` instead, which is called on the live tasks only (see
+    :meth:`solve_live`).
 
     Args:
         rep: Work on gradients with respect to the shared representation (``Outputs.rep``)
@@ -70,6 +79,9 @@ class GradientBalancer(Balancer):
                              f"not {batched!r}")
         self.rep = rep or self.rep_only
         self.batched = batched
+        #: Indices into ``tasks`` of the tasks the current :meth:`solve` call sees, while it
+        #: sees a subset (None: all of them).
+        self.solving: np.ndarray | None = None
 
     # --- what a method implements -------------------------------------------------------
     def combine_gradients(self, grads: Tensor, losses: Tensor, factor: Tensor | None,
@@ -90,7 +102,7 @@ class GradientBalancer(Balancer):
             own (non-shared) parameters; ``log``: the task weights to report, as floats.
         """
         gram, values = host_values(grads @ grads.T / _square(factor), losses)  # (T, T), (T,)
-        weights, heads, log = self.solve(gram, values)
+        weights, heads, log = self.solve_live(gram, values)
         w = torch.as_tensor(weights, dtype=grads.dtype).to(grads.device, non_blocking=True)
         h = torch.as_tensor(heads, dtype=grads.dtype).to(grads.device, non_blocking=True)
         return w @ grads, h, [float(v) for v in log]
@@ -98,8 +110,39 @@ class GradientBalancer(Balancer):
     def solve(self, gram, losses):
         """Gram-matrix methods: ``(T, T)`` unscaled Gram matrix and ``(T,)`` losses (numpy
         float64) -> shared weights, head weights and logged weights (each ``(T,)``): the
-        shared parameters get ``sum_t w_t g_t``."""
+        shared parameters get ``sum_t w_t g_t``.
+
+        Called through :meth:`solve_live`, so ``T`` counts the live tasks of the step, which
+        are ``self.tasks[i]`` for ``i`` in :attr:`solving` (all tasks when it is None); methods
+        with per-task state or options read it."""
         raise NotImplementedError
+
+    def solve_live(self, gram, losses):
+        """:meth:`solve` on the live tasks only, its weights scattered back to all tasks.
+
+        A task is dead when its row is exactly zero (``gram[t, t] == 0``: no valid label in
+        the batch); it gets 0 for every weight. With every row live this is :meth:`solve`
+        itself; with every row dead, :meth:`solve` is not called and all weights are 0. NaN
+        and infinite rows count as live.
+
+        Returns:
+            Shared, head and logged weights, each ``(T,)``.
+        """
+        live = np.diag(gram) != 0.0  # NaN != 0: a non-finite row stays live
+        n = live.shape[0]
+        if live.all():
+            return self.solve(gram, losses)
+        out = (np.zeros(n), np.zeros(n), np.zeros(n))
+        if not live.any():
+            return out
+        self.solving = np.flatnonzero(live)
+        try:
+            parts = self.solve(gram[np.ix_(self.solving, self.solving)], losses[self.solving])
+        finally:
+            self.solving = None
+        for full, part in zip(out, parts, strict=True):
+            full[live] = np.asarray(part, dtype=np.float64)
+        return out
 
     # --- the lifecycle ------------------------------------------------------------------
     def backward(self, losses: Mapping[str, Tensor],

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-__all__ = ["RepresentationSplit", "accumulate_gradients", "host_values",
+__all__ = ["RepresentationSplit", "accumulate_gradients", "host_values", "live_losses",
            "non_shared_parameters", "representation_frontier", "scale_factor",
            "split_at_representation", "task_gradients", "unflatten"]
 
@@ -281,3 +281,20 @@ def host_values(*tensors: Tensor):
         out.append(flat[offset:offset + n].reshape(tuple(t.shape)))
         offset += n
     return out
+
+
+def live_losses(losses: Sequence[Tensor]) -> Tensor:
+    """``(T,)`` bool: the losses that carry information this step.
+
+    :func:`~taskgrouper.train.losses.task_loss` gives a task without a valid label in the batch
+    a loss of exactly 0 (times its prediction); a loss may also come without a graph. Both are
+    dead: methods with per-task state (learned scales, logits) leave that task's state alone
+    for the step. NaN and infinite losses count as live (the trainer stops on them). Computed
+    on the losses' device, without a host synchronisation.
+    """
+    stacked = torch.stack([loss.detach() for loss in losses])  # (T,)
+    live = stacked != 0
+    if not all(loss.requires_grad for loss in losses):
+        graph = torch.tensor([loss.requires_grad for loss in losses], device=stacked.device)
+        live = live & graph
+    return live

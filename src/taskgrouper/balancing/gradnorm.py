@@ -28,7 +28,7 @@ __all__ = ["GradNorm", "gradnorm_targets"]
 
 
 def gradnorm_targets(norms: Tensor, weights: Tensor, losses: Tensor, initial: Tensor,
-                     alpha: float) -> Tensor:
+                     alpha: float, live: Tensor | None = None) -> Tensor:
     """GradNorm's target gradient norms ``G_bar * r_i^alpha``.
 
     Args:
@@ -37,14 +37,22 @@ def gradnorm_targets(norms: Tensor, weights: Tensor, losses: Tensor, initial: Te
         losses: ``(T,)`` current losses ``L_i(t)``.
         initial: ``(T,)`` first-step losses ``L_i(0)``.
         alpha: The asymmetry ``alpha``.
+        live: ``(T,)`` bool, the tasks to balance (the others, without labels in the batch,
+            get target 0 and count in no mean, and their ``initial`` may be 0); None: all.
 
     Returns:
         ``(T,)`` targets (no gradient).
     """
     g = (weights * norms).detach()  # G_i
     ratio = losses.detach() / initial.clamp(min=1e-12)  # L~_i
-    r = ratio / ratio.mean().clamp(min=1e-12)  # relative inverse training rate
-    return g.mean() * r ** alpha
+    if live is None:
+        r = ratio / ratio.mean().clamp(min=1e-12)  # relative inverse training rate
+        return g.mean() * r ** alpha
+    count = live.sum().clamp(min=1).to(g.dtype)
+    g_bar = torch.where(live, g, torch.zeros_like(g)).sum() / count
+    ratio = torch.where(live, ratio, torch.zeros_like(ratio))
+    r = ratio / (ratio.sum() / count).clamp(min=1e-12)
+    return torch.where(live, g_bar * r ** alpha, torch.zeros_like(r))
 
 
 class GradNorm(Balancer):
@@ -57,6 +65,11 @@ class GradNorm(Balancer):
     shared layer; when the shared representation is available and the heads read only it,
     that same pass yields the heads' gradients and the encoder gets one backward from the
     representation (the cost of a plain step plus the head passes).
+
+    A task without a label in the batch (a zero gradient at the last shared layer) is left out
+    of the step's balancing: it is reported with weight 0, its weight and optimiser moments
+    stay as they were, the live weights keep their sum, and its ``L_i(0)`` is taken at its
+    first step with labels.
 
     Args:
         alpha: Strength of the restoring force towards equal training rates (paper: 1.5 on
@@ -97,8 +110,6 @@ class GradNorm(Balancer):
         stacked = torch.stack(own)  # (T,)
         factor = scale_factor(scale, stacked)
         scaled = [loss * factor for loss in own] if factor is not None else own
-        if self.initial is None:
-            self.initial = stacked.detach().clone()
         w = self.w.detach().clone()  # (T,) the weights of this step
         layer = list(self.model.last_shared_layer())
         n_layer = sum(p.numel() for p in layer)
@@ -117,21 +128,44 @@ class GradNorm(Balancer):
         norms = grads[:, :n_layer].norm(dim=1)  # (T,) ||grad_W L_i||, scaled
         if factor is not None:
             norms = norms / factor
-        self._update(norms, stacked.detach())
-        return dict(zip(self.tasks, w.tolist(), strict=True))
+        live = norms != 0  # a task without labels in the batch has a zero row (NaN: live)
+        current = stacked.detach()
+        # L_i(0), from the task's first step with labels (0 until then)
+        if self.initial is None:
+            self.initial = torch.where(live, current, torch.zeros_like(current))
+        else:
+            self.initial = torch.where((self.initial == 0) & live, current, self.initial)
+        self._update(norms, current, live)
+        return dict(zip(self.tasks, torch.where(live, w, torch.zeros_like(w)).tolist(),
+                        strict=True))
 
-    def _update(self, norms: Tensor, losses: Tensor) -> None:
-        """One step of the weights on ``L_grad = sum_i |w_i n_i - target_i|``."""
-        target = gradnorm_targets(norms, self.w.detach(), losses, self.initial, self.alpha)
+    def _update(self, norms: Tensor, losses: Tensor, live: Tensor | None = None) -> None:
+        """One step of the weights on ``L_grad = sum_i |w_i n_i - target_i|`` over the
+        ``live`` tasks (default all); the others keep their weight and optimiser moments, and
+        the live weights keep their sum (T when every task is live)."""
+        if live is None:
+            live = torch.ones_like(norms, dtype=torch.bool)
+        before = self.w.detach().clone()
+        moments = {k: v.clone() for k, v in self.optimizer.state.get(self.w, {}).items()
+                   if torch.is_tensor(v) and v.shape == self.w.shape}
+        target = gradnorm_targets(norms, before, losses, self.initial, self.alpha, live)
         with torch.enable_grad():
-            l_grad = (self.w * norms - target).abs().sum()
+            gap = (self.w * norms - target).abs()
+            l_grad = torch.where(live, gap, torch.zeros_like(gap)).sum()
             (grad,) = torch.autograd.grad(l_grad, self.w)
         finite = torch.isfinite(grad).all() & torch.isfinite(norms).all()
         self.w.grad = torch.where(finite, grad, torch.zeros_like(grad))  # skip AMP overflows
         self.optimizer.step()
         with torch.no_grad():
             self.w.clamp_(min=1e-4)
-            self.w.mul_(len(self.tasks) / self.w.sum())
+            # the live weights share what the dead ones leave of T (all of it when all live)
+            dead_sum = torch.where(live, torch.zeros_like(before), before).sum()
+            live_sum = torch.where(live, self.w, torch.zeros_like(before)).sum()
+            scaled = self.w * ((len(self.tasks) - dead_sum) / live_sum)
+            self.w.copy_(torch.where(live, scaled, before))
+            state = self.optimizer.state.get(self.w, {})
+            for key, saved in moments.items():
+                state[key].copy_(torch.where(live, state[key], saved))
 
     def state_dict(self) -> dict:
         return {"w": None if self.w is None else self.w.detach().clone(),

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from taskgrouper.balancing.gradient_method import GradientBalancer
+from taskgrouper.balancing.gradients import live_losses
 
 __all__ = ["IMTL", "imtl_weights"]
 
@@ -87,9 +88,12 @@ class IMTL(GradientBalancer):
         if self.log_scales is None:
             return super().backward(losses, scale, rep)
         s = self.log_scales  # (T,)
-        raw = torch.stack([losses[t] for t in self.tasks])  # (T,)
-        # IMTL-L: d/ds_t of (exp(s_t) L_t - s_t) is exp(s_t) L_t - 1, with L_t held fixed
-        scale_loss = (torch.exp(s) * raw.detach() - s).sum()
+        own = [losses[t] for t in self.tasks]
+        raw = torch.stack(own)  # (T,)
+        # IMTL-L: d/ds_t of (exp(s_t) L_t - s_t) is exp(s_t) L_t - 1, with L_t held fixed; a
+        # task without labels (loss 0) would get -1 and its scale would drift: left out
+        terms = torch.exp(s) * raw.detach() - s
+        scale_loss = torch.where(live_losses(own), terms, torch.zeros_like(terms)).sum()
         (scale(scale_loss) if scale is not None else scale_loss).backward()
         factors = torch.exp(s.detach())  # (T,)
         scaled = {t: factors[i] * losses[t] for i, t in enumerate(self.tasks)}

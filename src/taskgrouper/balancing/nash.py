@@ -75,7 +75,11 @@ class NashMTL(GradientBalancer):
     Args:
         update_every: Solve for new weights every this many steps, and between solves reuse
             the last weights with a plain backward of ``sum_t alpha_t L_t`` (the paper's
-            speed-up; 1 solves every step).
+            speed-up; 1 solves every step). A task without labels at a solve (a zero gradient
+            row, weight 0 for that step) keeps its previous weight for the reuse steps; one
+            never solved for gets the mean of the live tasks' weights. (A reuse step takes no
+            per-task gradients, so it reports those weights even for a task without labels,
+            whose loss of 0 times its prediction adds nothing whatever its weight.)
         rep: Solve on the gradients of the shared representation instead.
         batched: See :class:`GradientBalancer`.
     """
@@ -94,7 +98,15 @@ class NashMTL(GradientBalancer):
 
     def solve(self, gram, losses):
         alpha = nash_weights(gram)
-        self.alpha = [float(a) for a in alpha]
+        if self.solving is None:
+            self.alpha = [float(a) for a in alpha]
+        else:  # dead tasks this step (no label): keep their last weights for the reuse steps
+            fill = float(np.mean(alpha))  # a task not solved for yet: the live tasks' mean
+            kept = self.alpha if self.alpha is not None else [fill] * len(self.tasks)
+            kept = list(kept)
+            for i, a in zip(self.solving, alpha, strict=True):
+                kept[i] = float(a)
+            self.alpha = kept
         return alpha, alpha, alpha
 
     def backward(self, losses, scale=None, rep=None):

@@ -14,6 +14,10 @@ The loss vector ``F`` should stay in the sub-region of ``u_k``: the constraints
    weights ``w_t = alpha_t + sum_j beta_j (u_j - u_k)_t``, which may be negative.
 
 The weights are normalised to ``sum_t |w_t| = 1`` (the scale of MGDA's convex weights).
+
+A step where some tasks have no label (zero gradient rows) is solved for the other tasks with
+the preference vectors restricted to them (:func:`restrict_preferences`); it does not end the
+initial phase, which needs the whole loss vector in the sub-region.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ import numpy as np
 from taskgrouper.balancing.gradient_method import GradientBalancer
 from taskgrouper.balancing.mgda import min_norm_weights
 
-__all__ = ["ParetoMTL", "pareto_mtl_weights", "preference_vectors"]
+__all__ = ["ParetoMTL", "pareto_mtl_weights", "preference_vectors", "restrict_preferences"]
 
 
 def preference_vectors(n_tasks: int, count: int) -> np.ndarray:
@@ -42,8 +46,8 @@ def preference_vectors(n_tasks: int, count: int) -> np.ndarray:
     """
     if count < 1:
         raise ValueError(f"need at least one preference vector, not {count}")
-    if count == 1:
-        return np.full((1, n_tasks), 1.0 / math.sqrt(n_tasks))
+    if count == 1 or n_tasks == 1:
+        return np.full((count if n_tasks == 1 else 1, n_tasks), 1.0 / math.sqrt(n_tasks))
     if n_tasks == 2:
         angles = np.linspace(0.0, math.pi / 2, count)
         return np.stack([np.cos(angles), np.sin(angles)], axis=1)
@@ -70,6 +74,30 @@ def _compositions(total: int, parts: int) -> list[tuple[int, ...]]:
             for rest in _compositions(total - first, parts - 1)]
 
 
+def restrict_preferences(prefs: np.ndarray, index: int,
+                         tasks: Sequence[int]) -> tuple[np.ndarray | None, int]:
+    """The preference vectors seen from a subset of the tasks (those with labels in a batch).
+
+    Each vector keeps the coordinates of ``tasks`` and is renormalised to unit length; vectors
+    with no weight on any of them say nothing about these tasks and are left out.
+
+    Args:
+        prefs: ``(K, T)`` preference vectors.
+        index: This run's preference, a row of ``prefs``.
+        tasks: Indices of the tasks kept.
+
+    Returns:
+        ``(K', T')`` vectors and the new index of this run's preference; ``(None, 0)`` when it
+        has no weight on any task kept.
+    """
+    restricted = np.asarray(prefs, dtype=np.float64)[:, list(tasks)]  # (K, T')
+    norms = np.linalg.norm(restricted, axis=1)
+    if norms[index] <= 0.0:
+        return None, 0
+    keep = norms > 0.0
+    return restricted[keep] / norms[keep, None], int(keep[:index].sum())
+
+
 def pareto_mtl_weights(gram: np.ndarray, losses: np.ndarray, prefs: np.ndarray, index: int,
                        initial: bool) -> tuple[np.ndarray, bool]:
     """One step of Pareto MTL as weights on the task gradients.
@@ -87,6 +115,7 @@ def pareto_mtl_weights(gram: np.ndarray, losses: np.ndarray, prefs: np.ndarray, 
     """
     f = np.asarray(losses, dtype=np.float64)
     diffs = np.delete(prefs - prefs[index], index, axis=0)  # (K-1, T) rows u_j - u_k
+    diffs = diffs[np.abs(diffs).max(axis=1, initial=0.0) > 1e-12]  # u_j = u_k: no constraint
     values = diffs @ (f / max(np.linalg.norm(f), 1e-30))  # G_j
     active = diffs[values >= 0.0]  # (A, T)
     feasible = active.shape[0] == 0
@@ -181,10 +210,18 @@ class ParetoMTL(GradientBalancer):
         self.step += 1
         if self.initial and self.step > self.init_steps:
             self.initial = False
-        w, feasible = pareto_mtl_weights(gram, losses, self.prefs, self.index, self.initial)
+        if self.solving is None:
+            prefs, index = self.prefs, self.index
+        else:  # some tasks have no label in this batch: compare the live tasks' losses only
+            prefs, index = restrict_preferences(self.prefs, self.index, self.solving)
+            if prefs is None:  # this run's preference gives no weight to a live task
+                w = min_norm_weights(gram)
+                return w, w, w
+        w, feasible = pareto_mtl_weights(gram, losses, prefs, index, self.initial)
         if self.initial and feasible:  # the initial solution is found: main phase from now
-            self.initial = False
-            w, _ = pareto_mtl_weights(gram, losses, self.prefs, self.index, False)
+            if self.solving is None:  # (feasible for some tasks only does not end the phase)
+                self.initial = False
+            w, _ = pareto_mtl_weights(gram, losses, prefs, index, False)
         return w, w, w
 
     def state_dict(self) -> dict:

@@ -267,8 +267,11 @@ class GradDrop(GradientBalancer):
             act = a.detach().reshape(batch, -1).to(grads.dtype)
             parts.append(graddrop_gradient(g, act, u, leak).reshape(-1))
             offset += n
-        heads = torch.ones(n_tasks, dtype=grads.dtype, device=grads.device)
-        return torch.cat(parts), heads, [1.0] * n_tasks
+        # a dead task (zero row: no label in the batch) already adds nothing to the sums above
+        # and keeps nothing through the mask; it is reported with weight 0, like the dead
+        # tasks of the Gram-matrix methods
+        heads = (grads.square().sum(dim=1) != 0).to(grads.dtype)  # (T,) 1 live, 0 dead
+        return torch.cat(parts), heads, [float(h) for h in heads.tolist()]
 
     def state_dict(self) -> dict:
         if self.generator is not None:

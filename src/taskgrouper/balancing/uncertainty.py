@@ -19,6 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from taskgrouper.balancing.base import Balancer
+from taskgrouper.balancing.gradients import live_losses
 
 __all__ = ["CLASSIFICATION_KINDS", "Uncertainty", "uncertainty_loss"]
 
@@ -26,20 +27,28 @@ __all__ = ["CLASSIFICATION_KINDS", "Uncertainty", "uncertainty_loss"]
 CLASSIFICATION_KINDS = frozenset({"classification", "segmentation", "binary", "dense_binary"})
 
 
-def uncertainty_loss(losses: Tensor, log_vars: Tensor, factors: Tensor) -> tuple[Tensor, Tensor]:
+def uncertainty_loss(losses: Tensor, log_vars: Tensor, factors: Tensor,
+                     live: Tensor | None = None) -> tuple[Tensor, Tensor]:
     """Kendall et al.'s objective.
 
     Args:
         losses: ``(T,)`` task losses.
         log_vars: ``(T,)`` ``s_t = log sigma_t^2``.
         factors: ``(T,)`` 1/2 for regression-style tasks, 1 for classification-style ones.
+        live: ``(T,)`` bool, the tasks with labels in the batch; the others' terms are left
+            out (their ``s_t`` gets no gradient, where ``s_t / 2`` alone would raise it) and
+            their weight is 0. None: all.
 
     Returns:
         The scalar ``sum_t factor_t exp(-s_t) L_t + s_t / 2`` and the ``(T,)`` weights
         ``factor_t exp(-s_t)``.
     """
     weights = factors * torch.exp(-log_vars)  # (T,)
-    return (weights * losses).sum() + 0.5 * log_vars.sum(), weights
+    if live is None:
+        return (weights * losses).sum() + 0.5 * log_vars.sum(), weights
+    weights = torch.where(live, weights, torch.zeros_like(weights))
+    return ((weights * losses).sum()
+            + 0.5 * torch.where(live, log_vars, torch.zeros_like(log_vars)).sum()), weights
 
 
 class Uncertainty(Balancer):
@@ -48,7 +57,8 @@ class Uncertainty(Balancer):
     The task kind (from ``model.specs``) picks the regression or classification form; a model
     without specs is treated as regression throughout. The log variances start at 0 and are
     returned by :meth:`parameters`, so the trainer's optimiser updates them with the model.
-    The logged weights are ``exp(-s_t)`` times 1/2 or 1.
+    The logged weights are ``exp(-s_t)`` times 1/2 or 1. A task without a label in the batch
+    (loss exactly 0) is left out of the step: weight 0, no gradient for its ``s_t``.
     """
 
     name = "uncertainty"
@@ -73,8 +83,8 @@ class Uncertainty(Balancer):
     def _total(self, losses: Mapping[str, Tensor]) -> tuple[Tensor, Tensor]:
         if self.log_vars is None:
             raise RuntimeError("balancer 'uncertainty': call setup(tasks, model) first")
-        stacked = torch.stack([losses[t] for t in self.tasks])  # (T,)
-        return uncertainty_loss(stacked, self.log_vars, self.factors)
+        own = [losses[t] for t in self.tasks]
+        return uncertainty_loss(torch.stack(own), self.log_vars, self.factors, live_losses(own))
 
     def combine(self, losses: Mapping[str, Tensor]) -> tuple[Tensor, dict[str, float]]:
         total, weights = self._total(losses)
