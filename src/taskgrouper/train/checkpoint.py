@@ -1,52 +1,174 @@
-"""Atomic writes: a crash leaves the previous file or the new one, never half of one."""
+"""Checkpoints and atomic writes: a crash leaves the previous file or the new one, never half
+of one, and reading a checkpoint never runs code.
+
+A checkpoint holds plain data only: tensors, numbers, strings, ``None``, lists, tuples and
+dicts (the model's ``state_dict``, the optimiser's, RNG states as byte tensors, the balancer's
+and the schedule's state, the log). :func:`save_checkpoint` refuses anything else, and
+:func:`load_checkpoint` reads with ``torch.load(..., weights_only=True)``, which builds only
+those types: a file that holds other Python objects (a crafted pickle payload, or a checkpoint
+of another program) is refused before any of it is built. No further type is allow-listed.
+"""
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import re
 import tempfile
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
 
-__all__ = ["load_checkpoint", "save_checkpoint", "write_json_atomic"]
+__all__ = ["CheckpointError", "DiskFullError", "load_checkpoint", "save_checkpoint",
+           "temp_files", "write_json_atomic"]
+
+#: errno values that mean the disk (or the user's quota) is full.
+_FULL = {errno.ENOSPC, errno.EDQUOT}
+
+#: Leaf types a checkpoint may hold besides tensors (all built by the weights-only loader).
+_PLAIN = (type(None), bool, int, float, str, bytes, torch.dtype, torch.device, torch.Size)
+
+_REDO = "delete it and run the same `taskgrouper train` command again to write it anew"
 
 
-def _replace_from_temp(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be used; the message names the file and the fix."""
+
+
+class DiskFullError(OSError):
+    """A write failed because the disk or quota is full; names the file and the fix."""
+
+    def __init__(self, path: Path):
+        super().__init__(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+        self.message = (f"cannot write '{path}': no space left on device (the disk or your "
+                        f"quota is full); the file is as it was before. Free some space on that "
+                        f"disk and run the same command again: training resumes from the last "
+                        f"saved epoch")
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def _disk_full(err: BaseException | None) -> bool:
+    """True when ``err`` or an error it was raised from (torch's writer wraps the OSError of a
+    failed write in a RuntimeError, "enforce fail at inline_container.cc") is a full disk."""
+    seen = set()
+    while err is not None and id(err) not in seen:
+        if isinstance(err, OSError) and err.errno in _FULL:
+            return True
+        seen.add(id(err))
+        err = err.__cause__ or err.__context__
+    return False
+
+
+def _replace_from_temp(path: Path, write: Callable[[Any], object]) -> None:
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         with os.fdopen(fd, "wb") as handle:
             write(handle)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    except BaseException as err:
+        if tmp is not None:
+            try:
+                os.unlink(tmp)
+            except FileNotFoundError:
+                pass
+        if _disk_full(err):
+            raise DiskFullError(path) from None
         raise
 
 
+def temp_files(folder: Path, names: list[str]) -> list[Path]:
+    """Temporary files that :func:`save_checkpoint` or :func:`write_json_atomic` leave when
+    their process is killed mid-write (``.NAME.*.tmp``)."""
+    return [p for name in names for p in Path(folder).glob(f".{name}.*.tmp")]
+
+
+def _check_plain(value: Any, where: str) -> None:
+    """Raise TypeError naming the first value below ``value`` that is not plain data."""
+    if isinstance(value, (torch.Tensor, *_PLAIN)):
+        return
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            if not isinstance(key, str | int):
+                raise TypeError(f"checkpoint key {key!r} under {where} is a "
+                                f"{type(key).__name__}; keys must be strings or integers")
+            _check_plain(item, f"{where}[{key!r}]")
+        return
+    if isinstance(value, list | tuple):
+        for i, item in enumerate(value):
+            _check_plain(item, f"{where}[{i}]")
+        return
+    raise TypeError(f"checkpoint value {where} is a {type(value).__module__}."
+                    f"{type(value).__qualname__}; a checkpoint holds only tensors, numbers, "
+                    f"strings, lists and dicts (convert it, e.g. with float() or "
+                    f"torch.as_tensor())")
+
+
 def save_checkpoint(state: dict[str, Any], path: str | Path) -> None:
-    """torch.save to a temporary file in the same folder, then rename over ``path``."""
+    """torch.save to a temporary file in the same folder, then rename over ``path``.
+
+    Raises:
+        TypeError: ``state`` holds something other than plain data (a bug of the caller;
+            nothing is written).
+        DiskFullError: the disk is full (the previous file stays).
+    """
+    _check_plain(state, "state")
     _replace_from_temp(Path(path), lambda handle: torch.save(state, handle))
 
 
-def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> dict[str, Any]:
-    """Load a checkpoint written by :func:`save_checkpoint`.
+def load_checkpoint(path: str | Path, device: str | torch.device = "cpu", *,
+                    fix: str = _REDO) -> dict[str, Any]:
+    """Load a checkpoint written by :func:`save_checkpoint`, building plain data only.
+
+    Args:
+        path: The file.
+        device: Where tensors go.
+        fix: What the error message tells the user to do (it follows "; ").
 
     Raises:
-        ValueError: the file is not a readable checkpoint (names it and the fix).
+        CheckpointError: the file is missing, unreadable, holds Python objects other than plain
+            data (it is not unpickled), or is not a dict (names it and ``fix``).
     """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint '{path}' does not exist; check the path")
     try:
-        return torch.load(path, map_location=device, weights_only=False)
+        state = torch.load(path, map_location=device, weights_only=True)
+    except OSError as err:  # the file is fine, reading it is not (permissions, I/O)
+        raise CheckpointError(f"checkpoint '{path}' cannot be read ({err.strerror or err}); "
+                              f"check its permissions and the disk") from None
     except Exception as err:  # torch raises several unrelated types for corrupt files
-        raise ValueError(f"checkpoint '{path}' cannot be read ({type(err).__name__}: {err}); "
-                         f"delete it to restart that run from scratch") from None
+        text = str(err)
+        found = re.search(r"GLOBAL ([\w.]+)", text)
+        if found or re.search(r"unsupported class|reduce for", text, re.IGNORECASE):
+            what = f" ({found.group(1)})" if found else ""
+            raise CheckpointError(
+                f"checkpoint '{path}' holds Python objects other than tensors, numbers, "
+                f"strings, lists and dicts{what}, so it was not loaded: unpickling them could "
+                f"run code. `taskgrouper train` never writes such objects: the file comes from "
+                f"elsewhere or was altered; {fix}") from None
+        text = text.split("WeightsUnpickler error:")[-1]  # torch's reason, after its advice
+        lines = [line.strip() for line in text.splitlines() if line.strip()]
+        first = lines[0].split(". ")[0][:200] if lines else ""
+        reason = f"{type(err).__name__}: {first}" if first else type(err).__name__
+        raise CheckpointError(f"checkpoint '{path}' cannot be read ({reason}): it is damaged "
+                              f"or not a checkpoint; {fix}") from None
+    if not isinstance(state, dict):
+        raise CheckpointError(f"checkpoint '{path}' holds a {type(state).__name__}, not the "
+                              f"dict that `taskgrouper train` writes; {fix}")
+    return state
 
 
 def write_json_atomic(obj: Any, path: str | Path) -> None:
     """Write JSON (indented, keys in insertion order) atomically."""
     data = json.dumps(obj, indent=2, allow_nan=True).encode()
     _replace_from_temp(Path(path), lambda handle: handle.write(data))
+

@@ -9,7 +9,11 @@
 - ``log.json``: per-epoch learning rate, per-task train losses, per-task validation losses and
   metrics, task weights, seconds and samples;
 - ``metrics.json``: at the end, validation and test losses and metrics of the best weights, the
-  same metrics for a constant predictor (the training mean or majority class), and the cost.
+  same metrics for a constant predictor (the training mean or majority class), and the cost;
+- ``.train.lock``: held while a process trains there (:mod:`taskgrouper.train.lock`).
+
+Checkpoints hold plain data only and are read without unpickling anything else
+(:mod:`taskgrouper.train.checkpoint`).
 """
 
 from __future__ import annotations
@@ -17,7 +21,9 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import sys
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,9 +35,16 @@ from torch import Tensor, nn
 from taskgrouper.balancing import Balancer, build_balancer
 from taskgrouper.config import ExperimentConfig
 from taskgrouper.data import LazySplit, MultiTaskData, Split, load_dataset
-from taskgrouper.data.base import stats_sample
-from taskgrouper.tasks import TaskSpec, fit_normalisation, normalise_target
-from taskgrouper.train.checkpoint import load_checkpoint, save_checkpoint, write_json_atomic
+from taskgrouper.data.base import DataError, stats_sample
+from taskgrouper.tasks import TaskSpec, fit_normalisation, normalise_target, valid_mask
+from taskgrouper.train.checkpoint import (
+    CheckpointError,
+    load_checkpoint,
+    save_checkpoint,
+    temp_files,
+    write_json_atomic,
+)
+from taskgrouper.train.lock import hold_run_folder
 from taskgrouper.train.losses import denormalise, task_loss, task_loss_sum
 
 __all__ = ["TrainResult", "TrainingDiverged", "evaluate_split", "resolve_device", "train"]
@@ -314,11 +327,14 @@ def _constant_outputs(spec: TaskSpec, train_raw: Tensor, n: int, shape) -> Tenso
 def evaluate_split(model: nn.Module, split: _Tensors | _Stream, specs: dict[str, TaskSpec],
                    device: torch.device, batch_size: int = 128,
                    amp_dtype: torch.dtype | None = None,
-                   quick: bool = False) -> dict[str, dict[str, float]]:
+                   quick: bool = False,
+                   label_counts: dict[str, float] | None = None
+                   ) -> dict[str, dict[str, float]]:
     """Per-task loss (normalised scale, over all valid labels of the split) and metrics.
 
     ``quick`` (the per-epoch validation) scores edge tasks at 9 thresholds instead of the
-    benchmark's 99; losses and every other metric are the same.
+    benchmark's 99; losses and every other metric are the same. ``label_counts``, when given,
+    receives the number of valid labels of each task (the loss of a task without any is NaN).
     """
     from taskgrouper.evaluate.metrics import MetricAccumulator
 
@@ -342,6 +358,8 @@ def evaluate_split(model: nn.Module, split: _Tensors | _Stream, specs: dict[str,
     result = {}
     for t in specs:
         n = float(counts[t])
+        if label_counts is not None:
+            label_counts[t] = n
         result[t] = {"loss": float(sums[t]) / n if n else float("nan"), **accs[t].compute()}
     return result
 
@@ -438,6 +456,178 @@ class _Schedule:
         self.best_train = state["best_train"]
 
 
+def check_splits(data: MultiTaskData) -> None:
+    """Refuse, before training, splits the run cannot use: an empty training or validation
+    split, and a task without a single label in the validation split (in-memory splits; a
+    streamed one is counted in the first validation).
+
+    Raises:
+        DataError: naming the dataset, the split and the task.
+    """
+    name = data.name or "dataset"
+    for split in ("train", "val"):
+        if not len(data.split(split)):
+            role = ("the network learns from it" if split == "train" else
+                    "the run keeps the weights of the epoch with the lowest validation loss, "
+                    "which cannot be measured without samples")
+            raise DataError(f"{name}: split '{split}' has no samples; {role}. Add samples to "
+                            f"the dataset's '{split}' split")
+    val = data.split("val")
+    if isinstance(val, LazySplit):
+        return
+    empty = [t for t, spec in data.tasks.items() if not valid_mask(spec, val.targets[t]).any()]
+    if empty:
+        raise DataError(_no_val_labels(name, empty, len(val)))
+
+
+def _no_val_labels(name: str, tasks: list[str], n: int) -> str:
+    those = f"task '{tasks[0]}' has" if len(tasks) == 1 else \
+        f"tasks {', '.join(repr(t) for t in tasks)} have"
+    return (f"{name}: {those} no label in split 'val' (all {n} samples are missing it), so "
+            f"the validation loss cannot be measured and no epoch's weights could be kept. Add "
+            f"val labels for {'it' if len(tasks) == 1 else 'them'}, or leave "
+            f"{'it' if len(tasks) == 1 else 'them'} out of the run (list the other tasks under "
+            f"`tasks:` in the config)")
+
+
+def fit_specs(tasks: dict[str, TaskSpec], targets: dict[str, np.ndarray],
+              warn=None) -> dict[str, TaskSpec]:
+    """Each task's spec with normalisation fitted on its training labels.
+
+    A regression channel whose training labels are all equal (zero variance) cannot be scaled
+    to unit variance: dividing by its standard deviation (~0) would blow every other value up
+    (a validation loss of 1e8). It keeps std 1 (labels minus their mean), and ``warn`` gets a
+    message naming the task.
+    """
+    specs = {}
+    for name, spec in tasks.items():
+        fitted = fit_normalisation(spec, targets[name])
+        if fitted.normalised:
+            constant = _constant_channels(fitted, targets[name])
+            if constant:
+                std = [1.0 if c in constant else s for c, s in enumerate(fitted.std)]
+                fitted = fitted.with_normalisation(fitted.mean, std)
+                if warn is not None:
+                    values = ", ".join(f"{fitted.mean[c]:g}" for c in constant)
+                    where = ("" if len(fitted.std) == 1 else
+                             f" (channel(s) {', '.join(map(str, constant))})")
+                    warn(f"task '{name}'{where}: its training labels have zero variance (every "
+                         f"valid label is {values}), so they cannot be normalised; the loss "
+                         f"uses them minus their mean (std 1), and the network learns nothing "
+                         f"about '{name}' from them. Check the labels of task '{name}' in "
+                         f"split 'train'")
+        specs[name] = fitted
+    return specs
+
+
+def _constant_channels(spec: TaskSpec, target: np.ndarray) -> list[int]:
+    """Channels of a normalised task whose valid training labels do not vary (all equal, or
+    spread no more than float rounding: std below 1e-6 of the mean's magnitude)."""
+    mask = valid_mask(spec, target)
+    if spec.kind == "dense_regression":
+        values = np.moveaxis(target, 1, 0)[:, mask]
+    elif target.ndim == 1:
+        values = target[mask][None, :]
+    else:
+        values = target[mask].T
+    return [c for c, row in enumerate(values)
+            if row.size and (row.max() == row.min()
+                             or spec.std[c] <= 1e-6 * abs(spec.mean[c]))]
+
+
+def _warn(message: str) -> None:
+    print(f"taskgrouper: warning: {message}", file=sys.stderr, flush=True)
+
+
+#: What :func:`_train` reads from ``last.pt``: key -> accepted types.
+_RESUME_STATE: dict[str, tuple[type, ...]] = {
+    "model": (Mapping,), "optimizer": (Mapping,), "schedule": (Mapping,),
+    "balancer": (Mapping,), "scaler": (Mapping,), "generator": (Tensor,),
+    "torch_rng": (Tensor,), "history": (list,), "epoch": (int,), "best_val": (int, float),
+    "best_epoch": (int,), "bad_epochs": (int,), "samples": (int,), "wall_s": (int, float)}
+
+
+def check_resume_state(state: dict, path: Path, epochs: int, affinity: bool = False) -> None:
+    """Refuse a ``last.pt`` that lacks a part of the resume state or holds the wrong types.
+
+    Raises:
+        CheckpointError: naming the file, what is wrong and the fix.
+    """
+    problems = []
+    for key, types in _RESUME_STATE.items():
+        if key not in state:
+            problems.append(f"no '{key}'")
+        elif not isinstance(state[key], types) or isinstance(state[key], bool):
+            problems.append(f"'{key}' is a {type(state[key]).__name__}")
+    if affinity and not isinstance(state.get("affinity"), Mapping):
+        problems.append("no 'affinity' record (train.affinity_every is set)")
+    if not problems:
+        bad = [k for k, v in state["model"].items() if not isinstance(v, Tensor)]
+        if bad:
+            problems.append(f"'model' holds non-tensors ({', '.join(map(str, bad[:3]))})")
+        if not 0 <= state["epoch"] <= epochs or not 0 <= state["best_epoch"] <= state["epoch"]:
+            problems.append(f"epoch {state['epoch']} (best {state['best_epoch']}) is outside "
+                            f"the run's {epochs} epochs")
+    if problems:
+        raise CheckpointError(f"checkpoint '{path}' is not the resume state that `taskgrouper "
+                              f"train` writes ({'; '.join(problems[:4])}); {_LAST_FIX}")
+
+
+def _restore(state: dict, path: Path, device: torch.device, *, model: nn.Module,
+             optimizer: torch.optim.Optimizer, schedule: _Schedule, balancer: Balancer,
+             scaler, generator: torch.Generator, recorder) -> None:
+    """Load a checked resume state; one that does not fit this run is refused by name."""
+    try:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        for group in optimizer.param_groups:  # moments of another network's shapes
+            for p in group["params"]:
+                for key, value in optimizer.state.get(p, {}).items():
+                    if isinstance(value, Tensor) and value.dim() and value.shape != p.shape:
+                        raise ValueError(f"optimizer state '{key}' of shape "
+                                         f"{tuple(value.shape)} for a parameter of shape "
+                                         f"{tuple(p.shape)}")
+        schedule.load_state_dict(state["schedule"])
+        balancer.load_state_dict(state["balancer"])
+        scaler.load_state_dict(state["scaler"])
+        generator.set_state(state["generator"].cpu())
+        torch.set_rng_state(state["torch_rng"].cpu())
+        if device.type == "cuda" and isinstance(state.get("cuda_rng"), Tensor):
+            torch.cuda.set_rng_state(state["cuda_rng"].cpu(), device)
+        if recorder is not None:
+            recorder.load_state_dict(state["affinity"])
+    except (KeyError, IndexError, TypeError, ValueError, RuntimeError, AttributeError) as err:
+        raise CheckpointError(f"checkpoint '{path}' does not fit this run ({_short(err)}); it "
+                              f"was written for another network, balancer or config; "
+                              f"{_LAST_FIX}") from None
+
+
+def _load_weights(model: nn.Module, path: Path, device: torch.device) -> None:
+    """Load ``path``'s ``model`` weights (a ``best.pt``) into ``model``, or refuse by name."""
+    state = load_checkpoint(path, device, fix=_BEST_FIX)
+    weights = state.get("model")
+    if not isinstance(weights, Mapping) or not all(isinstance(v, Tensor)
+                                                   for v in weights.values()):
+        raise CheckpointError(f"checkpoint '{path}' holds no model weights (a 'model' dict of "
+                              f"tensors); {_BEST_FIX}")
+    try:
+        model.load_state_dict(weights)
+    except (KeyError, TypeError, ValueError, RuntimeError) as err:
+        raise CheckpointError(f"checkpoint '{path}' holds the weights of another network "
+                              f"({_short(err)}); {_BEST_FIX}") from None
+
+
+def _short(err: BaseException, limit: int = 300) -> str:
+    """An exception as one line (torch's load_state_dict errors span several)."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    if len(lines) > 1 and lines[0].lower().startswith("error(s) in loading"):
+        lines = lines[1:]
+    text = "; ".join(lines) or type(err).__name__
+    if isinstance(err, KeyError):
+        text = f"no {text}"
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
 def run_identity(config: ExperimentConfig) -> dict:
     """The parts of a config that define a run (device and thread count may change)."""
     dump = config.model_dump(mode="json")
@@ -505,9 +695,18 @@ def train(config: ExperimentConfig, out_dir: str | Path, *, data: MultiTaskData 
     device, and rank 0 alone writes ``out_dir`` and the messages
     (:mod:`taskgrouper.train.distributed`).
 
+    One process trains in a folder at a time: a second one is refused at once (the lock is
+    released by the operating system when its holder exits, however it exits). A run whose
+    ``best.pt`` is gone is restored: from ``last.pt`` when that holds the best epoch, else by
+    training the run again from scratch (finished runs included).
+
     Raises:
         TrainingDiverged: a task loss became NaN/inf (names the task and epoch).
-        ValueError: an output folder holding a different run, a bad device or name.
+        ValueError: an output folder holding a different run or in use by another process, a
+            bad device or name, a validation split without samples or labels, a checkpoint
+            that cannot be used (:class:`~taskgrouper.train.checkpoint.CheckpointError`).
+        OSError: a write failed, e.g. a full disk
+            (:class:`~taskgrouper.train.checkpoint.DiskFullError`).
     """
     from taskgrouper.train import distributed as dp
 
@@ -520,6 +719,27 @@ def train(config: ExperimentConfig, out_dir: str | Path, *, data: MultiTaskData 
                          "to 0 under torchrun, or train the recording run without torchrun")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    # rank 0 holds the folder for every rank of a torchrun
+    with hold_run_folder(out) if ctx.is_main else contextlib.nullcontext():
+        if ctx.is_main:  # left by a process killed while writing
+            for stale in temp_files(out, list(_RUN_FILES)):
+                stale.unlink(missing_ok=True)
+        return _train(config, out, ctx, data, progress, log)
+
+
+#: The files a run folder holds.
+_RUN_FILES = ("config.json", "last.pt", "best.pt", "log.json", "metrics.json")
+
+_LAST_FIX = "delete it and run the same command again to train this run from scratch"
+_BEST_FIX = ("delete it and run the same command again: the run then restores best.pt from "
+             "last.pt, or trains again from scratch to rewrite it")
+
+
+def _train(config: ExperimentConfig, out: Path, ctx, data: MultiTaskData | None,
+           progress: bool, log) -> TrainResult:
+    """:func:`train` once the run folder is held."""
+    from taskgrouper.train import distributed as dp
+
     identity = run_identity(config)
     config_path = out / "config.json"
     if config_path.exists():
@@ -529,7 +749,9 @@ def train(config: ExperimentConfig, out_dir: str | Path, *, data: MultiTaskData 
                              f"new --out, or delete the folder to start over")
     elif ctx.is_main:
         write_json_atomic(identity, config_path)
-    if (out / "metrics.json").exists():
+    best_path = out / "best.pt"
+    finished = (out / "metrics.json").exists()
+    if finished and best_path.exists():
         saved = json.loads((out / "metrics.json").read_text())
         log(f"{out}: finished run found; nothing to train")
         return TrainResult(**saved)
@@ -553,8 +775,10 @@ def train(config: ExperimentConfig, out_dir: str | Path, *, data: MultiTaskData 
         data = data.select_tasks(config.tasks)
     data.check()
     data = prepare_data(data, config.data, log)
+    check_splits(data)
     stats = stats_sample(data.train)  # every sample when in memory
-    specs = {t: fit_normalisation(s, stats.targets[t]) for t, s in data.tasks.items()}
+    specs = fit_specs(data.tasks, stats.targets,
+                      warn=_warn if ctx.is_main else _silent)
     train_raw = {t: torch.from_numpy(np.ascontiguousarray(stats.targets[t])) for t in specs}
     del stats
     tasks = list(specs)
@@ -598,22 +822,42 @@ def train(config: ExperimentConfig, out_dir: str | Path, *, data: MultiTaskData 
     history: list[dict[str, Any]] = []
     start_epoch, best_val, best_epoch, bad_epochs = 0, math.inf, 0, 0
     samples, wall = 0, 0.0
-    if (out / "last.pt").exists():
-        state = load_checkpoint(out / "last.pt", device)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        schedule.load_state_dict(state["schedule"])
-        balancer.load_state_dict(state["balancer"])
-        scaler.load_state_dict(state["scaler"])
-        generator.set_state(state["generator"])
-        torch.set_rng_state(state["torch_rng"])
-        if recorder is not None:
-            recorder.load_state_dict(state["affinity"])
-        history = state["history"]
-        start_epoch, best_val = state["epoch"], state["best_val"]
-        best_epoch, bad_epochs = state["best_epoch"], state["bad_epochs"]
-        samples, wall = state["samples"], state["wall_s"]
+    last_path = out / "last.pt"
+    state = None
+    if last_path.exists():
+        state = load_checkpoint(last_path, device, fix=_LAST_FIX)
+        check_resume_state(state, last_path, tc.epochs, affinity=recorder is not None)
+    restore_best = False
+    if state is not None and state["best_epoch"] > 0:
+        if best_path.exists():  # read it now, not after the remaining epochs
+            _load_weights(model, best_path, device)
+        elif state["best_epoch"] == state["epoch"]:
+            restore_best = True  # last.pt holds the best weights
+        else:
+            log(f"{out}: best.pt (the weights of epoch {state['best_epoch']}) is missing and "
+                f"last.pt holds epoch {state['epoch']}; training the run again from scratch "
+                f"to restore it")
+            state = None
+    elif state is None and finished:
+        log(f"{out}: best.pt is missing; training the finished run again from scratch to "
+            f"restore it")
+    if state is None and finished and ctx.is_main:
+        (out / "metrics.json").unlink()  # rewritten by the new training
+    if state is not None:
+        _restore(state, last_path, device, model=model, optimizer=optimizer,
+                 schedule=schedule, balancer=balancer, scaler=scaler, generator=generator,
+                 recorder=recorder)
+        history = list(state["history"])
+        start_epoch, best_val = int(state["epoch"]), float(state["best_val"])
+        best_epoch, bad_epochs = int(state["best_epoch"]), int(state["bad_epochs"])
+        samples, wall = int(state["samples"]), float(state["wall_s"])
+        if restore_best and ctx.is_main:
+            save_checkpoint({"model": state["model"], "epoch": start_epoch}, best_path)
+            log(f"{out}: best.pt was missing; restored it from last.pt (epoch {start_epoch}, "
+                f"the best so far)")
         log(f"{out}: resuming after epoch {start_epoch}")
+    del state
+    dp.barrier()  # every rank sees the files rank 0 restored
 
     autocast = (torch.autocast(device.type, dtype=amp_dtype) if amp_dtype is not None
                 else contextlib.nullcontext())
@@ -693,8 +937,12 @@ def train(config: ExperimentConfig, out_dir: str | Path, *, data: MultiTaskData 
         train_seconds = time.perf_counter() - t0
         if ctx.active:  # normalisation statistics met only this rank's rows: average them
             dp.average_buffers(model)
+        labelled: dict[str, float] = {}
         val = evaluate_split(model, val_t, specs, device, tc.eval_batch_size, amp_dtype,
-                             quick=True)
+                             quick=True, label_counts=labelled)
+        unlabelled = [t for t in tasks if not labelled[t]]
+        if unlabelled:  # a streamed split is only counted here
+            raise DataError(_no_val_labels(data.name or "dataset", unlabelled, len(val_t)))
         val_losses = {t: val[t]["loss"] for t in tasks}
         val_total = sum(val_losses.values())
         balancer.epoch_end(train_losses, val_losses, val)
@@ -715,15 +963,17 @@ def train(config: ExperimentConfig, out_dir: str | Path, *, data: MultiTaskData 
                         "seconds": seconds, "train_seconds": train_seconds,
                         "samples": n_train})
         if ctx.is_main:
-            _save_last(out, {
+            last = {
                 "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                 "schedule": schedule.state_dict(), "balancer": balancer.state_dict(),
                 "scaler": scaler.state_dict(), "generator": generator.get_state(),
                 "torch_rng": torch.get_rng_state(), "history": history, "epoch": epoch,
-                "best_val": best_val, "best_epoch": best_epoch, "bad_epochs": bad_epochs,
-                "samples": samples, "wall_s": wall,
-                "affinity": recorder.state_dict() if recorder is not None else None},
-                history, tasks)
+                "best_val": float(best_val), "best_epoch": best_epoch,
+                "bad_epochs": bad_epochs, "samples": samples, "wall_s": float(wall),
+                "affinity": recorder.state_dict() if recorder is not None else None}
+            if device.type == "cuda":  # random draws on the device (e.g. AdaShare's Gumbel)
+                last["cuda_rng"] = torch.cuda.get_rng_state(device)
+            _save_last(out, last, history, tasks)
         log(f"epoch {epoch}: train {sum(train_losses.values()):.4f}  val {val_total:.4f}"
             f"{'  *' if improved else ''}  lr {lr_used:.3g}  {seconds:.1f}s")
         if bad_epochs >= tc.patience:
@@ -732,8 +982,14 @@ def train(config: ExperimentConfig, out_dir: str | Path, *, data: MultiTaskData 
 
     # Final evaluation of the kept (best) weights.
     dp.barrier()  # rank 0 has written best.pt
-    best = load_checkpoint(out / "best.pt", device)
-    model.load_state_dict(best["model"])
+    if best_epoch == 0:
+        never = [t for t in tasks
+                 if not any(math.isfinite(e["val"][t]["loss"]) for e in history)] or tasks
+        raise TrainingDiverged(
+            f"{out}: no epoch had a finite validation loss (task(s) {', '.join(never)}: "
+            f"NaN/inf in all {len(history)} epoch(s)), so there are no weights to keep; check "
+            f"the val labels and inputs of those tasks, or lower train.lr")
+    _load_weights(model, best_path, device)
     test_t = _as_tensors(data, "test", specs, workers)
     val = evaluate_split(model, val_t, specs, device, tc.eval_batch_size, amp_dtype)
     test = evaluate_split(model, test_t, specs, device, tc.eval_batch_size, amp_dtype)

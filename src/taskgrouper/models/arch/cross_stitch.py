@@ -216,9 +216,15 @@ class StitchedNetworks(MultiTaskModel):
         from taskgrouper.train.checkpoint import load_checkpoint
 
         for task, path in _checkpoint_paths(source, self.tasks, self.architecture).items():
-            state = load_checkpoint(path, "cpu")
+            # plain data only: a crafted file is refused before any of it is unpickled
+            state = load_checkpoint(path, "cpu", fix=(
+                f"delete it and train task '{task}' alone again to rewrite it (`taskgrouper "
+                f"train CONFIG --out {path.parent}` with that run's config: architecture "
+                f"hard_sharing, same backbone and width)"))
             weights = state.get("model") if isinstance(state, dict) else None
-            if not isinstance(weights, Mapping):
+            if not isinstance(weights, Mapping) or not all(
+                    isinstance(k, str) and isinstance(v, torch.Tensor)
+                    for k, v in weights.items()):
                 raise ValueError(f"checkpoint '{path}' (task '{task}') has no 'model' weights; "
                                  "use a best.pt written by `taskgrouper train`")
             encoder = {k[len("encoder."):]: v for k, v in weights.items()
