@@ -51,6 +51,7 @@ import numpy as np
 __all__ = [
     "KINDS",
     "TaskSpec",
+    "channel_values",
     "check_task_name",
     "closest",
     "fit_normalisation",
@@ -251,18 +252,21 @@ def fit_normalisation(spec: TaskSpec, train_target: np.ndarray) -> TaskSpec:
     """
     if not spec.normalised:
         return spec
-    mask = valid_mask(spec, train_target)
-    if not mask.any():
+    values = channel_values(spec, train_target)
+    if not values.shape[1]:
         raise ValueError(f"task '{spec.name}': the training split has no valid label")
-    if spec.kind == "dense_regression":
-        # (N, C, H, W) -> (C, valid)
-        values = np.moveaxis(train_target, 1, 0)[:, mask]
-    elif train_target.ndim == 1:
-        values = train_target[mask][None, :]
-    else:
-        values = train_target[mask].T
     values = values.astype(np.float64)
     return spec.with_normalisation(values.mean(axis=1), values.std(axis=1))
+
+
+def channel_values(spec: TaskSpec, target: np.ndarray) -> np.ndarray:
+    """The valid labels of a regression-style target, one row per channel: ``(C, valid)``."""
+    mask = valid_mask(spec, target)
+    if spec.kind == "dense_regression":
+        return np.moveaxis(target, 1, 0)[:, mask]  # (N, C, H, W) -> (C, valid)
+    if target.ndim == 1:
+        return target[mask][None, :]
+    return target[mask].T
 
 
 def normalise_target(spec: TaskSpec, target: np.ndarray) -> np.ndarray:

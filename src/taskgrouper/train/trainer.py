@@ -36,7 +36,13 @@ from taskgrouper.balancing import Balancer, build_balancer
 from taskgrouper.config import ExperimentConfig
 from taskgrouper.data import LazySplit, MultiTaskData, Split, load_dataset
 from taskgrouper.data.base import DataError, stats_sample
-from taskgrouper.tasks import TaskSpec, fit_normalisation, normalise_target, valid_mask
+from taskgrouper.tasks import (
+    TaskSpec,
+    channel_values,
+    fit_normalisation,
+    normalise_target,
+    valid_mask,
+)
 from taskgrouper.train.checkpoint import (
     CheckpointError,
     load_checkpoint,
@@ -523,13 +529,7 @@ def fit_specs(tasks: dict[str, TaskSpec], targets: dict[str, np.ndarray],
 def _constant_channels(spec: TaskSpec, target: np.ndarray) -> list[int]:
     """Channels of a normalised task whose valid training labels do not vary (all equal, or
     spread no more than float rounding: std below 1e-6 of the mean's magnitude)."""
-    mask = valid_mask(spec, target)
-    if spec.kind == "dense_regression":
-        values = np.moveaxis(target, 1, 0)[:, mask]
-    elif target.ndim == 1:
-        values = target[mask][None, :]
-    else:
-        values = target[mask].T
+    values = channel_values(spec, target)
     return [c for c, row in enumerate(values)
             if row.size and (row.max() == row.min()
                              or spec.std[c] <= 1e-6 * abs(spec.mean[c]))]
