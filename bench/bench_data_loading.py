@@ -23,6 +23,7 @@ import json
 import os
 import platform
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -31,9 +32,14 @@ import torch
 
 from taskgrouper.config import parse_config
 from taskgrouper.data import load_dataset
-from taskgrouper.data.synthetic import SceneConfig, generate, write_taskonomy
+from taskgrouper.data.synthetic import SceneConfig, generate
 from taskgrouper.tasks import fit_normalisation
-from taskgrouper.train.trainer import _Stream, prepare_data, train
+from taskgrouper.train import train
+from taskgrouper.train.feeding import Stream, prepare_data
+
+# the writer of Taskonomy's folder layout lives beside the test fixtures that use it
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "data"))
+from taskonomy_layout import write_taskonomy  # noqa: E402
 
 OUT = Path(__file__).resolve().parent / "results" / "data_loading.json"
 TASKS = ["s", "d", "n", "k", "e"]
@@ -65,7 +71,7 @@ def decode_rate(cfg, epochs: int) -> float:
     """Images/s through the trainer's streaming path, without training."""
     data = load_dataset(cfg.data, cfg.tasks)
     specs = {t: fit_normalisation(s, _sample_targets(data, t)) for t, s in data.tasks.items()}
-    stream = _Stream(data.train, specs, cfg.data.workers)
+    stream = Stream(data.train, specs, cfg.data.workers)
     n, t0 = 0, time.perf_counter()
     for epoch in range(epochs):
         order = torch.randperm(len(stream), generator=torch.Generator().manual_seed(epoch))

@@ -25,8 +25,8 @@ import shutil
 import time
 from pathlib import Path
 
-from taskgrouper.demo import demo_config
-from taskgrouper.grouping.search import search
+from taskgrouper.experiments.demo import demo_config
+from taskgrouper.experiments.search import search
 from taskgrouper.runs.store import STORE_FILE, RunStore
 
 STRATEGIES = "exhaustive,esa,hoa,lookahead,gradcos"

@@ -2,7 +2,8 @@
 
 Prints a table and writes ``bench/results/flops.json``: multiply-adds and parameters of the
 encoder at widths 1, 0.5 and 0.2 on 256x256 and 64x64 inputs (each relative to width 1), the
-channel multiplier whose cost is exactly half (:func:`taskgrouper.models.width_for_cost`), and the
+channel multiplier whose cost is exactly half
+(:func:`taskgrouper.evaluate.cost.width_for_cost`), and the
 parameters of the light decoder for one output channel.
 
 Run: ``.venv/bin/python bench/bench_flops.py``
@@ -16,8 +17,8 @@ from pathlib import Path
 
 import torch
 
-from taskgrouper.evaluate.cost import count_macs, count_params, encoder_cost
-from taskgrouper.models import LightDecoder, XceptionEncoder, build_backbone, width_for_cost
+from taskgrouper.evaluate.cost import count_macs, count_params, encoder_cost, width_for_cost
+from taskgrouper.models import LightDecoder, XceptionEncoder, build_backbone
 
 WIDTHS = (1.0, 0.5, 0.2)
 SIZES = (256, 64)

@@ -21,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from taskgrouper.demo import run_demo
+from taskgrouper.experiments.demo import run_demo
 
 
 def _selections(results: dict) -> dict:

@@ -31,7 +31,7 @@ from taskgrouper.config import ExperimentConfig
 from taskgrouper.data.synthetic import load_synthetic
 from taskgrouper.models import build_model
 from taskgrouper.tasks import fit_normalisation, normalise_target
-from taskgrouper.train.trainer import train
+from taskgrouper.train import train
 
 OUT = Path(__file__).resolve().parent / "results" / "train.json"
 TASKS = ["s", "d", "n", "k", "e"]

@@ -13,6 +13,7 @@ and selection (pure combinatorics) works without importing torch::
 from __future__ import annotations
 
 import importlib
+from typing import TYPE_CHECKING
 
 __version__ = "0.1.0"
 
@@ -33,13 +34,71 @@ _API: dict[str, str] = {
     "InfeasibleBudget": "taskgrouper.grouping.select",
     "select": "taskgrouper.grouping.select",
     "select_many": "taskgrouper.grouping.select",
-    "search": "taskgrouper.grouping.search",
-    "run_demo": "taskgrouper.demo",
-    "run_bench": "taskgrouper.bench",
+    "search": "taskgrouper.experiments.search",
+    "select_runs": "taskgrouper.experiments.select",
+    "run_demo": "taskgrouper.experiments.demo",
+    "run_bench": "taskgrouper.experiments.bench",
+    "TaskgrouperError": "taskgrouper.errors",
+    "Strategy": "taskgrouper.grouping.strategies",
+    "Exhaustive": "taskgrouper.grouping.strategies",
+    "ESA": "taskgrouper.grouping.strategies",
+    "HOA": "taskgrouper.grouping.strategies",
+    "Affinity": "taskgrouper.grouping.strategies",
     "delta_mtl": "taskgrouper.evaluate.metrics",
 }
 
-__all__ = sorted(_API) + ["__version__"]
+#: The public names (the keys of _API, and the version).
+__all__ = [
+    "Affinity",
+    "ESA",
+    "Exhaustive",
+    "ExperimentConfig",
+    "HOA",
+    "InfeasibleBudget",
+    "MultiTaskData",
+    "Network",
+    "Selection",
+    "Strategy",
+    "TaskSpec",
+    "TaskgrouperError",
+    "TrainResult",
+    "TrainingDiverged",
+    "build_balancer",
+    "build_model",
+    "delta_mtl",
+    "load_config",
+    "load_dataset",
+    "run_bench",
+    "run_demo",
+    "search",
+    "select",
+    "select_many",
+    "select_runs",
+    "train",
+    "__version__",
+]
+
+if TYPE_CHECKING:  # editors resolve every name; at run time each loads on first use
+    from taskgrouper.balancing import build_balancer
+    from taskgrouper.config import ExperimentConfig, load_config
+    from taskgrouper.data import MultiTaskData, load_dataset
+    from taskgrouper.errors import TaskgrouperError
+    from taskgrouper.evaluate.metrics import delta_mtl
+    from taskgrouper.experiments.bench import run_bench
+    from taskgrouper.experiments.demo import run_demo
+    from taskgrouper.experiments.search import search
+    from taskgrouper.experiments.select import select_runs
+    from taskgrouper.grouping.select import (
+        InfeasibleBudget,
+        Network,
+        Selection,
+        select,
+        select_many,
+    )
+    from taskgrouper.grouping.strategies import ESA, HOA, Affinity, Exhaustive, Strategy
+    from taskgrouper.models import build_model
+    from taskgrouper.tasks import TaskSpec
+    from taskgrouper.train import TrainingDiverged, TrainResult, train
 
 
 def __getattr__(name: str):

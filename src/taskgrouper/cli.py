@@ -1,7 +1,9 @@
 """Command line: parse, call the API, print. No logic here that the API lacks.
 
-Errors in the user's input (a bad config, file, name or budget) print one message naming the
-input and the fix and exit with status 2; ``--debug`` shows the traceback instead.
+Errors in the user's input (a bad config, file, name or budget: a
+:class:`~taskgrouper.errors.TaskgrouperError`, or a file-system error naming a path) print one
+message naming the input and the fix and exit with status 2; ``--debug`` shows the traceback
+instead. Anything else is a bug and shows its traceback.
 """
 
 from __future__ import annotations
@@ -11,15 +13,18 @@ import json
 import os
 import sys
 
+from taskgrouper.errors import TaskgrouperError
+
 __all__ = ["main"]
 
 
-class UsageError(Exception):
+class UsageError(TaskgrouperError):
     """Bad input on the command line itself."""
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
     from taskgrouper.config import load_config
+    from taskgrouper.experiments.summary import format_train
     from taskgrouper.train import train
 
     overrides = {}
@@ -29,53 +34,29 @@ def _cmd_train(args: argparse.Namespace) -> int:
         overrides["train.epochs"] = args.epochs
     config = load_config(args.config, overrides)
     rank = int(os.environ.get("RANK", "0"))  # under torchrun, rank 0 alone speaks
-    try:
-        result = train(config, args.out, progress=not args.quiet and rank == 0)
-    finally:
-        import torch.distributed as dist
-
-        if dist.is_available() and dist.is_initialized():
-            dist.destroy_process_group()
+    result = train(config, args.out, progress=not args.quiet and rank == 0)
     if rank == 0:
-        print(_train_summary(result))
+        print(format_train(result))
         print(f"wrote {args.out}/metrics.json, log.json, best.pt")
     return 0
 
 
-def _train_summary(result) -> str:
-    """A table: per task, the headline test metric next to the constant predictor's."""
-    from taskgrouper.evaluate.metrics import LOWER_IS_BETTER
-
-    lines = [f"{'task':<6} {'metric':<12} {'test':>10} {'constant':>10} {'val loss':>10}"]
-    for task in result.tasks:
-        metrics = [k for k in result.test[task] if k != "loss"]
-        head = metrics[0]
-        value, const = result.test[task][head], result.constant_test[task][head]
-        arrow = "lower" if LOWER_IS_BETTER.get(head, True) else "higher"
-        lines.append(f"{task:<6} {head:<12} {value:>10.4f} {const:>10.4f} "
-                     f"{result.val[task]['loss']:>10.4f}   ({arrow} is better)")
-    lines.append(f"best epoch {result.best_epoch} of {result.epochs_run}; "
-                 f"{result.train_samples} training samples in {result.wall_s:.1f}s; "
-                 f"cost {result.cost.get('snt', float('nan')):.3f} SNT, "
-                 f"{result.cost.get('params', 0) / 1e6:.2f}M params")
-    return "\n".join(lines)
-
-
 def _cmd_search(args: argparse.Namespace) -> int:
     from taskgrouper.config import load_config
-    from taskgrouper.grouping.search import search
+    from taskgrouper.experiments.search import search
+    from taskgrouper.experiments.summary import format_search
 
     overrides = {"train.device": args.device} if args.device else {}
     config = load_config(args.config, overrides)
     results = search(config, args.out, strategies=args.strategy, workers=args.workers,
                      executor=_executor(args), progress=not args.quiet)
-    print(_search_summary(results, args.out))
+    print(format_search(results, args.out))
     return 0
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
-    from taskgrouper.bench import format_bench, run_bench
     from taskgrouper.config import load_config
+    from taskgrouper.experiments.bench import format_bench, run_bench
 
     overrides = {"train.device": args.device} if args.device else {}
     config = load_config(args.config, overrides)
@@ -86,11 +67,12 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from taskgrouper.demo import run_demo
+    from taskgrouper.experiments.demo import run_demo
+    from taskgrouper.experiments.summary import format_search
 
     results = run_demo(args.out, quick=args.quick, workers=args.workers,
                        executor=_executor(args), progress=not args.quiet)
-    print(_search_summary(results, args.out))
+    print(format_search(results, args.out))
     return 0
 
 
@@ -143,30 +125,22 @@ def _cluster_option(text: str) -> int | list[int]:
 
 
 def _executor(args: argparse.Namespace):
+    """``--executor`` and the Ray options, as an executor (None: the local pool)."""
+    from taskgrouper.runs.executors import build_executor
+
     name = getattr(args, "executor", "local")
-    ray_options = ("address", "cpus_per_run", "gpus_per_run", "max_retries")
+    ray = {"address": getattr(args, "address", None),
+           "num_cpus": getattr(args, "cpus_per_run", None),
+           "num_gpus": getattr(args, "gpus_per_run", None),
+           "max_retries": getattr(args, "max_retries", None)}
     if name == "local":
-        given = [o for o in ray_options if getattr(args, o, None) is not None]
+        given = [k for k, v in zip(("address", "cpus_per_run", "gpus_per_run", "max_retries"),
+                                   ray.values(), strict=True) if v is not None]
         if given:
             raise UsageError(f"--{given[0].replace('_', '-')} is a Ray option; add "
                              f"--executor ray")
         return None
-    if name != "ray":
-        from taskgrouper.tasks import closest
-
-        raise UsageError(f"--executor {name}: unknown; {closest(name, ['local', 'ray'])}")
-    from taskgrouper.runs.ray_executor import RayExecutor
-
-    def opt(key, default):
-        value = getattr(args, key, None)
-        return default if value is None else value
-
-    try:
-        return RayExecutor(args.address, num_cpus=opt("cpus_per_run", 1),
-                           num_gpus=opt("gpus_per_run", 0), max_retries=opt("max_retries", 3),
-                           local_cpus=getattr(args, "workers", None))
-    except ValueError as err:
-        raise UsageError(str(err)) from None
+    return build_executor(name, getattr(args, "workers", None), **ray)
 
 
 def _add_executor_options(p: argparse.ArgumentParser) -> None:
@@ -182,29 +156,9 @@ def _add_executor_options(p: argparse.ArgumentParser) -> None:
                    help="ray: times a run whose worker died is started again (default 3)")
 
 
-def _search_summary(results: dict, out: str) -> str:
-    """Total test loss per method and budget (the layout of the paper's Table 4)."""
-    budgets = results["budgets"]
-    rows = [(name, [s.get("test_total") for s in v["selections"]])
-            for name, v in results["strategies"].items()]
-    rows += [(name, [s.get("test_total") for s in v])
-             for name, v in (results.get("baselines") or {}).items()]
-    width = max(len(r[0]) for r in rows) + 2
-    lines = ["total test loss by budget (SNT)",
-             " " * width + "".join(f"{b:>8g}" for b in budgets)]
-    for name, values in rows:
-        cells = "".join(f"{v:>8.4f}" if v is not None else f"{'-':>8}" for v in values)
-        lines.append(f"{name:<{width}}{cells}")
-    for name, v in results["strategies"].items():
-        c = v["compute"]
-        lines.append(f"{name}: {c['train_samples']} training samples, "
-                     f"{c['wall_s']:.0f} run-seconds")
-    lines.append(f"wrote {out}/results.json, report.md, report.html, runs.sqlite")
-    return "\n".join(lines)
-
-
 def _cmd_select(args: argparse.Namespace) -> int:
-    from taskgrouper.grouping.api import format_selections, select_runs, select_table
+    from taskgrouper.experiments.select import select_runs
+    from taskgrouper.grouping.api import format_selections, select_table
     from taskgrouper.grouping.tables import check_budgets, parse_budgets, parse_constraint
 
     budgets = (check_budgets([args.budget], source=f"--budget {args.budget:g}")
@@ -363,9 +317,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("taskgrouper: interrupted; run the same command again to resume", file=sys.stderr)
         return 130
-    except (UsageError, ValueError, OSError, RuntimeError) as err:
-        if args.debug:
-            raise
+    except (TaskgrouperError, OSError) as err:
+        if args.debug or (isinstance(err, OSError) and not isinstance(err, TaskgrouperError)
+                          and err.filename is None):
+            raise  # an OSError naming no file is not the user's to fix
         print(f"taskgrouper: error: {err}", file=sys.stderr)
         return 2
 

@@ -19,6 +19,7 @@ from pydantic import (
     field_validator,
 )
 
+from taskgrouper.errors import InputError, TaskgrouperError
 from taskgrouper.tasks import check_task_name, closest
 
 __all__ = [
@@ -33,9 +34,22 @@ __all__ = [
     "TrainConfig",
     "load_config",
     "parse_config",
+    "run_identity",
 ]
 
-DATA_KINDS = ("synthetic", "arrays", "taskonomy", "nyud", "pascal_context", "cityscapes")
+#: The datasets, one row each: ``data.kind`` -> the module under ``taskgrouper.data`` whose
+#: ``load(cfg, tasks)`` returns its :class:`~taskgrouper.data.MultiTaskData`. A new dataset is
+#: that module and one row here.
+DATASETS: dict[str, str] = {
+    "synthetic": "synthetic",
+    "arrays": "arrays",
+    "taskonomy": "taskonomy",
+    "nyud": "nyud",
+    "pascal_context": "pascal_context",
+    "cityscapes": "cityscapes",
+}
+#: Accepted ``data.kind`` values.
+DATA_KINDS = tuple(DATASETS)
 
 
 def _default_workers() -> int:
@@ -45,7 +59,7 @@ def _default_workers() -> int:
     return 0 if cores <= 2 else min(8, cores - 2)
 
 
-class ConfigError(ValueError):
+class ConfigError(TaskgrouperError):
     """A configuration problem; the message names the file, the key and the fix."""
 
 
@@ -66,7 +80,7 @@ class _Section(BaseModel):
         # YAML's true/false would otherwise pass as 1/0 for a number ("epochs: true")
         field = cls.model_fields.get(info.field_name or "")
         if isinstance(value, bool) and field is not None and not _takes_bool(field.annotation):
-            raise ValueError(f"expected {_kind_of(field.annotation)}, not {str(value).lower()}")
+            raise InputError(f"expected {_kind_of(field.annotation)}, not {str(value).lower()}")
         return value
 
 
@@ -119,7 +133,7 @@ class DataConfig(_Section):
     @classmethod
     def _known_kind(cls, value: str) -> str:
         if value not in DATA_KINDS:
-            raise ValueError(f"unknown data kind '{value}'; {closest(value, DATA_KINDS)}")
+            raise InputError(f"unknown data kind '{value}'; {closest(value, DATA_KINDS)}")
         return value
 
 
@@ -139,7 +153,7 @@ class ModelConfig(_Section):
     @classmethod
     def _positive_hidden(cls, value: list[int] | None) -> list[int] | None:
         if value is not None and any(h < 1 for h in value):
-            raise ValueError(f"hidden sizes must be at least 1, got {value}")
+            raise InputError(f"hidden sizes must be at least 1, got {value}")
         return value
 
 
@@ -219,7 +233,7 @@ class GridConfig(_Section):
     @classmethod
     def _positive_batches(cls, value: list[int] | None) -> list[int] | None:
         if value is not None and any(b < 1 for b in value):
-            raise ValueError(f"batch sizes must be at least 1, got {value}")
+            raise InputError(f"batch sizes must be at least 1, got {value}")
         return value
 
     @field_validator("lr")
@@ -231,10 +245,10 @@ class GridConfig(_Section):
         if isinstance(value, dict):
             for key in value:
                 if key not in OPTIMIZERS:
-                    raise ValueError(f"lr: unknown optimizer '{key}'; {closest(key, OPTIMIZERS)}")
+                    raise InputError(f"lr: unknown optimizer '{key}'; {closest(key, OPTIMIZERS)}")
         for rates in lists:
             if not rates or any(not r > 0 for r in rates):
-                raise ValueError(f"learning rates must be non-empty lists of positive numbers, "
+                raise InputError(f"learning rates must be non-empty lists of positive numbers, "
                                  f"got {rates}")
         return value
 
@@ -280,15 +294,38 @@ class ExperimentConfig(_Section):
         if value is None:
             return value
         if not value:
-            raise ValueError("no task listed; list task names, or leave 'tasks' out for every "
+            raise InputError("no task listed; list task names, or leave 'tasks' out for every "
                              "task of the dataset")
         seen = set()
         for name in value:
             check_task_name(name)
             if name in seen:
-                raise ValueError(f"task '{name}' is listed twice; list each task once")
+                raise InputError(f"task '{name}' is listed twice; list each task once")
             seen.add(name)
         return value
+
+
+def run_identity(config: ExperimentConfig) -> dict:
+    """The parts of a config that define a run: two configs with equal identities are the same
+    run (a run folder holding one resumes under the other).
+
+    How and where it trains (device, thread count, evaluation batch size) and how the data is
+    fed (workers, in memory or streamed) do not change what is learned, and the ``search``
+    section is the sweep's, not the run's; all are left out.
+    """
+    dump = config.model_dump(mode="json")
+    dump["train"] = {k: v for k, v in dump["train"].items()
+                     if k not in ("device", "threads", "eval_batch_size")}
+    # how the data is fed does not change what is learned
+    dump["data"] = {k: v for k, v in dump["data"].items()
+                    if k not in ("workers", "in_memory", "memory_gb")}
+    dump.pop("search", None)
+    # settings added after runs were stored count only when set, so older runs resume
+    if not dump["train"].get("affinity_every"):
+        dump["train"].pop("affinity_every", None)
+    if dump["model"].get("hidden") is None:
+        dump["model"].pop("hidden", None)
+    return dump
 
 
 def _known_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:

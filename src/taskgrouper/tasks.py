@@ -48,6 +48,8 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from taskgrouper.errors import InputError
+
 __all__ = [
     "KINDS",
     "TaskSpec",
@@ -122,23 +124,23 @@ def check_task_name(name: object) -> str:
     names over :data:`MAX_TASK_NAME` characters.
     """
     if not isinstance(name, str):
-        raise ValueError(f"task name {name!r} is a {type(name).__name__}; task names are text "
+        raise InputError(f"task name {name!r} is a {type(name).__name__}; task names are text "
                          f"(quote it in YAML: '{name}')")
     if not name.strip():
-        raise ValueError(f"task name {name!r} is empty; give every task a name")
+        raise InputError(f"task name {name!r} is empty; give every task a name")
     if name != name.strip():
-        raise ValueError(f"task name {name!r} starts or ends with white space; remove it")
+        raise InputError(f"task name {name!r} starts or ends with white space; remove it")
     if name in (".", ".."):
-        raise ValueError(f"task name {name!r} is a folder reference; choose another name")
+        raise InputError(f"task name {name!r} is a folder reference; choose another name")
     for char in name:
         if unicodedata.category(char) in ("Cc", "Cf", "Zl", "Zp"):
-            raise ValueError(f"task name {name!r} holds the control character "
+            raise InputError(f"task name {name!r} holds the control character "
                              f"U+{ord(char):04X}; remove it")
         if char in _RESERVED:
-            raise ValueError(f"task name {name!r} holds '{char}', {_RESERVED[char]}; "
+            raise InputError(f"task name {name!r} holds '{char}', {_RESERVED[char]}; "
                              f"rename the task (e.g. with '_')")
     if len(name) > MAX_TASK_NAME:
-        raise ValueError(f"task name {name[:20]!r}... has {len(name)} characters, over "
+        raise InputError(f"task name {name[:20]!r}... has {len(name)} characters, over "
                          f"{MAX_TASK_NAME}; use a shorter name")
     return name
 
@@ -181,20 +183,20 @@ class TaskSpec:
     def __post_init__(self) -> None:
         check_task_name(self.name)
         if self.kind not in KINDS:
-            raise ValueError(f"task '{self.name}': unknown kind '{self.kind}'; "
+            raise InputError(f"task '{self.name}': unknown kind '{self.kind}'; "
                              + closest(self.kind, KINDS))
         if not self.loss:
             object.__setattr__(self, "loss", _DEFAULT_LOSS[self.kind])
         if self.loss not in _ALLOWED_LOSSES[self.kind]:
-            raise ValueError(f"task '{self.name}': loss '{self.loss}' does not fit kind "
+            raise InputError(f"task '{self.name}': loss '{self.loss}' does not fit kind "
                              f"'{self.kind}'; " + closest(self.loss, _ALLOWED_LOSSES[self.kind]))
         if self.kind == "normals" and self.channels != 3:
-            raise ValueError(f"task '{self.name}': normals have 3 channels, not {self.channels}")
+            raise InputError(f"task '{self.name}': normals have 3 channels, not {self.channels}")
         if self.kind in ("segmentation", "classification") and self.channels < 2:
-            raise ValueError(f"task '{self.name}': a {self.kind} task needs classes >= 2 "
+            raise InputError(f"task '{self.name}': a {self.kind} task needs classes >= 2 "
                              f"(got {self.channels}); set 'classes' in the task spec")
         if self.kind in ("binary", "dense_binary") and self.channels != 1:
-            raise ValueError(f"task '{self.name}': {self.kind} tasks have 1 channel")
+            raise InputError(f"task '{self.name}': {self.kind} tasks have 1 channel")
         if not self.metrics:
             object.__setattr__(self, "metrics", default_metrics(self.kind))
 
@@ -254,7 +256,7 @@ def fit_normalisation(spec: TaskSpec, train_target: np.ndarray) -> TaskSpec:
         return spec
     values = channel_values(spec, train_target)
     if not values.shape[1]:
-        raise ValueError(f"task '{spec.name}': the training split has no valid label")
+        raise InputError(f"task '{spec.name}': the training split has no valid label")
     values = values.astype(np.float64)
     return spec.with_normalisation(values.mean(axis=1), values.std(axis=1))
 
@@ -277,7 +279,7 @@ def normalise_target(spec: TaskSpec, target: np.ndarray) -> np.ndarray:
     if not spec.normalised:
         return target
     if spec.mean is None or spec.std is None:
-        raise ValueError(f"task '{spec.name}': normalisation not fitted; call fit_normalisation")
+        raise InputError(f"task '{spec.name}': normalisation not fitted; call fit_normalisation")
     mean = np.asarray(spec.mean, dtype=np.float32)
     std = np.asarray(spec.std, dtype=np.float32)
     if spec.kind == "dense_regression":

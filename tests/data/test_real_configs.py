@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 from real_fixtures import write_mtan, write_nyud_mt, write_pascal
+from taskonomy_layout import write_taskonomy
 
 from taskgrouper.config import load_config
-from taskgrouper.data.synthetic import SceneConfig, generate, write_taskonomy
+from taskgrouper.data.synthetic import SceneConfig, generate
 from taskgrouper.train import train
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from taskonomy_layout import KEYPOINT_PNG_SCALE, TASKONOMY_DOMAINS, write_taskonomy
 
 from taskgrouper.config import parse_config
 from taskgrouper.data import load_dataset
@@ -41,7 +42,7 @@ def flat(tmp_path_factory, scenes):
     root = tmp_path_factory.mktemp("taskonomy_flat")
     for b in range(N_BUILDINGS):
         part = scenes.subset(slice(b * PER_BUILDING, (b + 1) * PER_BUILDING))
-        syn.write_taskonomy(part, root, building=f"b{b}", tasks=TASKS)
+        write_taskonomy(part, root, building=f"b{b}", tasks=TASKS)
     return root
 
 
@@ -111,10 +112,10 @@ def test_loads_the_synthetic_labels_back(flat, scenes):
 
             # the loader reads keypoints2d in the real dataset's unit (v / 65535); the synthetic
             # writer stretched them by KEYPOINT_PNG_SCALE / 65535 first
-            k = t["k"] * 65535.0 / syn.KEYPOINT_PNG_SCALE
-            top = 65535.0 / syn.KEYPOINT_PNG_SCALE
+            k = t["k"] * 65535.0 / KEYPOINT_PNG_SCALE
+            top = 65535.0 / KEYPOINT_PNG_SCALE
             np.testing.assert_allclose(k, np.clip(truth["k"], 0, top),
-                                       atol=0.5 / syn.KEYPOINT_PNG_SCALE + 1e-7)
+                                       atol=0.5 / KEYPOINT_PNG_SCALE + 1e-7)
             np.testing.assert_allclose(t["e"], np.clip(truth["e"], 0, 1), atol=step16 + 1e-7)
             # occlusion edges are masked where depth is invalid
             np.testing.assert_array_equal(np.isfinite(t["o"]), valid)
@@ -122,7 +123,7 @@ def test_loads_the_synthetic_labels_back(flat, scenes):
 
 
 def test_short_names_match_the_synthetic_domains():
-    for task, domain in syn.TASKONOMY_DOMAINS.items():
+    for task, domain in TASKONOMY_DOMAINS.items():
         assert tx.resolve_task(task).name == domain
         assert tx.resolve_task(domain).short == task
 

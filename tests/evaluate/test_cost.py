@@ -12,9 +12,19 @@ from taskgrouper.evaluate.cost import (
     measure_latency,
     network_cost,
     snt,
+    width_for_cost,
 )
 from taskgrouper.models import SeparableConv2d, build_model
 from taskgrouper.tasks import TaskSpec
+
+
+def test_width_for_cost_half():
+    full = (3, 256, 256)
+    w = width_for_cost(0.5, full)
+    assert 0.6 < w < 0.8  # a half-cost encoder is about 0.7 wide, not 0.5
+    # w is a channel multiplier; encoder_cost takes a size, the square of it
+    frac = encoder_cost("xception", full, w * w) / encoder_cost("xception", full, 1.0)
+    assert frac == pytest.approx(0.5, abs=0.02)
 
 
 @pytest.mark.parametrize("device", ["meta", None])

@@ -15,11 +15,12 @@ import yaml
 
 from taskgrouper import balancing
 from taskgrouper.balancing import BalancerInfo, Uniform
-from taskgrouper.bench import choose_point, grid_points, incompatibility, plan_models, run_bench
 from taskgrouper.cli import main
 from taskgrouper.config import BenchConfig, ConfigError, ExperimentConfig, parse_config
+from taskgrouper.experiments.bench import choose_point, grid_points, plan_models, run_bench
 from taskgrouper.models import arch as arch_module
 from taskgrouper.models.arch import ArchInfo, build_hard_sharing
+from taskgrouper.train.compat import incompatibility
 
 # Stand-in rows, so the tests do not depend on which rows other modules have added:
 # "twin" trains like hard_sharing but claims no shared parameters; "gradstandin" trains like
@@ -295,7 +296,7 @@ def test_cli_bad_bench_names_exit_2(tmp_path, capsys):
 def test_example_bench_config_plans_the_survey_layout():
     from taskgrouper.config import load_config
 
-    config = load_config(Path(__file__).resolve().parents[1] / "configs" / "bench_synthetic.yaml")
+    config = load_config(Path(__file__).resolve().parents[2] / "configs" / "bench_synthetic.yaml")
     models, skipped = plan_models(config.bench, n_tasks=len(config.tasks), spatial=True)
     archs = [a.name for a in arch_module.ARCH_TABLE]
     bals = [b.name for b in balancing.BALANCERS]
@@ -305,7 +306,7 @@ def test_example_bench_config_plans_the_survey_layout():
 
 
 def test_run_config_gives_each_row_its_own_options():
-    from taskgrouper.bench import GridPoint, _run_config
+    from taskgrouper.experiments.bench import GridPoint, _run_config
 
     config = ExperimentConfig.model_validate({
         "model": {"architecture": "twin", "options": {"a": 1}},
@@ -332,6 +333,6 @@ def test_bench_modules_do_not_import_torch():
     import subprocess
     import sys
 
-    code = ("import sys, taskgrouper.bench, taskgrouper.report.bench\n"
+    code = ("import sys, taskgrouper.experiments.bench, taskgrouper.report.bench\n"
             "assert 'torch' not in sys.modules, 'torch was imported'\n")
     subprocess.run([sys.executable, "-c", code], check=True)

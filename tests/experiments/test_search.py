@@ -10,7 +10,7 @@ import yaml
 
 from taskgrouper.cli import main
 from taskgrouper.config import ExperimentConfig
-from taskgrouper.grouping.search import search
+from taskgrouper.experiments.search import search
 from taskgrouper.grouping.select import Network, select
 
 TINY = {

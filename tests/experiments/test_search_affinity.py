@@ -8,7 +8,7 @@ import pytest
 
 from taskgrouper.cli import main
 from taskgrouper.config import ExperimentConfig
-from taskgrouper.grouping.search import search
+from taskgrouper.experiments.search import search
 from taskgrouper.runs.store import RunStore
 
 TINY = {

@@ -20,7 +20,7 @@ import pytest
 
 from taskgrouper.config import ExperimentConfig
 from taskgrouper.data.planted import write_planted
-from taskgrouper.grouping.search import search
+from taskgrouper.experiments.search import search
 
 CLUSTERS = [["t00", "t01", "t02"], ["t03", "t04", "t05"]]
 

@@ -12,7 +12,7 @@ import pytest
 from taskgrouper import balancing
 from taskgrouper.balancing import BalancerInfo, Uniform
 from taskgrouper.config import ExperimentConfig
-from taskgrouper.grouping import search as search_module
+from taskgrouper.experiments import search as search_module
 from taskgrouper.grouping.candidates import baseline_candidates, search_candidates
 from taskgrouper.models import arch as arch_module
 from taskgrouper.models.arch import ArchInfo, build_hard_sharing

@@ -21,6 +21,13 @@ from taskgrouper.grouping.select import (
     select,
     select_many,
 )
+from taskgrouper.grouping.select import reduce as reduce_mod
+from taskgrouper.grouping.select.bnb import _greedy, _solve_bnb
+from taskgrouper.grouping.select.brute import _solve_brute
+from taskgrouper.grouping.select.cover import _cover, _slot_bound
+from taskgrouper.grouping.select.milp import _MilpModel
+from taskgrouper.grouping.select.model import _compile, _key, _Problem, _undominated
+from taskgrouper.grouping.select.reduce import _lp_dual
 from taskgrouper.grouping.tables import higher_order_approximation, read_standley
 
 DATA = Path(__file__).resolve().parents[1] / "fixtures" / "standley2020"  # released, unchanged
@@ -93,14 +100,14 @@ def test_raw_milp_optimum_matches_brute_force() -> None:
     rng = np.random.default_rng(7)
     for _ in range(40):
         tasks, nets = _random_instance(rng, ties=False)
-        p = sel_mod._compile(nets, None, Objective())
-        model = sel_mod._MilpModel(p)
+        p = _compile(nets, None, Objective())
+        model = _MilpModel(p)
         for budget in (1.5, 3.0):
-            ref = sel_mod._solve_brute(p, budget)
+            ref = _solve_brute(p, budget)
             raw = model.solve(budget)
             assert (ref is None) == (raw is None)
             if ref is not None:
-                assert sel_mod._key(p, raw)[0] == pytest.approx(sel_mod._key(p, ref)[0], abs=1e-9)
+                assert _key(p, raw)[0] == pytest.approx(_key(p, ref)[0], abs=1e-9)
 
 
 def test_bnb_prunes() -> None:
@@ -109,10 +116,10 @@ def test_bnb_prunes() -> None:
     tasks, nets = _random_instance(rng, ties=False)
     while len(nets) < 12:
         tasks, nets = _random_instance(rng, ties=False)
-    p = sel_mod._compile(nets, None, Objective())
+    p = _compile(nets, None, Objective())
     # Raises _NodeLimit if the search visits more than a quarter of the subsets.
-    idx = sel_mod._solve_bnb(p, 3.0, node_limit=(1 << len(nets)) // 4)
-    assert sel_mod._key(p, idx) == sel_mod._key(p, sel_mod._solve_brute(p, 3.0))
+    idx = _solve_bnb(p, 3.0, node_limit=(1 << len(nets)) // 4)
+    assert _key(p, idx) == _key(p, _solve_brute(p, 3.0))
 
 
 HAND = [
@@ -295,12 +302,12 @@ def test_lagrangian_bound_holds_for_every_selection() -> None:
     checked = 0
     for _ in range(15):
         tasks, nets = _random_instance(rng, ties=False)
-        p = sel_mod._compile(nets, None, Objective())
+        p = _compile(nets, None, Objective())
         budget = 2.0
-        start = sel_mod._greedy(p, budget)
+        start = _greedy(p, budget)
         if start is None:
             continue
-        dual = sel_mod._lp_dual(p, budget, np.array(start))
+        dual = _lp_dual(p, budget, np.array(start))
         for idx, value in _brute_covers(p, budget):
             assert value >= dual.bound + np.maximum(dual.g[idx], 0).sum() - 1e-9
             checked += 1
@@ -311,7 +318,7 @@ def test_lagrangian_bound_holds_for_every_selection() -> None:
 def reduce_always(monkeypatch: pytest.MonkeyPatch) -> None:
     # Exercise the reduced path (and its core MILP) on instances small enough to brute-force.
     monkeypatch.setattr(sel_mod, "REDUCE_MIN", 0)
-    monkeypatch.setattr(sel_mod, "CORE_SIZE", 3)
+    monkeypatch.setattr(reduce_mod, "CORE_SIZE", 3)
 
 
 @pytest.mark.usefixtures("reduce_always")
@@ -330,7 +337,7 @@ def test_reduced_solvers_agree_with_brute_force(ties: bool) -> None:
 @pytest.mark.usefixtures("reduce_always")
 def test_reduced_milp_without_settling_is_still_optimal(monkeypatch: pytest.MonkeyPatch) -> None:
     # With the exact tie-settling switched off, the local search still returns an optimum.
-    monkeypatch.setattr(sel_mod, "EXACT_CANON_MAX", 0)
+    monkeypatch.setattr(reduce_mod, "EXACT_CANON_MAX", 0)
     rng = np.random.default_rng(21)
     for _ in range(15):
         tasks, nets = _random_instance(rng, ties=False)
@@ -378,8 +385,8 @@ def test_milp_exclusions_forbid_a_set_or_its_supersets() -> None:
     # HAND at budget 2.0: the optimum {b, c, d} = 0.40 is unique. Forbidding exactly {b, c, d}
     # leaves the 0.70 tie {b, c} (cost 1.5) / {a, c, d} (x 0.10, y 0.50, z 0.10; cost 2.0).
     # Forbidding every superset of {c} leaves {a, d} = {a, b} = 0.90 and e = 0.75: e.
-    p = sel_mod._compile(HAND, None, Objective())
-    model = sel_mod._MilpModel(p)
+    p = _compile(HAND, None, Objective())
+    model = _MilpModel(p)
     names = p.names  # sorted: a, b, c, d, e
 
     def solve(exclude):
@@ -398,9 +405,9 @@ def test_slot_bound_hand_case() -> None:
     # cost at least 3: 4 + 4 + 2 (1 + 1 + 1) or 4 + 4 + 1 + 1 (1 + 1 + 0.5 + 0.5).
     slots = np.array([4, 4, 2, 1, 1])
     cost = np.array([1.0, 1.0, 1.0, 0.5, 0.5])
-    assert sel_mod._slot_bound(slots, cost, 10) == pytest.approx(3.0)
+    assert _slot_bound(slots, cost, 10) == pytest.approx(3.0)
     # Nine slots: 4 + 4 + 1 = 2.5.
-    assert sel_mod._slot_bound(slots, cost, 9) == pytest.approx(2.5)
+    assert _slot_bound(slots, cost, 9) == pytest.approx(2.5)
 
 
 def test_cheapest_cover_matches_brute_force() -> None:
@@ -408,10 +415,10 @@ def test_cheapest_cover_matches_brute_force() -> None:
     for _ in range(40):
         tasks, nets = _random_instance(rng, ties=False)
         nets = [Network(n.name, float(rng.uniform(0.1, 2.0)), n.losses) for n in nets]
-        p = sel_mod._compile(nets, None, Objective())
+        p = _compile(nets, None, Objective())
         ref = min(p.cost[idx].sum() for idx, _ in _brute_covers(p, math.inf))
         assert cheapest_cover(nets) == pytest.approx(ref, abs=1e-9)
-        cost, cover = sel_mod._cover(p)
+        cost, cover = _cover(p)
         assert p.cost[cover].sum() == pytest.approx(cost)
         assert np.isfinite(p.eff[cover].min(axis=0)).all()
 
@@ -429,7 +436,7 @@ def test_a_proof_cut_short_returns_the_incumbent_with_a_valid_gap(
     def out_of_memory(self, *args, **kwargs):
         raise MemoryError("std::bad_alloc")
 
-    monkeypatch.setattr(sel_mod._MilpModel, "solve", out_of_memory)
+    monkeypatch.setattr(_MilpModel, "solve", out_of_memory)
     cut = select_many(nets, budgets, solver="milp", time_limit=5.0)
     for short, best in zip(cut, exact, strict=True):
         assert short.cost <= short.budget + 1e-9
@@ -447,8 +454,8 @@ def test_a_time_limited_milp_reports_highs_bound() -> None:
     # A time limit too short to finish: HiGHS stops with status 1 and whatever it found, and
     # the model says it did not prove optimality (rather than raising).
     nets = _planted(10, 300, seed=4)
-    p = sel_mod._compile(nets, None, sel_mod.Objective())
-    model = sel_mod._MilpModel(p)
+    p = _compile(nets, None, sel_mod.Objective())
+    model = _MilpModel(p)
     model.solve(5.0, time_limit=1e-6)
     assert model.proved is False
     model.solve(5.0)
@@ -469,8 +476,8 @@ def test_dominance_pruning_matches_its_definition():
         unserved[np.arange(m), rng.integers(n_tasks, size=m)] = False  # each serves a task
         eff[unserved] = np.inf
         cost = rng.integers(1, 4, size=m) / 2
-        p = sel_mod._Problem(tuple(f"t{i}" for i in range(n_tasks)),
-                             [f"n{i:02d}" for i in range(m)], cost, eff, eff)
+        p = _Problem(tuple(f"t{i}" for i in range(n_tasks)),
+                     [f"n{i:02d}" for i in range(m)], cost, eff, eff)
         expected = np.ones(m, dtype=bool)
         for a in range(m):
             served = np.isfinite(eff[a])
@@ -479,4 +486,4 @@ def test_dominance_pruning_matches_its_definition():
                 if no_worse and (cost[b] < cost[a] - sel_mod.COST_TOL
                                  or (cost[b] <= cost[a] and b < a)):
                     expected[a] = False
-        assert (sel_mod._undominated(p) == expected).all()
+        assert (_undominated(p) == expected).all()

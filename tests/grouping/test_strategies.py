@@ -96,7 +96,7 @@ def test_strategy_plans_and_estimates():
     assert [c.run_id for c in esa.plan(tasks)][:2] == ["a-f0.25-e1", "b-f0.25-e1"]
     # every early run's loss is its position in the plan: a -> 1, ..., abc (7th) -> 7
     measured = {c.run_id: {t: 1.0 + i for t in c.tasks} for i, c in enumerate(esa.plan(tasks))}
-    est = esa.estimate(tasks, measured)
+    est = esa.estimate(tasks, measured).losses
     assert est["a"] == {"a": 1.0} and est["abc"] == {"a": 7.0, "b": 7.0, "c": 7.0}
     assert set(est) == {c.name for c in esa.selectable(tasks)}
     hoa = get_strategy("hoa")

@@ -9,8 +9,8 @@ import torch
 from taskgrouper.evaluate.cost import count_macs
 from taskgrouper.models import build_backbone, build_model
 from taskgrouper.models.arch.cross_stitch import CrossStitchNet, CrossStitchUnit, initial_alphas
+from taskgrouper.models.checkpoint import save_checkpoint
 from taskgrouper.tasks import TaskSpec
-from taskgrouper.train.checkpoint import save_checkpoint
 
 SPECS = {"seg": TaskSpec("seg", "segmentation", channels=4),
          "depth": TaskSpec("depth", "dense_regression", channels=1)}

@@ -51,7 +51,7 @@ def test_a_sweep_on_ray_gives_the_inline_numbers(cluster, tmp_path):
 def test_a_search_on_ray_selects_as_the_local_executor(cluster, tmp_path):
     from taskgrouper.config import ExperimentConfig
     from taskgrouper.data.planted import write_planted
-    from taskgrouper.grouping.search import search
+    from taskgrouper.experiments.search import search
 
     write_planted(tmp_path / "data", 4, clusters=2, conflict=False, n_train=120, n_val=60,
                   n_test=60)

@@ -14,8 +14,8 @@ from taskgrouper.balancing.dtp import DTP
 from taskgrouper.balancing.uncertainty import CLASSIFICATION_KINDS
 from taskgrouper.tasks import TaskSpec, fit_normalisation
 from taskgrouper.tasks import valid_mask as np_valid_mask
+from taskgrouper.train.evaluation import constant_outputs as _constant_outputs
 from taskgrouper.train.losses import denormalise, task_loss, task_loss_sum, valid_mask
-from taskgrouper.train.trainer import _constant_outputs
 
 NAN = math.nan
 EDGE = TaskSpec("edge", "dense_binary", options=(("pos_weight", 0.95),))

@@ -126,7 +126,7 @@ def test_schedules_change_the_learning_rate(tmp_path, schedule):
 
 
 def test_unknown_options_are_named_before_any_data_is_loaded():
-    from taskgrouper.train.trainer import check_names
+    from taskgrouper.train.compat import check_compatible as check_names
 
     cfg = config()
     bad_balancer = cfg.model_copy(update={"balancer": cfg.balancer.model_copy(
@@ -140,7 +140,7 @@ def test_unknown_options_are_named_before_any_data_is_loaded():
 
 
 def test_gradient_balancer_needs_shared_parameters():
-    from taskgrouper.train.trainer import check_names
+    from taskgrouper.train.compat import check_compatible as check_names
 
     cfg = config()
     cfg = cfg.model_copy(update={

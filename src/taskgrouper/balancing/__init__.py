@@ -22,6 +22,7 @@ from taskgrouper.balancing.pareto import ParetoMTL
 from taskgrouper.balancing.projection import CAGrad, GradDrop, PCGrad
 from taskgrouper.balancing.uncertainty import Uncertainty
 from taskgrouper.balancing.weighting import Fixed, Uniform
+from taskgrouper.errors import InputError
 from taskgrouper.tasks import closest
 
 __all__ = ["BALANCERS", "Balancer", "BalancerInfo", "Fixed", "Uniform", "balancer_info",
@@ -103,7 +104,7 @@ def balancer_info(name: str) -> BalancerInfo:
     """
     table = {info.name: info for info in BALANCERS}
     if name not in table:
-        raise ValueError(f"unknown balancer '{name}'; {closest(name, table)}")
+        raise InputError(f"unknown balancer '{name}'; {closest(name, table)}")
     return table[name]
 
 
@@ -120,6 +121,6 @@ def build_balancer(spec: str | Balancer, **params: Any) -> Balancer:
     for key in given:
         if key not in info.params:
             hint = closest(key, list(info.params)) if info.params else "it takes no options"
-            raise ValueError(f"balancer.options: balancer '{spec}' has no option '{key}'; "
+            raise InputError(f"balancer.options: balancer '{spec}' has no option '{key}'; "
                              f"{hint}")
     return info.cls(**given)

@@ -35,6 +35,7 @@ from collections.abc import Mapping
 from torch import Tensor
 
 from taskgrouper.balancing.base import Balancer
+from taskgrouper.errors import InputError
 
 __all__ = ["DTP", "HEADLINE_KPI_KINDS", "KPI_METRICS", "dtp_weight"]
 
@@ -75,14 +76,14 @@ class DTP(Balancer):
                  kpi: Mapping[str, str] | None = None) -> None:
         super().__init__()
         if not isinstance(gamma, (int, float)) or isinstance(gamma, bool) or not gamma >= 0:
-            raise ValueError(f"balancer 'dtp': option 'gamma' must be a number >= 0, not "
+            raise InputError(f"balancer 'dtp': option 'gamma' must be a number >= 0, not "
                              f"{gamma!r}")
         if (not isinstance(alpha, (int, float)) or isinstance(alpha, bool)
                 or not 0 < alpha <= 1):
-            raise ValueError(f"balancer 'dtp': option 'alpha' must be in (0, 1], not {alpha!r}")
+            raise InputError(f"balancer 'dtp': option 'alpha' must be in (0, 1], not {alpha!r}")
         if kpi is not None and (not isinstance(kpi, Mapping)
                                 or not all(isinstance(v, str) for v in kpi.values())):
-            raise ValueError(f"balancer 'dtp': option 'kpi' must map task names to metric "
+            raise InputError(f"balancer 'dtp': option 'kpi' must map task names to metric "
                              f"names, not {kpi!r}")
         self.gamma = float(gamma)
         self.alpha = float(alpha)
@@ -95,7 +96,7 @@ class DTP(Balancer):
 
         for task in self.kpi_override:
             if task not in self.tasks:
-                raise ValueError(f"balancer 'dtp': kpi given for unknown task '{task}'; "
+                raise InputError(f"balancer 'dtp': kpi given for unknown task '{task}'; "
                                  + closest(task, self.tasks))
 
     def kpi_metric(self, task: str) -> str:

@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from torch import Tensor
 
 from taskgrouper.balancing.base import Balancer
+from taskgrouper.errors import InputError
 
 __all__ = ["DWA", "dwa_weights"]
 
@@ -42,7 +43,7 @@ class DWA(Balancer):
         super().__init__()
         if (not isinstance(temperature, (int, float)) or isinstance(temperature, bool)
                 or not temperature > 0):
-            raise ValueError(f"balancer 'dwa': option 'temperature' must be a number > 0, "
+            raise InputError(f"balancer 'dwa': option 'temperature' must be a number > 0, "
                              f"not {temperature!r}")
         self.temperature = float(temperature)
         self.history: list[dict[str, float]] = []  # the last two epochs' average losses

@@ -29,6 +29,7 @@ from torch import Tensor
 
 from taskgrouper.balancing.base import Balancer
 from taskgrouper.balancing.gradients import live_losses
+from taskgrouper.errors import InputError
 
 __all__ = ["FAMO", "famo_weights"]
 
@@ -68,9 +69,9 @@ class FAMO(Balancer):
     def __init__(self, lr: float = 0.025, gamma: float = 0.001) -> None:
         super().__init__()
         if not isinstance(lr, (int, float)) or isinstance(lr, bool) or not lr > 0:
-            raise ValueError(f"balancer 'famo': option 'lr' must be a number > 0, not {lr!r}")
+            raise InputError(f"balancer 'famo': option 'lr' must be a number > 0, not {lr!r}")
         if not isinstance(gamma, (int, float)) or isinstance(gamma, bool) or not gamma >= 0:
-            raise ValueError(f"balancer 'famo': option 'gamma' must be a number >= 0, not "
+            raise InputError(f"balancer 'famo': option 'gamma' must be a number >= 0, not "
                              f"{gamma!r}")
         self.lr, self.gamma = float(lr), float(gamma)
         self.logits: Tensor | None = None

@@ -48,6 +48,7 @@ from taskgrouper.balancing.gradients import (
     task_gradients,
     unflatten,
 )
+from taskgrouper.errors import InputError
 
 __all__ = ["GradientBalancer"]
 
@@ -72,10 +73,10 @@ class GradientBalancer(Balancer):
     def __init__(self, rep: bool = False, batched: bool = False) -> None:
         super().__init__()
         if not isinstance(rep, bool):
-            raise ValueError(f"balancer '{self.name}': option 'rep' must be true or false, "
+            raise InputError(f"balancer '{self.name}': option 'rep' must be true or false, "
                              f"not {rep!r}")
         if not isinstance(batched, bool):
-            raise ValueError(f"balancer '{self.name}': option 'batched' must be true or false, "
+            raise InputError(f"balancer '{self.name}': option 'batched' must be true or false, "
                              f"not {batched!r}")
         self.rep = rep or self.rep_only
         self.batched = batched
@@ -163,7 +164,7 @@ class GradientBalancer(Balancer):
         model = self._model()
         shared = [p for p in model.shared_parameters() if p.requires_grad]
         if not shared:
-            raise ValueError(f"balancer '{self.name}' needs per-task gradients of shared "
+            raise InputError(f"balancer '{self.name}' needs per-task gradients of shared "
                              f"parameters, but the model shares none; use a loss-weighting "
                              f"balancer or an architecture with a shared encoder")
         return shared
@@ -193,13 +194,13 @@ class GradientBalancer(Balancer):
     def _backward_rep(self, stacked: Tensor, scaled: list[Tensor], factor: Tensor | None,
                       rep: Sequence[Tensor] | None) -> list[float]:
         if rep is None:
-            raise ValueError(f"balancer '{self.name}' works on the shared representation, but "
+            raise InputError(f"balancer '{self.name}' works on the shared representation, but "
                              f"the model's outputs carry none (Outputs.rep is None); use an "
                              f"architecture with a shared encoder, or set rep: false")
         split = split_at_representation(scaled, rep)
         front = [rep[i] for i in split.frontier if rep[i].requires_grad]
         if not front:
-            raise ValueError(f"balancer '{self.name}': the shared representation does not "
+            raise InputError(f"balancer '{self.name}': the shared representation does not "
                              f"require gradients (a frozen encoder?); set rep: false")
         n_rep = sum(r.numel() for r in front)
         if split.clean:

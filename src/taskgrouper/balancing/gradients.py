@@ -17,6 +17,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from taskgrouper.balancing.distributed import all_average, all_sum, distributed
+from taskgrouper.errors import InputError
+
 __all__ = ["RepresentationSplit", "accumulate_gradients", "host_values", "live_losses",
            "non_shared_parameters", "representation_frontier", "scale_factor",
            "split_at_representation", "task_gradients", "unflatten"]
@@ -53,8 +56,6 @@ def task_gradients(losses: Sequence[Tensor], inputs: Sequence[Tensor], *,
     Raises:
         RuntimeError: under data-parallel training, an input that is not a parameter.
     """
-    from taskgrouper.train.distributed import all_average, distributed
-
     if not distributed():
         return _local_task_gradients(losses, inputs, batched=batched, reached=reached)
     if not all(isinstance(x, nn.Parameter) for x in inputs):
@@ -67,8 +68,6 @@ def task_gradients(losses: Sequence[Tensor], inputs: Sequence[Tensor], *,
     out = all_average(_local_task_gradients(losses, inputs, batched=batched,
                                             reached=local_reached))
     if reached is not None:
-        from taskgrouper.train.distributed import all_sum
-
         flags = all_sum(torch.tensor(local_reached, dtype=torch.float32, device=out.device))
         reached[:] = [bool(f > 0) for f in flags.tolist()]
     return out
@@ -128,7 +127,7 @@ def unflatten(flat: Tensor, like: Sequence[Tensor]) -> list[Tensor]:
         parts.append(flat[offset:offset + n].view(x.shape).to(x.dtype))
         offset += n
     if offset != flat.numel():
-        raise ValueError(f"flat gradient has {flat.numel()} numbers, the tensors {offset}")
+        raise InputError(f"flat gradient has {flat.numel()} numbers, the tensors {offset}")
     return parts
 
 

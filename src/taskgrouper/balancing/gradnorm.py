@@ -23,6 +23,7 @@ from taskgrouper.balancing.gradients import (
     task_gradients,
     unflatten,
 )
+from taskgrouper.errors import InputError
 
 __all__ = ["GradNorm", "gradnorm_targets"]
 
@@ -83,10 +84,10 @@ class GradNorm(Balancer):
         super().__init__()
         for key, value in (("alpha", alpha), ("lr", lr)):
             if not isinstance(value, (int, float)) or isinstance(value, bool) or not value >= 0:
-                raise ValueError(f"balancer 'gradnorm': option '{key}' must be a number >= 0, "
+                raise InputError(f"balancer 'gradnorm': option '{key}' must be a number >= 0, "
                                  f"not {value!r}")
         if not lr > 0:
-            raise ValueError(f"balancer 'gradnorm': option 'lr' must be > 0, not {lr!r}")
+            raise InputError(f"balancer 'gradnorm': option 'lr' must be > 0, not {lr!r}")
         self.alpha = float(alpha)
         self.lr = float(lr)
         self.w: Tensor | None = None
@@ -99,7 +100,7 @@ class GradNorm(Balancer):
         self.w = torch.ones(len(self.tasks), device=device, requires_grad=True)
         self.optimizer = torch.optim.Adam([self.w], lr=self.lr)
         if not list(model.last_shared_layer()):
-            raise ValueError("balancer 'gradnorm' needs the model's last shared layer "
+            raise InputError("balancer 'gradnorm' needs the model's last shared layer "
                              "(last_shared_layer() is empty: no shared parameters); use a "
                              "loss-weighting balancer or an architecture with a shared encoder")
 

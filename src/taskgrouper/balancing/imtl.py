@@ -18,6 +18,7 @@ from torch import nn
 
 from taskgrouper.balancing.gradient_method import GradientBalancer
 from taskgrouper.balancing.gradients import live_losses
+from taskgrouper.errors import InputError
 
 __all__ = ["IMTL", "imtl_weights"]
 
@@ -66,7 +67,7 @@ class IMTL(GradientBalancer):
                  batched: bool = False) -> None:
         super().__init__(rep=rep, batched=batched)
         if not isinstance(learn_scales, bool):
-            raise ValueError(f"balancer 'imtl': option 'learn_scales' must be true or false, "
+            raise InputError(f"balancer 'imtl': option 'learn_scales' must be true or false, "
                              f"not {learn_scales!r}")
         self.learn_scales = learn_scales
         self.log_scales: nn.Parameter | None = None

@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from taskgrouper.balancing.gradient_method import GradientBalancer
+from taskgrouper.errors import InputError
 
 __all__ = ["MGDA", "MGDAUB", "NORMALIZATIONS", "gradient_normalizers", "min_norm_two",
            "min_norm_weights"]
@@ -116,7 +117,7 @@ class MGDA(GradientBalancer):
                  batched: bool = False) -> None:
         super().__init__(rep=rep, batched=batched)
         if normalization not in NORMALIZATIONS:
-            raise ValueError(f"balancer '{self.name}': option 'normalization' must be one of "
+            raise InputError(f"balancer '{self.name}': option 'normalization' must be one of "
                              f"{', '.join(NORMALIZATIONS)}, not {normalization!r}")
         self.normalization = normalization
 

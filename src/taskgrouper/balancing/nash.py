@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from taskgrouper.balancing.gradient_method import GradientBalancer
+from taskgrouper.errors import InputError
 
 __all__ = ["NashMTL", "nash_weights"]
 
@@ -90,7 +91,7 @@ class NashMTL(GradientBalancer):
         super().__init__(rep=rep, batched=batched)
         if (not isinstance(update_every, int) or isinstance(update_every, bool)
                 or update_every < 1):
-            raise ValueError(f"balancer 'nash_mtl': option 'update_every' must be an integer "
+            raise InputError(f"balancer 'nash_mtl': option 'update_every' must be an integer "
                              f">= 1, not {update_every!r}")
         self.update_every = update_every
         self.step = 0

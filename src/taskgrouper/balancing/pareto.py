@@ -29,6 +29,7 @@ import numpy as np
 
 from taskgrouper.balancing.gradient_method import GradientBalancer
 from taskgrouper.balancing.mgda import min_norm_weights
+from taskgrouper.errors import InputError
 
 __all__ = ["ParetoMTL", "pareto_mtl_weights", "preference_vectors", "restrict_preferences"]
 
@@ -45,7 +46,7 @@ def preference_vectors(n_tasks: int, count: int) -> np.ndarray:
         ``(count, n_tasks)`` array.
     """
     if count < 1:
-        raise ValueError(f"need at least one preference vector, not {count}")
+        raise InputError(f"need at least one preference vector, not {count}")
     if count == 1 or n_tasks == 1:
         return np.full((count if n_tasks == 1 else 1, n_tasks), 1.0 / math.sqrt(n_tasks))
     if n_tasks == 2:
@@ -160,16 +161,16 @@ class ParetoMTL(GradientBalancer):
             if key == "preference" and value is None:
                 continue
             if not isinstance(value, int) or isinstance(value, bool) or value < low:
-                raise ValueError(f"balancer 'pareto_mtl': option '{key}' must be an integer "
+                raise InputError(f"balancer 'pareto_mtl': option '{key}' must be an integer "
                                  f">= {low}, not {value!r}")
         if preference is not None and preference >= n_preferences:
-            raise ValueError(f"balancer 'pareto_mtl': option 'preference' is {preference} but "
+            raise InputError(f"balancer 'pareto_mtl': option 'preference' is {preference} but "
                              f"there are {n_preferences} preference vectors (0-based index)")
         if vector is not None:
             values = list(vector.values()) if isinstance(vector, Mapping) else list(vector)
             if not values or any(not isinstance(v, (int, float)) or not v >= 0 for v in values) \
                     or not any(v > 0 for v in values):
-                raise ValueError(f"balancer 'pareto_mtl': option 'vector' must hold numbers "
+                raise InputError(f"balancer 'pareto_mtl': option 'vector' must hold numbers "
                                  f">= 0, not all zero; got {vector!r}")
         self.n_preferences = n_preferences
         self.preference = preference
@@ -193,13 +194,13 @@ class ParetoMTL(GradientBalancer):
 
             for task in self.vector:
                 if task not in self.tasks:
-                    raise ValueError(f"balancer 'pareto_mtl': vector names unknown task "
+                    raise InputError(f"balancer 'pareto_mtl': vector names unknown task "
                                      f"'{task}'; " + closest(task, self.tasks))
             own = np.array([float(self.vector.get(t, 0.0)) for t in self.tasks])
         else:
             own = np.asarray(self.vector, dtype=np.float64)
             if own.shape != (n,):
-                raise ValueError(f"balancer 'pareto_mtl': option 'vector' has {own.size} "
+                raise InputError(f"balancer 'pareto_mtl': option 'vector' has {own.size} "
                                  f"values for {n} tasks")
         own = own / np.linalg.norm(own)
         others = preference_vectors(n, max(self.n_preferences, 2))

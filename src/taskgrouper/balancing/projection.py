@@ -22,6 +22,7 @@ import torch
 from torch import Tensor
 
 from taskgrouper.balancing.gradient_method import GradientBalancer
+from taskgrouper.errors import InputError
 
 __all__ = ["CAGrad", "GradDrop", "PCGrad", "cagrad_weights", "graddrop_gradient",
            "pcgrad_weights"]
@@ -124,7 +125,7 @@ class PCGrad(GradientBalancer):
     def __init__(self, seed: int = 0, rep: bool = False, batched: bool = False) -> None:
         super().__init__(rep=rep, batched=batched)
         if not isinstance(seed, int) or isinstance(seed, bool):
-            raise ValueError(f"balancer 'pcgrad': option 'seed' must be an integer, not "
+            raise InputError(f"balancer 'pcgrad': option 'seed' must be an integer, not "
                              f"{seed!r}")
         self.generator = torch.Generator().manual_seed(seed)
 
@@ -159,7 +160,7 @@ class CAGrad(GradientBalancer):
     def __init__(self, c: float = 0.5, rep: bool = False, batched: bool = False) -> None:
         super().__init__(rep=rep, batched=batched)
         if not isinstance(c, (int, float)) or isinstance(c, bool) or not 0.0 <= c < 1e6:
-            raise ValueError(f"balancer 'cagrad': option 'c' must be a number >= 0, not {c!r}")
+            raise InputError(f"balancer 'cagrad': option 'c' must be a number >= 0, not {c!r}")
         self.c = float(c)
 
     def solve(self, gram, losses):
@@ -223,10 +224,10 @@ class GradDrop(GradientBalancer):
         for value in leaks:
             if (not isinstance(value, (int, float)) or isinstance(value, bool)
                     or not 0.0 <= value <= 1.0):
-                raise ValueError(f"balancer 'graddrop': option 'leak' must be in [0, 1] (or a "
+                raise InputError(f"balancer 'graddrop': option 'leak' must be in [0, 1] (or a "
                                  f"mapping task -> value in [0, 1]), not {leak!r}")
         if not isinstance(seed, int) or isinstance(seed, bool):
-            raise ValueError(f"balancer 'graddrop': option 'seed' must be an integer, not "
+            raise InputError(f"balancer 'graddrop': option 'seed' must be an integer, not "
                              f"{seed!r}")
         self.leak = leak
         self.seed = seed
@@ -240,7 +241,7 @@ class GradDrop(GradientBalancer):
 
             for task in self.leak:
                 if task not in self.tasks:
-                    raise ValueError(f"balancer 'graddrop': leak given for unknown task "
+                    raise InputError(f"balancer 'graddrop': leak given for unknown task "
                                      f"'{task}'; " + closest(task, self.tasks))
 
     def _generator(self, device: torch.device) -> torch.Generator:

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from torch import Tensor
 
 from taskgrouper.balancing.base import Balancer
+from taskgrouper.errors import InputError
 from taskgrouper.tasks import closest
 
 __all__ = ["Fixed", "Uniform"]
@@ -35,14 +36,14 @@ class Fixed(Balancer):
         self.given = dict(weights or {})
         for task, w in self.given.items():
             if not w >= 0:
-                raise ValueError(f"balancer 'fixed': weight of task '{task}' is {w}; "
+                raise InputError(f"balancer 'fixed': weight of task '{task}' is {w}; "
                                  f"weights must be finite and >= 0")
 
     def setup(self, tasks, model) -> None:
         super().setup(tasks, model)
         for task in self.given:
             if task not in self.tasks:
-                raise ValueError(f"balancer 'fixed': weight given for unknown task '{task}'; "
+                raise InputError(f"balancer 'fixed': weight given for unknown task '{task}'; "
                                  + closest(task, self.tasks))
 
     def weights(self, losses: Mapping[str, Tensor]) -> dict[str, float]:

@@ -55,7 +55,7 @@ import yaml
 from taskgrouper.data.base import SPLITS, DataError, MultiTaskData, Split
 from taskgrouper.tasks import KINDS, TaskSpec, closest, valid_mask
 
-__all__ = ["MAX_CLASSES", "ClassCountWarning", "load_arrays", "save_arrays"]
+__all__ = ["MAX_CLASSES", "ClassCountWarning", "load", "load_arrays", "save_arrays"]
 
 _TASK_KEYS = ("kind", "classes", "channels", "loss", "description")
 _CLASS_KINDS = ("segmentation", "classification")
@@ -484,6 +484,17 @@ def load_arrays(path: str | Path, tasks=None) -> MultiTaskData:
                 f"{spec.channels - need} outputs no label asks for: set 'classes: {need}' unless "
                 f"the other classes are real", ClassCountWarning, stacklevel=2)
     return MultiTaskData({n: specs[n] for n in names}, name=f"arrays:{root}", **splits)
+
+
+def load(cfg, tasks=None) -> MultiTaskData:
+    """The array dataset a ``data`` section (``kind: arrays``) names.
+
+    Raises:
+        DataError: no ``data.path``, or what :func:`load_arrays` refuses.
+    """
+    if not cfg.path:
+        raise DataError("data.path is required for kind 'arrays': set it to the dataset folder")
+    return load_arrays(cfg.path, tasks)
 
 
 def save_arrays(data: MultiTaskData, path: str | Path) -> Path:

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from taskgrouper.errors import TaskgrouperError
 from taskgrouper.tasks import TaskSpec
 
 __all__ = ["DataError", "LazySplit", "MultiTaskData", "Split", "SPLITS", "stats_sample"]
@@ -25,7 +26,7 @@ __all__ = ["DataError", "LazySplit", "MultiTaskData", "Split", "SPLITS", "stats_
 SPLITS = ("train", "val", "test")
 
 
-class DataError(ValueError):
+class DataError(TaskgrouperError):
     """A dataset problem; the message names the file or folder and what would fix it."""
 
 

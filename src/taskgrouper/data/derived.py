@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from taskgrouper.errors import InputError
+
 __all__ = ["edges_from_segmentation", "normals_from_depth"]
 
 
@@ -48,9 +50,9 @@ def normals_from_depth(depth: np.ndarray, fx: float, fy: float, cx: float, cy: f
     """
     depth = np.asarray(depth, dtype=np.float64)
     if depth.ndim != 2:
-        raise ValueError(f"normals_from_depth: depth must be (H, W), got shape {depth.shape}")
+        raise InputError(f"normals_from_depth: depth must be (H, W), got shape {depth.shape}")
     if not (fx > 0 and fy > 0):
-        raise ValueError(f"normals_from_depth: focal lengths must be positive, got fx={fx}, "
+        raise InputError(f"normals_from_depth: focal lengths must be positive, got fx={fx}, "
                          f"fy={fy}")
     h, w = depth.shape
     out = np.full((3, h, w), np.nan, dtype=np.float32)
@@ -119,10 +121,10 @@ def edges_from_segmentation(labels: np.ndarray, width: int = 1, ignore: int = -1
     """
     labels = np.asarray(labels)
     if labels.ndim != 2:
-        raise ValueError(f"edges_from_segmentation: labels must be (H, W), got shape "
+        raise InputError(f"edges_from_segmentation: labels must be (H, W), got shape "
                          f"{labels.shape}")
     if int(width) != width or width < 1:
-        raise ValueError(f"edges_from_segmentation: width must be an integer >= 1, got {width}")
+        raise InputError(f"edges_from_segmentation: width must be an integer >= 1, got {width}")
     valid = labels != ignore
     edge = np.zeros(labels.shape, dtype=bool)
     # horizontal pairs (i, j) - (i, j+1) and vertical pairs (i, j) - (i+1, j)

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from taskgrouper.data.base import DataError
+from taskgrouper.errors import InputError
 
 __all__ = ["check_file", "read_image", "read_mat", "read_npy", "resize", "scan",
            "scan_cache_path"]
@@ -140,10 +141,9 @@ def scan(paths: Sequence[str | Path], *, workers: int = 0, cache: Path | None = 
         for p, reason in zip(todo, results, strict=True):
             known[p] = [stamps[p], reason]
         if cache is not None:
-            cache.parent.mkdir(parents=True, exist_ok=True)
-            tmp = cache.with_suffix(".tmp")
-            tmp.write_text(json.dumps(known))
-            tmp.replace(cache)
+            from taskgrouper.io import write_json_atomic
+
+            write_json_atomic(known, cache)
     return {p: known[p][1] for p in paths if known[p][1] is not None}
 
 
@@ -187,5 +187,5 @@ def resize(array: np.ndarray, size: tuple[int, int] | None, mode: str) -> np.nda
         else:
             out = out.astype(array.dtype)
     else:
-        raise ValueError(f"resize mode '{mode}' is not 'bilinear' or 'nearest'")
+        raise InputError(f"resize mode '{mode}' is not 'bilinear' or 'nearest'")
     return out[..., 0] if squeeze else out

@@ -64,6 +64,7 @@ from pathlib import Path
 import numpy as np
 
 from taskgrouper.data.base import SPLITS, DataError, MultiTaskData, Split
+from taskgrouper.errors import InputError
 from taskgrouper.tasks import TaskSpec
 
 __all__ = [
@@ -156,7 +157,7 @@ class PlantedFunctions:
         """Noiseless standardised targets ``(N, n_tasks)`` of inputs ``x`` ``(N, n_features)``."""
         x = np.asarray(x)
         if x.ndim != 2 or x.shape[1] != self.n_features:
-            raise ValueError(f"planted inputs must be (N, {self.n_features}), got {x.shape}")
+            raise InputError(f"planted inputs must be (N, {self.n_features}), got {x.shape}")
         return (self.raw(x) - self.means) / self.stds
 
 
@@ -166,10 +167,10 @@ def _task_names(n_tasks: int) -> list[str]:
 
 def _check_n_tasks(n_tasks) -> int:
     if isinstance(n_tasks, bool) or not isinstance(n_tasks, (int, np.integer)):
-        raise ValueError(f"n_tasks must be an integer in {MIN_TASKS}..{MAX_TASKS}, got "
+        raise InputError(f"n_tasks must be an integer in {MIN_TASKS}..{MAX_TASKS}, got "
                          f"{n_tasks!r}")
     if not MIN_TASKS <= n_tasks <= MAX_TASKS:
-        raise ValueError(f"a planted family has {MIN_TASKS}..{MAX_TASKS} tasks (inclusive), "
+        raise InputError(f"a planted family has {MIN_TASKS}..{MAX_TASKS} tasks (inclusive), "
                          f"got {n_tasks}; choose a task count in that range")
     return int(n_tasks)
 
@@ -183,26 +184,26 @@ def _cluster_sizes(n_tasks: int, clusters, conflict: bool) -> list[int]:
     elif isinstance(clusters, (int, np.integer)) and not isinstance(clusters, bool):
         k = int(clusters)
         if k < 1:
-            raise ValueError(f"clusters={k}: need at least one cluster")
+            raise InputError(f"clusters={k}: need at least one cluster")
         if 2 * k > m:
-            raise ValueError(f"clusters={k} needs at least {2 * k} tasks in clusters (two per "
+            raise InputError(f"clusters={k} needs at least {2 * k} tasks in clusters (two per "
                              f"cluster) but there are {what}; use at most {m // 2} clusters")
     elif isinstance(clusters, Sequence) and not isinstance(clusters, str):
         sizes = []
         for size in clusters:
             if isinstance(size, bool) or not isinstance(size, (int, np.integer)):
-                raise ValueError(f"clusters={list(clusters)}: sizes must be integers")
+                raise InputError(f"clusters={list(clusters)}: sizes must be integers")
             sizes.append(int(size))
         if not sizes:
-            raise ValueError("clusters=[]: give at least one cluster size")
+            raise InputError("clusters=[]: give at least one cluster size")
         if min(sizes) < 2:
-            raise ValueError(f"clusters={sizes}: every cluster needs at least 2 tasks")
+            raise InputError(f"clusters={sizes}: every cluster needs at least 2 tasks")
         if sum(sizes) != m:
-            raise ValueError(f"clusters={sizes} sum to {sum(sizes)} but there are {what}; the "
+            raise InputError(f"clusters={sizes} sum to {sum(sizes)} but there are {what}; the "
                              f"sizes must sum to {m}")
         return sizes
     else:
-        raise ValueError(f"clusters must be None, a number of clusters or a list of sizes, got "
+        raise InputError(f"clusters must be None, a number of clusters or a list of sizes, got "
                          f"{clusters!r}")
     return [m // k + (1 if i < m % k else 0) for i in range(k)]
 
@@ -210,12 +211,12 @@ def _cluster_sizes(n_tasks: int, clusters, conflict: bool) -> list[int]:
 def _check_params(correlation, noise, few_label, binary_every, features_per_cluster, latent,
                   nuisance, n_train, n_val, n_test) -> None:
     if not 0.0 <= correlation <= 1.0:
-        raise ValueError(f"correlation={correlation}: must be in [0, 1] (the correlation of two "
+        raise InputError(f"correlation={correlation}: must be in [0, 1] (the correlation of two "
                          f"noiseless targets of a cluster)")
     if noise < 0:
-        raise ValueError(f"noise={noise}: must be >= 0 (standard deviation of the label noise)")
+        raise InputError(f"noise={noise}: must be >= 0 (standard deviation of the label noise)")
     if not 0.0 <= few_label < 1.0:
-        raise ValueError(f"few_label={few_label}: must be in [0, 1) (fraction of training "
+        raise InputError(f"few_label={few_label}: must be in [0, 1) (fraction of training "
                          f"labels a few-label task keeps; 0 plants no few-label task)")
     for name, value, low in (("binary_every", binary_every, 0),
                              ("features_per_cluster", features_per_cluster, 1),
@@ -223,14 +224,14 @@ def _check_params(correlation, noise, few_label, binary_every, features_per_clus
                              ("n_train", n_train, 2), ("n_val", n_val, 1),
                              ("n_test", n_test, 1)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-            raise ValueError(f"{name}={value!r}: must be an integer >= {low}")
+            raise InputError(f"{name}={value!r}: must be an integer >= {low}")
     for name, value in (("n_train", n_train), ("n_val", n_val), ("n_test", n_test)):
         if value > MAX_SAMPLES:
-            raise ValueError(f"{name}={value}: over {MAX_SAMPLES:,} samples a split, more than a "
+            raise InputError(f"{name}={value}: over {MAX_SAMPLES:,} samples a split, more than a "
                              f"planted family needs (and more memory than generating it "
                              f"takes on most machines); choose {MAX_SAMPLES:,} or fewer")
     if latent > features_per_cluster:
-        raise ValueError(f"latent={latent} exceeds features_per_cluster={features_per_cluster}; "
+        raise InputError(f"latent={latent} exceeds features_per_cluster={features_per_cluster}; "
                          f"a block cannot carry more latent factors than it has features")
 
 
@@ -482,10 +483,10 @@ def write_planted(out: str | Path, n_tasks: int, *, force: bool = False, **kwarg
 
     root = Path(out)
     if root.exists() and not root.is_dir():
-        raise ValueError(f"'{root}' is a file; give a folder for the planted family")
+        raise InputError(f"'{root}' is a file; give a folder for the planted family")
     truth_path = root / TRUTH_FILE
     if root.is_dir() and any(root.iterdir()) and not truth_path.is_file() and not force:
-        raise ValueError(f"folder '{root}' is not empty and holds no {TRUTH_FILE}; give an "
+        raise InputError(f"folder '{root}' is not empty and holds no {TRUTH_FILE}; give an "
                          f"empty or new folder, or pass --force (force=True) to write into it")
     data, truth = planted_family(n_tasks, **kwargs)
     if truth_path.is_file():

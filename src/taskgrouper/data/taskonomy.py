@@ -8,7 +8,7 @@ Three folder layouts are recognised (the first that matches wins):
   the released tarballs as the Omnidata download tools unpack them;
 - ``ROOT/<domain>/<building>/point_...png``: the same without the ``taskonomy`` level;
 - ``ROOT/<building>/<domain>/point_...png``: one folder per building, the layout
-  :func:`taskgrouper.data.synthetic.write_taskonomy` writes.
+  ``write_taskonomy`` of ``tests/data/taskonomy_layout.py`` writes.
 
 A sample is one (building, point, view) with an ``rgb`` file; the key passed to the reader is
 ``(building, "point_<P>_view_<V>")``. The domain part of the label file names is read from the
@@ -45,7 +45,7 @@ zero mean and unit standard deviation, which the trainer does. Where a masked ta
 and ``depth_zbuffer`` is on disk, the depth file of every sample is read for the mask (and a
 sample without one is left out); without a depth folder only the task's own invalid codes
 count. The unit of ``k``, ``e`` and ``o`` is the full 16-bit range, so 1.0 is the largest value
-a PNG can hold (:data:`taskgrouper.data.synthetic.KEYPOINT_PNG_SCALE` differs: the synthetic
+a PNG can hold (``KEYPOINT_PNG_SCALE`` of ``tests/data/taskonomy_layout.py`` differs: the synthetic
 writer stretches keypoint responses by 10 before encoding). Note that the code released with
 Standley et al. trains its edge task on ``edge_occlusion``; here ``e`` is ``edge_texture``, as
 in the synthetic scenes, and their edge task is ``o`` (or ``edge_occlusion``).
@@ -81,6 +81,7 @@ import numpy as np
 
 from taskgrouper.data import files
 from taskgrouper.data.base import SPLITS, DataError, LazySplit, MultiTaskData
+from taskgrouper.errors import InputError
 from taskgrouper.tasks import TaskSpec, closest
 
 __all__ = [
@@ -217,7 +218,7 @@ def decode_normals(raw: np.ndarray, valid: np.ndarray | None = None) -> np.ndarr
     encodes so).
     """
     if raw.ndim != 3 or raw.shape[2] < 3:
-        raise ValueError(f"normal maps are (H, W, 3) RGB images, got shape {raw.shape}")
+        raise InputError(f"normal maps are (H, W, 3) RGB images, got shape {raw.shape}")
     code = raw[..., :3]
     scale = 255.0 if raw.dtype != np.uint16 else 65535.0
     vec = code.astype(np.float32).transpose(2, 0, 1) * np.float32(2.0 / scale) - 1.0

@@ -26,6 +26,9 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from taskgrouper.errors import InputError
+from taskgrouper.models.backbones import build_backbone
+
 __all__ = [
     "NetworkCost",
     "count_macs",
@@ -34,6 +37,7 @@ __all__ = [
     "measure_latency",
     "network_cost",
     "snt",
+    "width_for_cost",
 ]
 
 
@@ -125,7 +129,7 @@ def measure_latency(module: nn.Module, input_shape: Sequence[int], device: str |
         iters: Timed passes; the median is reported.
     """
     if iters < 1:
-        raise ValueError(f"iters must be >= 1, got {iters}")
+        raise InputError(f"iters must be >= 1, got {iters}")
     device = torch.device(device)
     cuda = device.type == "cuda"
     was_training = module.training
@@ -175,7 +179,7 @@ def snt(encoder_macs: int, reference_macs: int) -> float:
         reference_macs: MACs of one full-sized encoder at the same input size.
     """
     if reference_macs <= 0:
-        raise ValueError(f"reference_macs must be positive, got {reference_macs}")
+        raise InputError(f"reference_macs must be positive, got {reference_macs}")
     return float(encoder_macs) / float(reference_macs)
 
 
@@ -185,11 +189,47 @@ def encoder_cost(backbone_name: str, in_shape: Sequence[int], width: float = 1.0
 
     The backbone is built on the meta device, so the count allocates no parameter memory.
     """
-    from taskgrouper.models.backbones import build_backbone
-
     with torch.device("meta"):
         backbone = build_backbone(backbone_name, tuple(in_shape), width=width, hidden=hidden)
     return count_macs(backbone, in_shape)
+
+
+def width_for_cost(target_fraction: float, input_shape: Sequence[int] = (3, 256, 256),
+                   backbone: str = "xception", tol: float = 1e-3) -> float:
+    """The channel multiplier whose encoder costs ``target_fraction`` of the full encoder.
+
+    Cost is multiply-adds counted by :func:`count_macs` (:func:`encoder_cost`) at
+    ``input_shape``. The search bisects the width on the counted cost; because channel counts
+    are rounded, cost is a step function of width, so the candidate width whose cost is closest
+    to the target is returned. For Xception at 256x256, ``width_for_cost(0.5)`` is about 0.7:
+    the paper's "half-sized" encoder (Standley et al., 2020).
+
+    Args:
+        target_fraction: Wanted cost relative to width 1, in ``(0, 1]`` (or above, up to 4).
+        input_shape: One sample's shape.
+        backbone: Backbone name.
+        tol: Stop when the bisection interval is narrower than this.
+    """
+    if not 0 < target_fraction <= 4:
+        raise InputError(f"target_fraction must be in (0, 4], got {target_fraction}")
+    reference = encoder_cost(backbone, input_shape, 1.0)
+    cache: dict[float, float] = {}
+
+    def frac(w: float) -> float:
+        if w not in cache:
+            cache[w] = encoder_cost(backbone, input_shape, w * w) / reference  # size = mult^2
+        return cache[w]
+
+    lo, hi = 0.01, 2.0
+    while frac(hi) < target_fraction and hi < 16:
+        hi *= 2
+    while hi - lo > tol:
+        mid = 0.5 * (lo + hi)
+        if frac(mid) < target_fraction:
+            lo = mid
+        else:
+            hi = mid
+    return min(cache, key=lambda w: (abs(cache[w] - target_fraction), w))
 
 
 def network_cost(model: nn.Module, in_shape: Sequence[int], reference_macs: int | None = None,

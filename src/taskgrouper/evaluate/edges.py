@@ -57,6 +57,8 @@ from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import maximum_flow
 from scipy.spatial import cKDTree
 
+from taskgrouper.errors import InputError
+
 __all__ = [
     "benchmark_thresholds",
     "edge_counts",
@@ -78,7 +80,7 @@ def benchmark_thresholds(n: int = 99) -> np.ndarray:
         ValueError: ``n`` is not a positive integer.
     """
     if isinstance(n, bool) or int(n) != n or n < 1:
-        raise ValueError(f"the number of thresholds must be a positive integer, got {n!r}")
+        raise InputError(f"the number of thresholds must be a positive integer, got {n!r}")
     n = int(n)
     return np.arange(1, n + 1, dtype=np.float64) / (n + 1)
 
@@ -219,7 +221,7 @@ def thin(binary: np.ndarray, max_iter: int | None = None) -> np.ndarray:
     """
     binary = np.asarray(binary)
     if binary.ndim not in (2, 3):
-        raise ValueError(f"thin: expected (H, W) or (T, H, W) maps, got shape {binary.shape}")
+        raise InputError(f"thin: expected (H, W) or (T, H, W) maps, got shape {binary.shape}")
     maps = binary.astype(bool, copy=True)
     stack = maps if maps.ndim == 3 else maps[None]
     if not stack.any():
@@ -328,10 +330,10 @@ def edge_counts(prob: np.ndarray, gt: np.ndarray, valid: np.ndarray | None = Non
     prob = np.asarray(prob, dtype=np.float64)
     gt = np.asarray(gt)
     if prob.ndim != 2 or gt.shape != prob.shape:
-        raise ValueError(f"edge_counts: prob and gt must be (H, W) maps of one shape, got "
+        raise InputError(f"edge_counts: prob and gt must be (H, W) maps of one shape, got "
                          f"{prob.shape} and {gt.shape}")
     if not max_dist >= 0:
-        raise ValueError(f"edge_counts: max_dist must be >= 0 (a fraction of the image "
+        raise InputError(f"edge_counts: max_dist must be >= 0 (a fraction of the image "
                          f"diagonal, e.g. 0.0075), got {max_dist}")
     if np.isscalar(thresholds):
         thresholds = benchmark_thresholds(int(thresholds))
@@ -340,7 +342,7 @@ def edge_counts(prob: np.ndarray, gt: np.ndarray, valid: np.ndarray | None = Non
     if valid is not None:
         valid = np.asarray(valid, dtype=bool)
         if valid.shape != prob.shape:
-            raise ValueError(f"edge_counts: valid must be shaped like prob {prob.shape}, got "
+            raise InputError(f"edge_counts: valid must be shaped like prob {prob.shape}, got "
                              f"{valid.shape}")
         gt &= valid
         prob = np.where(valid, prob, -np.inf)  # never an edge at an ignored pixel
@@ -392,7 +394,7 @@ def ods_ois(counts: np.ndarray) -> tuple[float, float]:
     """
     counts = np.asarray(counts, dtype=np.int64)
     if counts.ndim != 3 or counts.shape[2] != 4:
-        raise ValueError(f"ods_ois: counts must be (N, T, 4), got {counts.shape}")
+        raise InputError(f"ods_ois: counts must be (N, T, 4), got {counts.shape}")
     if counts.shape[0] == 0 or counts.shape[1] == 0:
         return math.nan, math.nan
 

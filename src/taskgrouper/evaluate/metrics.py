@@ -67,6 +67,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from taskgrouper.errors import InputError
 from taskgrouper.evaluate.depth import DELTA_EPS, depth_metrics, depth_sums
 from taskgrouper.evaluate.edges import benchmark_thresholds, edge_counts, ods_ois
 from taskgrouper.evaluate.saliency import (
@@ -164,17 +165,17 @@ def _check_metric_names(spec: TaskSpec) -> None:
         elsewhere = [k for k in KINDS if name in SUPPORTED_METRICS[k]]
         hint = (f"'{name}' is a metric of kind(s) {', '.join(elsewhere)}; "
                 if elsewhere else "")
-        raise ValueError(f"task '{spec.name}': unknown metric '{name}' for kind "
+        raise InputError(f"task '{spec.name}': unknown metric '{name}' for kind "
                          f"'{spec.kind}'; {hint}" + closest(name, supported))
     if len(set(spec.metrics)) != len(spec.metrics):
-        raise ValueError(f"task '{spec.name}': metric names repeat in {spec.metrics}; list "
+        raise InputError(f"task '{spec.name}': metric names repeat in {spec.metrics}; list "
                          "each once")
 
 
 def _int_option(spec: TaskSpec, name: str, default: int, low: int) -> int:
     value = spec.option(name, default)
     if isinstance(value, bool) or not float(value).is_integer() or value < low:
-        raise ValueError(f"task '{spec.name}': option {name} must be an integer >= {low}, got "
+        raise InputError(f"task '{spec.name}': option {name} must be an integer >= {low}, got "
                          f"{value!r}")
     return int(value)
 
@@ -223,13 +224,13 @@ class MetricAccumulator:
         if miou_absent is None:
             flag = spec.option("miou_absent_zero", 0)
             if flag not in (0, 1):
-                raise ValueError(f"task '{spec.name}': option miou_absent_zero must be 0 "
+                raise InputError(f"task '{spec.name}': option miou_absent_zero must be 0 "
                                  f"(skip absent classes) or 1 (count them as 0), got {flag!r}")
             miou_absent = "zero" if flag == 1 else "skip"
         if miou_absent not in ("skip", "zero"):
-            raise ValueError(f"miou_absent must be 'skip' or 'zero', not '{miou_absent}'")
+            raise InputError(f"miou_absent must be 'skip' or 'zero', not '{miou_absent}'")
         if median not in ("auto", "exact", "histogram"):
-            raise ValueError(f"median must be 'auto', 'exact' or 'histogram', not '{median}'")
+            raise InputError(f"median must be 'auto', 'exact' or 'histogram', not '{median}'")
         _check_metric_names(spec)
         self.spec = spec
         self.miou_absent = miou_absent
@@ -246,7 +247,7 @@ class MetricAccumulator:
                                   else min(self.n_thresholds, int(edge_thresholds)))
         max_dist = spec.option("max_dist", 0.0075)
         if isinstance(max_dist, bool) or not float(max_dist) >= 0:
-            raise ValueError(f"task '{spec.name}': option max_dist must be >= 0 (a fraction of "
+            raise InputError(f"task '{spec.name}': option max_dist must be >= 0 (a fraction of "
                              f"the image diagonal, e.g. 0.0075), got {max_dist!r}")
         self.max_dist = float(max_dist)
         self._state: dict[str, Tensor] = {}
@@ -656,7 +657,7 @@ def delta_mtl(
         metrics = {}
         for task, values in model.items():
             if task not in baseline:
-                raise ValueError(f"delta_mtl: task '{task}' is missing from the baseline")
+                raise InputError(f"delta_mtl: task '{task}' is missing from the baseline")
             metrics[task] = [m for m in values if m in baseline[task] and m in directions]
     terms: list[float] = []
     for task, names in metrics.items():
@@ -665,23 +666,23 @@ def delta_mtl(
         for name in names:
             where = f"task '{task}', metric '{name}'"
             if name not in directions:
-                raise ValueError(f"delta_mtl: {where}: unknown whether lower is better; pass "
+                raise InputError(f"delta_mtl: {where}: unknown whether lower is better; pass "
                                  "lower_is_better={...}")
             base = baseline.get(task, {}).get(name)
             if base is None:
-                raise ValueError(f"delta_mtl: {where}: missing from the baseline")
+                raise InputError(f"delta_mtl: {where}: missing from the baseline")
             value = model.get(task, {}).get(name)
             if value is None:
-                raise ValueError(f"delta_mtl: {where}: missing from the model's results")
+                raise InputError(f"delta_mtl: {where}: missing from the model's results")
             base, value = float(base), float(value)
             if not math.isfinite(base) or not math.isfinite(value):
-                raise ValueError(f"delta_mtl: {where}: value is not finite "
+                raise InputError(f"delta_mtl: {where}: value is not finite "
                                  f"(model {value}, baseline {base})")
             if base == 0:
-                raise ValueError(f"delta_mtl: {where}: baseline value is 0, the relative "
+                raise InputError(f"delta_mtl: {where}: baseline value is 0, the relative "
                                  "change is undefined")
             sign = -1.0 if directions[name] else 1.0
             terms.append(sign * (value - base) / base)
     if not terms:
-        raise ValueError("delta_mtl: no (task, metric) pair to compare")
+        raise InputError("delta_mtl: no (task, metric) pair to compare")
     return 100.0 * sum(terms) / len(terms)

@@ -49,7 +49,6 @@ does) for one sample at the real input size.
 from __future__ import annotations
 
 import copy
-import dataclasses
 import itertools
 import math
 from collections.abc import Callable, Mapping, Sequence
@@ -58,6 +57,8 @@ from pathlib import Path
 from typing import Any
 
 from taskgrouper.config import BenchConfig, ExperimentConfig, GridConfig, TrainConfig
+from taskgrouper.errors import InputError
+from taskgrouper.experiments.base import load_data, open_session, write_results
 
 __all__ = ["BENCH_FILE", "BENCH_VERSION", "GridPoint", "format_bench", "grid_points",
            "plan_models", "run_bench"]
@@ -66,6 +67,9 @@ __all__ = ["BENCH_FILE", "BENCH_VERSION", "GridPoint", "format_bench", "grid_poi
 BENCH_FILE = "bench.json"
 #: Version of the ``bench.json`` layout.
 BENCH_VERSION = 1
+#: Keys every bench.json holds (the layout in the module doc).
+BENCH_KEYS = ("title", "tasks", "task_metrics", "baselines", "single_task", "rows", "skipped",
+              "failed", "compute")
 #: The single-task baselines' architecture and balancer (the survey's "single task" row).
 BASELINE_ARCH = "hard_sharing"
 BASELINE_BALANCER = "uniform"
@@ -128,7 +132,7 @@ def _check_names(bench: BenchConfig, archs: Mapping[str, Any],
         if name in known or (wildcard and name == ANY):
             return
         choices = [*known, ANY] if wildcard else list(known)
-        raise ValueError(f"{key}: unknown {what} '{name}'; {closest(name, choices)}")
+        raise InputError(f"{key}: unknown {what} '{name}'; {closest(name, choices)}")
 
     for name in bench.architectures or []:
         check("bench.architectures", name, archs, "architecture")
@@ -141,30 +145,6 @@ def _check_names(bench: BenchConfig, archs: Mapping[str, Any],
         check("bench.model_options", name, archs, "architecture")
     for name in bench.balancer_options:
         check("bench.balancer_options", name, bals, "balancer")
-
-
-def incompatibility(arch: Any, bal: Any, n_tasks: int, spatial: bool) -> str | None:
-    """Why the table flags forbid training ``bal`` on ``arch`` for these tasks, or None.
-
-    Args:
-        arch: An :class:`~taskgrouper.models.arch.ArchInfo` row.
-        bal: A :class:`~taskgrouper.balancing.BalancerInfo` row.
-        n_tasks: Number of tasks of the model.
-        spatial: Whether the inputs are images.
-    """
-    if getattr(bal, "needs_task_grads", False) and not getattr(arch, "shared_parameters", True):
-        return (f"balancer '{bal.name}' needs per-task gradients of shared parameters; "
-                f"architecture '{arch.name}' shares none")
-    if getattr(bal, "rep_only", False) and not getattr(arch, "shared_representation", True):
-        return (f"balancer '{bal.name}' works on the shared representation; architecture "
-                f"'{arch.name}' has none")
-    max_tasks = getattr(arch, "max_tasks", None)
-    if max_tasks is not None and n_tasks > max_tasks:
-        return (f"architecture '{arch.name}' takes at most {max_tasks} tasks; the bench has "
-                f"{n_tasks}")
-    if getattr(arch, "spatial_only", False) and not spatial:
-        return f"architecture '{arch.name}' needs image inputs; the dataset has vectors"
-    return None
 
 
 def plan_models(bench: BenchConfig, n_tasks: int, spatial: bool
@@ -184,6 +164,8 @@ def plan_models(bench: BenchConfig, n_tasks: int, spatial: bool
     Raises:
         ValueError: a name that is not a row of its table (with the closest name).
     """
+    from taskgrouper.train.compat import incompatibility
+
     archs, bals = _tables()
     _check_names(bench, archs, bals)
     arch_names = list(dict.fromkeys(bench.architectures or archs))
@@ -245,7 +227,7 @@ def _plan(config: ExperimentConfig, tasks: Sequence[str],
           models: Sequence[tuple[str, str]], points: Sequence[GridPoint]) -> list[_Planned]:
     from taskgrouper.config import parse_config
     from taskgrouper.runs.store import RunSpec, make_run_id
-    from taskgrouper.train.trainer import check_names
+    from taskgrouper.train.compat import check_compatible
 
     base = config.model_dump(mode="json")
     planned: list[_Planned] = []
@@ -255,9 +237,9 @@ def _plan(config: ExperimentConfig, tasks: Sequence[str],
         where = (f"single-task baseline '{task}'" if role == "single_task"
                  else f"bench model {arch} + {bal}")
         try:
-            check_names(parse_config(cfg, source=where))
+            check_compatible(parse_config(cfg, source=where))
         except ValueError as err:
-            raise ValueError(f"{where}: {err}") from None
+            raise InputError(f"{where}: {err}") from None
         tags = {"role": role, "architecture": arch, "balancer": bal, "grid": point.as_dict()}
         spec = RunSpec(make_run_id(group, cfg), "bench" if role == "model" else "single_task",
                        cfg, tags)
@@ -294,21 +276,14 @@ def run_bench(config: ExperimentConfig, out_dir: str | Path, *, workers: int = 1
         ValueError: an unknown architecture or balancer name (with the closest one), bad
             options, fewer than two tasks, or a bad config (before anything trains).
     """
-    from taskgrouper.data import load_dataset
-    from taskgrouper.runs.store import STORE_FILE, RunStore
-    from taskgrouper.runs.sweep import SweepError, run_sweep
-    from taskgrouper.train.checkpoint import write_json_atomic
-    from taskgrouper.train.trainer import prepare_data
+    from taskgrouper.runs.sweep import SweepError
 
     bench = config.bench or BenchConfig()
     _check_names(bench, *_tables())  # before any data is loaded
-    data = load_dataset(config.data, config.tasks)
-    # decode a lazy dataset once for every run (when it fits), and list what the loader
-    # left out once here rather than in every run's log
-    data = dataclasses.replace(prepare_data(data, config.data, log), skipped=[])
+    data = load_data(config, log)
     tasks = list(data.tasks)
     if len(tasks) < 2:
-        raise ValueError(f"tasks: a bench compares multi-task networks with single-task ones; "
+        raise InputError(f"tasks: a bench compares multi-task networks with single-task ones; "
                          f"give at least two tasks (got {', '.join(tasks) or 'none'})")
     spatial = len(data.input_shape) == 3
     models, skipped = plan_models(bench, len(tasks), spatial)
@@ -318,22 +293,21 @@ def run_bench(config: ExperimentConfig, out_dir: str | Path, *, workers: int = 1
         log(f"skipped {s['architecture']} + {s['balancer']}: {s['reason']}")
 
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     failures: dict[str, str] = {}
-    with RunStore(out / STORE_FILE) as store:
+    with open_session(out, data, workers=workers, executor=executor, progress=progress,
+                      log=log) as session:
         specs = [p.spec for p in planned]
-        todo = len({s.id for s in specs} - store.done_ids())
         log(f"bench: {len(models)} models x {len(points)} grid point(s) and {len(tasks)} "
-            f"single-task baselines: {len(specs)} runs ({todo} to train)")
+            f"single-task baselines: {len(specs)} runs ({session.todo(specs)} to train)")
         try:
-            run_sweep(specs, out, store=store, workers=workers, executor=executor, data=data,
-                      progress=progress, log=log)
+            session.run(specs)
         except SweepError as err:
             failures = dict(err.failures)
-        records = {s.id: store.get(s.id) for s in specs}
+        records = {s.id: session.store.get(s.id) for s in specs}
 
-    results = _results(config, data, tasks, planned, records, failures, skipped, points)
-    write_json_atomic(results, out / BENCH_FILE)
+    results = write_results(_results(config, data, tasks, planned, records, failures, skipped,
+                                     points), out / BENCH_FILE, version=BENCH_VERSION,
+                            required=BENCH_KEYS)
     from taskgrouper.report.bench import write_bench_report
 
     write_bench_report(results, out)
@@ -461,8 +435,7 @@ def _results(config, data, tasks, planned, records, failures, skipped, points) -
                            "error": failures.get(p.spec.id, "not trained (interrupted)")})
 
     done = [r for r in records.values() if r is not None]
-    results = {
-        "version": BENCH_VERSION,
+    return {
         "title": f"taskgrouper bench: {', '.join(tasks)}",
         "tasks": list(tasks),
         "dataset": config.data.model_dump(mode="json"),
@@ -480,18 +453,6 @@ def _results(config, data, tasks, planned, records, failures, skipped, points) -
         "compute": {"runs": len(done), "train_samples": int(sum(r.train_samples for r in done)),
                     "wall_s": float(math.fsum(r.wall_s for r in done))},
     }
-    return _json_safe(results)
-
-
-def _json_safe(obj):
-    """NaN and infinities (undefined statistics) become null: strict JSON, equal on reload."""
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, Mapping):
-        return {str(k): _json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_json_safe(v) for v in obj]
-    return obj
 
 
 # --------------------------------------------------------------------------------- summary

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from taskgrouper.config import ExperimentConfig
+from taskgrouper.errors import InputError
 
 __all__ = ["DEMO", "QUICK", "demo_config", "run_demo"]
 
@@ -60,10 +61,10 @@ def run_demo(out_dir: str | Path = "taskgrouper-demo", *, quick: bool = False,
     Raises:
         ValueError: ``workers`` below 1.
     """
-    from taskgrouper.grouping.search import search
+    from taskgrouper.experiments.search import search
 
     if workers is not None and workers < 1:
-        raise ValueError(f"workers must be at least 1, got {workers}; leave it out for one "
+        raise InputError(f"workers must be at least 1, got {workers}; leave it out for one "
                          f"per core")
     return search(demo_config(quick), out_dir, workers=workers or default_workers(),
                   executor=executor, progress=progress, log=log)

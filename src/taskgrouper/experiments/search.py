@@ -18,14 +18,15 @@ the reported total is the sum of those networks' test losses.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from taskgrouper.config import ExperimentConfig
+from taskgrouper.config import ExperimentConfig, SearchConfig, run_identity
+from taskgrouper.errors import InputError
+from taskgrouper.experiments.base import load_data, open_session, write_results
 from taskgrouper.grouping.candidates import (
     Candidate,
     baseline_candidates,
@@ -33,50 +34,39 @@ from taskgrouper.grouping.candidates import (
     search_candidates,
 )
 from taskgrouper.grouping.select import InfeasibleBudget, Network, cheapest_cover, select_many
-from taskgrouper.grouping.strategies import (
-    AFFINITY_STRATEGIES,
-    STRATEGIES,
-    Strategy,
-    get_strategy,
-    hoa_errors,
-    pearson,
-)
+from taskgrouper.grouping.strategies import Estimate, Strategy, resolve_strategies
 from taskgrouper.grouping.tables import parse_budgets
 
 __all__ = ["RESULTS_VERSION", "search", "strategies_of"]
 
 RESULTS_VERSION = 1
+#: Keys every results.json holds (DESIGN.md, "results.json").
+RESULTS_KEYS = ("title", "tasks", "budgets", "strategy", "compute", "candidates", "selections",
+                "strategies", "relationships")
 
 
-def strategies_of(config: ExperimentConfig, names: Sequence[str] | str | None = None
-                  ) -> list[Strategy]:
-    """The strategies to run: ``names`` (a list or a comma-separated string), else the
-    config's ``search.strategy``."""
-    sc = config.search
-    if names is None:
-        names = sc.strategy if sc is not None else "exhaustive"
-    if isinstance(names, str):
-        names = [n.strip() for n in names.split(",") if n.strip()]
-    from taskgrouper.config import SearchConfig
-
-    sc = sc if sc is not None else SearchConfig()
-    out = [get_strategy(n, fraction=sc.esa_fraction, epochs=sc.esa_epochs,
-                        max_group_size=sc.max_group_size, affinity_every=sc.affinity_every,
-                        calibration_pairs=sc.calibration_pairs)
-           for n in names]
-    if not out:
-        raise ValueError("no strategy given; choose from " + ", ".join(STRATEGIES))
-    return out
+def strategies_of(config: ExperimentConfig,
+                  names: Sequence[str | Strategy] | str | None = None) -> list[Strategy]:
+    """The strategies to run: ``names`` (names, a comma-separated string, or
+    :class:`~taskgrouper.grouping.strategies.Strategy` instances), else the config's
+    ``search.strategy``; names are built with the config's search options."""
+    sc = config.search if config.search is not None else SearchConfig()
+    return resolve_strategies(sc.strategy if names is None else names,
+                              fraction=sc.esa_fraction, epochs=sc.esa_epochs,
+                              max_group_size=sc.max_group_size,
+                              affinity_every=sc.affinity_every,
+                              calibration_pairs=sc.calibration_pairs)
 
 
 def _check_strategies(config: ExperimentConfig, strategies: Sequence[Strategy]) -> None:
-    """An affinity strategy needs parameters every task shares (before anything trains)."""
+    """A strategy that measures on shared parameters needs an architecture that has some
+    (before anything trains)."""
     from taskgrouper.models.arch import arch_info
 
     arch = arch_info(config.model.architecture)
     for s in strategies:
-        if s.name in AFFINITY_STRATEGIES and not arch.shared_parameters:
-            raise ValueError(
+        if s.needs_shared_parameters and not arch.shared_parameters:
+            raise InputError(
                 f"strategy '{s.name}' measures task affinity on parameters every task shares, "
                 f"but architecture '{arch.name}' (model.architecture) has none: each task has "
                 f"its own network. Search with an architecture that shares an encoder "
@@ -126,9 +116,9 @@ def _mgda_spec(base: dict[str, Any], config: ExperimentConfig, tasks: Sequence[s
     experiment), as a run spec; None when the balancer table has no ``mgda_ub`` row or the
     architecture cannot take it (then the baseline is left out, with a log line)."""
     from taskgrouper import balancing
-    from taskgrouper.bench import incompatibility
     from taskgrouper.models.arch import arch_info
     from taskgrouper.runs.store import RunSpec
+    from taskgrouper.train.compat import incompatibility
 
     rows = {b.name: b for b in balancing.BALANCERS}
     if MGDA_BALANCER not in rows:
@@ -170,8 +160,6 @@ def _searched(search: dict | None) -> dict | None:
 def _identity_check(out: Path, config: ExperimentConfig, write: bool = True) -> None:
     """Refuse a folder that holds a search of another config (results would mix); record
     the config's identity in a new folder when ``write``."""
-    from taskgrouper.train.trainer import run_identity
-
     identity = {**run_identity(config),
                 "search": _searched(config.model_dump(mode="json")["search"])}
     path = out / "search.json"
@@ -180,19 +168,19 @@ def _identity_check(out: Path, config: ExperimentConfig, write: bool = True) -> 
             previous = json.loads(path.read_text())
             previous["search"] = _searched(previous.get("search"))
         except (OSError, ValueError, TypeError, AttributeError) as err:
-            raise ValueError(f"{path} is unreadable ({type(err).__name__}: {err}); it records "
+            raise InputError(f"{path} is unreadable ({type(err).__name__}: {err}); it records "
                              f"which config the folder was searched with: restore it, or "
                              f"pass a new --out") from None
         if previous != identity:
             changed = sorted(k for k in set(previous) | set(identity)
                              if previous.get(k) != identity.get(k))
-            raise ValueError(f"'{out}' holds a search of a different config (differs in: "
+            raise InputError(f"'{out}' holds a search of a different config (differs in: "
                              f"{', '.join(changed)}); pass a new --out, or delete the folder "
                              f"to start over. Budgets alone may change: re-selecting trains "
                              f"nothing (or run 'taskgrouper select --runs {out} --budgets "
                              f"START:STOP:STEP')")
     elif write:
-        from taskgrouper.train.checkpoint import write_json_atomic
+        from taskgrouper.io import write_json_atomic
 
         write_json_atomic(identity, path)
 
@@ -205,7 +193,7 @@ def _check_feasible(tasks: Sequence[str], c0: Sequence[Candidate], budgets: Sequ
                                for c in c0], tasks=tasks)
     below = [b for b in budgets if b < cheapest - 1e-9]
     if len(below) == len(budgets):
-        raise ValueError(
+        raise InputError(
             f"search.budgets '{text}': every budget is below {cheapest:g} SNT, the cheapest "
             f"set of candidate networks that covers all {len(tasks)} tasks; raise the budgets "
             f"to at least {cheapest:g} (e.g. budgets: \"{cheapest:g}:{max(cheapest, 5):g}:0.5\")"
@@ -232,8 +220,8 @@ def _measured_snt(config: ExperimentConfig, in_shape, widths) -> dict[float, flo
 
 
 def search(config: ExperimentConfig, out_dir: str | Path, *,
-           strategies: Sequence[str] | str | None = None, workers: int = 1, executor=None,
-           baselines: bool = True, progress: bool = True,
+           strategies: Sequence[str | Strategy] | str | None = None, workers: int = 1,
+           executor=None, baselines: bool = True, progress: bool = True,
            log: Callable[[str], None] = print) -> dict:
     """Run a task-grouping search; write ``results.json`` and the report; return the results.
 
@@ -241,7 +229,7 @@ def search(config: ExperimentConfig, out_dir: str | Path, *,
         config: The experiment; ``search.budgets`` and the ``search`` options apply.
         out_dir: The sweep folder (store, run folders, results, report). An existing one is
             resumed: finished runs are not repeated.
-        strategies: Strategy names (default: ``search.strategy`` of the config).
+        strategies: Strategy names or instances (default: ``search.strategy`` of the config).
         workers: Parallel training processes on this machine.
         executor: An executor instance (e.g. Ray's) instead of the local pool.
         baselines: Also train and report the baselines.
@@ -253,12 +241,9 @@ def search(config: ExperimentConfig, out_dir: str | Path, *,
         taskgrouper.runs.sweep.SweepError: some runs failed (the others are stored).
     """
     from taskgrouper.data import load_dataset
-    from taskgrouper.runs.store import STORE_FILE, RunStore
-    from taskgrouper.runs.sweep import run_sweep
-    from taskgrouper.train.checkpoint import write_json_atomic
-    from taskgrouper.train.trainer import check_names, prepare_data
+    from taskgrouper.train.compat import check_compatible
 
-    check_names(config)
+    check_compatible(config)
     chosen_strategies = strategies_of(config, strategies)
     _check_strategies(config, chosen_strategies)
     budget_text = config.search.budgets if config.search else "1:5:0.5"
@@ -266,39 +251,34 @@ def search(config: ExperimentConfig, out_dir: str | Path, *,
     out = Path(out_dir)
     _identity_check(out, config, write=False)  # before loading data: refuse early
 
-    data = load_dataset(config.data, config.tasks)
-    tasks = list(data.tasks)
+    tasks = list(load_dataset(config.data, config.tasks).tasks)
     max_size = config.search.max_group_size if config.search else None
     c0 = search_candidates(tasks, max_size=max_size)  # what every strategy chooses among
     _check_feasible(tasks, c0, budgets, budget_text, log)
     out.mkdir(parents=True, exist_ok=True)
     _identity_check(out, config)
-    # decode a lazy dataset once for every run (when it fits), and list what the loader
-    # left out once here rather than in every run's log
-    data = dataclasses.replace(prepare_data(data, config.data, log), skipped=[])
+    data = load_data(config, log)
     base = config.model_dump(mode="json")
 
     # Phase 1: every strategy's plan, plus the baselines' networks.
     phase1: list[tuple[Candidate, Strategy | None, str]] = []
     for s in chosen_strategies:
-        group = "esa" if s.name == "esa" else "candidate"
-        phase1 += [(c, s, "affinity" if c.affinity_every else group) for c in s.plan(tasks)]
+        phase1 += [(c, s, "affinity" if c.affinity_every else s.run_group)
+                   for c in s.plan(tasks)]
     if baselines:
         phase1 += [(c, None, "baseline") for c in baseline_candidates(tasks)]
     mgda = (_mgda_spec(base, config, tasks, len(data.input_shape) == 3, log) if baselines
             else None)
-    with RunStore(out / STORE_FILE) as store:
-        sweep = dict(store=store, workers=workers, executor=executor, data=data,
-                     progress=progress, log=log)
+    with open_session(out, data, workers=workers, executor=executor, progress=progress,
+                      log=log) as session:
         specs = _specs(base, phase1) + ([mgda] if mgda is not None else [])
-        todo = len({s.id for s in specs} - store.done_ids())
-        log(f"phase 1: {len(specs)} runs ({todo} to train)")
-        run_sweep(specs, out, **sweep)
-        records = {r.id: r for r in store.records()}
+        log(f"phase 1: {len(specs)} runs ({session.todo(specs)} to train)")
+        session.run(specs)
+        records = session.records()
         measured = {rid: r.val_losses for rid, r in records.items()}
         extras = {rid: r.extra for rid, r in records.items() if r.extra}
 
-        # Phase 1b: the affinity strategies' calibration pairs, chosen from the affinities.
+        # Phase 1b: runs a strategy chooses from phase 1's results (affinity calibration).
         calibration = [(c, s, "candidate") for s in chosen_strategies
                        for c in s.calibration(tasks, measured, extras)]
         specs1b = [sp for sp in _specs(base, calibration) if sp.id not in records]
@@ -306,21 +286,18 @@ def search(config: ExperimentConfig, out_dir: str | Path, *,
             log(f"calibration pairs: {len({c.run_id for c, _, _ in calibration})} "
                 f"({len(specs1b)} to train)")
         if specs1b:
-            run_sweep(specs1b, out, **sweep)
-            records = {r.id: r for r in store.records()}
+            session.run(specs1b)
+            records = session.records()
             measured = {rid: r.val_losses for rid, r in records.items()}
 
         widths = {c.width for c in c0} | {c.width for c, _, _ in phase1}
         measured_snt = _measured_snt(config, data.input_shape, widths)
-        estimates, raw_selections, fits = {}, {}, {}
+        estimates: dict[str, Estimate] = {}
+        raw_selections = {}
         for s in chosen_strategies:
-            if s.name in AFFINITY_STRATEGIES:
-                est, *fits[s.name] = s.affinity_estimate(tasks, measured, extras)
-            else:
-                est = s.estimate(tasks, measured, extras)
+            estimates[s.name] = est = s.estimate(tasks, measured, extras)
             # nominal SNT (see _measured_snt)
-            nets = [Network(c.name, c.width, est[c.name]) for c in s.selectable(tasks)]
-            estimates[s.name] = est
+            nets = [Network(c.name, c.width, est.losses[c.name]) for c in s.selectable(tasks)]
             raw_selections[s.name] = select_many(
                 nets, budgets, tasks=tasks,
                 time_limit=config.search.select_time_limit if config.search else 60.0)
@@ -340,32 +317,21 @@ def search(config: ExperimentConfig, out_dir: str | Path, *,
         specs2 = [sp for sp in _specs(base, phase2) if sp.id not in records]
         if specs2:
             log(f"phase 2: {len(specs2)} chosen networks to train to convergence")
-            run_sweep(specs2, out, **sweep)
-        records = {r.id: r for r in store.records()}
+            session.run(specs2)
+        records = session.records()
 
     full = fully_trained(records.values())
     results = _results(config, tasks, budgets, chosen_strategies, records, full, estimates,
                        raw_selections, c0, baselines,
-                       records.get(mgda.id) if mgda is not None else None, fits)
+                       records.get(mgda.id) if mgda is not None else None)
     for cand in results["candidates"]:
         cand["cost_measured"] = measured_snt.get(cand["width"])
-    results = _json_safe(results)
-    write_json_atomic(results, out / "results.json")
+    results = write_results(results, out / "results.json", version=RESULTS_VERSION,
+                            required=RESULTS_KEYS)
     from taskgrouper.report import write_report
 
     write_report(results, out)
     return results
-
-
-def _json_safe(obj):
-    """NaN and infinities (undefined statistics) become null: strict JSON, equal on reload."""
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {k: _json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_json_safe(v) for v in obj]
-    return obj
 
 
 def _final_selection(budget: float, sel, full, tasks, estimate_total=None) -> dict:
@@ -395,7 +361,7 @@ def _compute(records, run_ids) -> dict[str, float]:
 
 
 def _results(config, tasks, budgets, strategies, records, full, estimates, raw_selections,
-             c0, with_baselines, mgda=None, fits=None) -> dict:
+             c0, with_baselines, mgda=None) -> dict:
     candidates = []
     for name, r in sorted(full.items(), key=lambda kv: (len(kv[1].tasks), -kv[1].width,
                                                          kv[0])):
@@ -406,50 +372,23 @@ def _results(config, tasks, budgets, strategies, records, full, estimates, raw_s
             "val_metrics": r.val, "test_metrics": r.test, "train_samples": r.train_samples,
             "wall_s": r.wall_s})
     by_name = {c.name: c for c in c0}
+    final_val = {n: r.val_losses for n, r in full.items()}
+    final_test = {n: r.test_losses for n, r in full.items()}
     out_strategies = {}
     for s in strategies:
+        est = estimates[s.name]
         sels = [_final_selection(b, sel, full, tasks,
                                  None if isinstance(sel, InfeasibleBudget) else sel.total)
                 for b, sel in zip(budgets, raw_selections[s.name], strict=True)]
         chosen = {n for sel in raw_selections[s.name] if not isinstance(sel, InfeasibleBudget)
                   for n in sel.networks}
-        calibration = fits[s.name][2] if s.name in AFFINITY_STRATEGIES else []
-        estimated = [c.run_id for c in s.plan(tasks) + calibration]
-        run_ids = estimated + [by_name[n].full().run_id for n in chosen]
-        stats: dict[str, Any] = {}
-        if s.name == "esa":
-            # Pooled over (network, task) as the paper reports it, and within each task
-            # (the pooled r also rewards the tasks' different loss scales).
-            pairs: dict[str, tuple[list, list]] = {t: ([], []) for t in tasks}
-            for c in s.selectable(tasks):
-                if c.name in full:
-                    for t in c.tasks:
-                        pairs[t][0].append(estimates["esa"][c.name][t])
-                        pairs[t][1].append(full[c.name].test_losses[t])
-            early = [x for t in tasks for x in pairs[t][0]]
-            final = [y for t in tasks for y in pairs[t][1]]
-            stats = {"fraction": s.fraction, "epochs": s.epochs,
-                     "pearson_r": pearson(early, final), "pairs": len(early),
-                     "pearson_r_per_task": {t: pearson(*pairs[t]) for t in tasks}}
-        elif s.name == "hoa":
-            actual = {n: full[n].val_losses for n in full}
-            stats = hoa_errors(estimates["hoa"], actual)
-        elif s.name in AFFINITY_STRATEGIES:
-            fit, matrix, _ = fits[s.name]
-            run = records[s.affinity_run(tasks).run_id]
-            stats = {"model": "L_t(N) = L_t(1) * (1 + c + b (|N|-1)/(T-1) - s * mean "
-                              "affinity onto t from its mates)",
-                     "s": fit.s, "c": fit.c, "b": fit.b, "fit_rmse": fit.residual,
-                     "calibration_pairs": [list(c.tasks) for c in calibration],
-                     "affinity": matrix, "affinity_run": run.id,
-                     "recorded_steps": run.extra["affinity"].get("steps")}
+        run_ids = list(est.runs) + [by_name[n].full().run_id for n in chosen]
         out_strategies[s.name] = {
             "compute": _compute(records, run_ids),
-            "estimation_compute": _compute(records, estimated),
-            "selections": sels, "stats": stats}
+            "estimation_compute": _compute(records, est.runs),
+            "selections": sels, "stats": s.stats(tasks, est, final_val, final_test)}
     main = strategies[0].name
     results: dict[str, Any] = {
-        "version": RESULTS_VERSION,
         "title": f"taskgrouper search: {', '.join(tasks)}",
         "dataset": config.data.model_dump(mode="json"),
         "tasks": tasks, "budgets": budgets, "strategy": main,
@@ -462,7 +401,8 @@ def _results(config, tasks, budgets, strategies, records, full, estimates, raw_s
         from taskgrouper.grouping.evaluation import evaluate_strategies
 
         truth = {c.name: full[c.name].val_losses for c in c0}
-        results["evaluation"] = evaluate_strategies(out_strategies, estimates, truth)
+        results["evaluation"] = evaluate_strategies(
+            out_strategies, {name: e.losses for name, e in estimates.items()}, truth)
     planted = _planted_groups(config)
     if planted is not None:
         from taskgrouper.grouping.evaluation import planted_agreement
@@ -523,8 +463,6 @@ def _baselines(tasks, budgets, full, c0, trials, mgda=None) -> dict:
 
 
 def _relationships(candidates, tasks) -> dict:
-    from taskgrouper.grouping.relationships import affinity_table, order_relative, pair_table
+    from taskgrouper.grouping.relationships import relationships
 
-    pair = pair_table(candidates, tasks, "test")
-    return {"pair": pair, "affinity": affinity_table(pair),
-            "order": {str(k): v for k, v in order_relative(candidates, tasks, "test").items()}}
+    return relationships(candidates, tasks, "test")

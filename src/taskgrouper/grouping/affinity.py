@@ -53,6 +53,8 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from taskgrouper.errors import InputError
+
 __all__ = ["AFFINITY_METHODS", "AffinityFit", "affinity_matrix", "calibration_pairs",
            "fit_affinity_model", "predict_losses"]
 
@@ -69,16 +71,16 @@ def affinity_matrix(result: Mapping, method: str, tasks: Sequence[str], run_id: 
             two different tasks that is NaN or infinite (names the run, the pair and the fix).
     """
     if method not in AFFINITY_METHODS:
-        raise ValueError(f"unknown affinity method '{method}'; choose from "
+        raise InputError(f"unknown affinity method '{method}'; choose from "
                          f"{', '.join(AFFINITY_METHODS)}")
     recorded = list(result.get("tasks") or [])
     missing = [t for t in tasks if t not in recorded]
     if missing:
-        raise ValueError(f"affinity run '{run_id}' recorded no task '{missing[0]}'; delete its "
+        raise InputError(f"affinity run '{run_id}' recorded no task '{missing[0]}'; delete its "
                          f"folder and store row to record it again")
     rows = result.get(method)
     if rows is None:
-        raise ValueError(f"affinity run '{run_id}' holds no '{method}' matrix")
+        raise InputError(f"affinity run '{run_id}' holds no '{method}' matrix")
     index = {t: k for k, t in enumerate(recorded)}
     out: dict[str, dict[str, float]] = {}
     bad = []
@@ -91,7 +93,7 @@ def affinity_matrix(result: Mapping, method: str, tasks: Sequence[str], run_id: 
                 bad.append(f"{u}->{t}")
             out[u][t] = value
     if bad:
-        raise ValueError(f"affinity run '{run_id}' produced a non-finite {method} affinity for "
+        raise InputError(f"affinity run '{run_id}' produced a non-finite {method} affinity for "
                          f"{', '.join(bad[:5])}{' ...' if len(bad) > 5 else ''} (a loss or "
                          f"gradient that was 0 or NaN at every recorded step). The trained runs "
                          f"are kept in the store; check those tasks' labels, lower train.lr, or "
@@ -187,10 +189,10 @@ def fit_affinity_model(matrix: Mapping[str, Mapping[str, float]], single: Mappin
     tasks = list(single)
     n = len(tasks)
     if n < 2:
-        raise ValueError("an affinity strategy needs at least two tasks")
+        raise InputError("an affinity strategy needs at least two tasks")
     for t in tasks:
         if not (math.isfinite(single[t]) and single[t] > 0):
-            raise ValueError(f"the single-task network of '{t}' has loss {single[t]}; the "
+            raise InputError(f"the single-task network of '{t}' has loss {single[t]}; the "
                              f"affinity model scales positive losses")
     ones, xs, neg_a, rs = [], [], [], []
     for group, losses in [(tasks, all_task), *networks]:

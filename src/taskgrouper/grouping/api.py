@@ -10,7 +10,7 @@ import math
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from taskgrouper.grouping.candidates import compact_names, fully_trained, network_name
+from taskgrouper.errors import InputError
 from taskgrouper.grouping.select import (
     InfeasibleBudget,
     Network,
@@ -20,8 +20,7 @@ from taskgrouper.grouping.select import (
 )
 from taskgrouper.grouping.tables import higher_order_approximation, read_csv, read_standley
 
-__all__ = ["FORMATS", "format_selections", "read_table", "select_networks", "select_runs",
-           "select_table"]
+__all__ = ["FORMATS", "format_selections", "read_table", "select_networks", "select_table"]
 
 #: Table formats accepted by :func:`read_table`.
 FORMATS = ("csv", "standley")
@@ -33,7 +32,7 @@ def read_table(path: str | Path, fmt: str = "csv") -> list[Network]:
         return read_csv(path)
     if fmt == "standley":
         return read_standley(path)
-    raise ValueError(f"unknown table format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    raise InputError(f"unknown table format {fmt!r}; choose one of {', '.join(FORMATS)}")
 
 
 def select_table(
@@ -77,39 +76,6 @@ def select_table(
                            test_source=str(test_path))
 
 
-def select_runs(runs_dir: str | Path, budgets: Iterable[float] = (1.0,), hoa: bool = False,
-                constraints: Mapping[str, float] | None = None,
-                weights: Mapping[str, float] | None = None, solver: str = "auto") -> dict:
-    """Select among the fully trained networks of a sweep folder (``DIR/runs.sqlite``).
-
-    Validation losses choose, test losses score (as :func:`select_table`); runs trained on a
-    fraction of the data or for fewer epochs (ESA) are left out.
-
-    Raises:
-        ValueError: no store in the folder, or no fully trained run in it.
-    """
-    from taskgrouper.runs.store import STORE_FILE, RunStore
-
-    path = Path(runs_dir) / STORE_FILE
-    if not path.is_file():
-        raise ValueError(f"no {STORE_FILE} in '{runs_dir}'; pass the --out folder of a "
-                         "'taskgrouper search' or 'taskgrouper demo'")
-    with RunStore(path) as store:
-        records = list(fully_trained(store.records()).values())
-    if not records:
-        raise ValueError(f"{path} holds no fully trained run yet; run the search to the end")
-    val, test = [], []
-    compact = compact_names({t for r in records for t in r.tasks})
-    for r in records:
-        name = network_name(r.tasks, r.width, compact)
-        cost = r.width  # nominal SNT, as the search selects (measured within 3%)
-        val.append(Network(name, cost, r.val_losses))
-        test.append(Network(name, cost, r.test_losses))
-    return select_networks(val, test, budgets, hoa=hoa, constraints=constraints,
-                           weights=weights, solver=solver, source=str(path),
-                           test_source=str(path))
-
-
 def select_networks(networks: list[Network], test_networks: list[Network] | None,
                     budgets: Iterable[float], *, hoa: bool = False,
                     constraints: Mapping[str, float] | None = None,
@@ -143,7 +109,7 @@ def select_networks(networks: list[Network], test_networks: list[Network] | None
         if test is not None:
             missing = [n for n in result.networks if n not in test]
             if missing:
-                raise ValueError(
+                raise InputError(
                     f"{test_path}: test table lacks network(s) {', '.join(missing)} chosen "
                     f"from {table_path}; give a test table with the same networks"
                 )

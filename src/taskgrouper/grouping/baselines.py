@@ -23,6 +23,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from taskgrouper.errors import InputError
 from taskgrouper.grouping.select import InfeasibleBudget, Network, cheapest_cover, select_many
 
 __all__ = ["all_in_one", "independent", "pessimal", "random_groupings"]
@@ -56,7 +57,7 @@ def _tables(val: Sequence[Network], test: Sequence[Network] | None):
     t = {n.name: n for n in test} if test is not None else v
     missing = sorted(set(v) - set(t))
     if missing:
-        raise ValueError(f"test losses missing for network(s) {', '.join(missing)}")
+        raise InputError(f"test losses missing for network(s) {', '.join(missing)}")
     return v, t
 
 

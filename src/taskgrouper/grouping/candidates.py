@@ -19,6 +19,8 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
+from taskgrouper.errors import InputError
+
 __all__ = [
     "INDEPENDENT_WIDTHS",
     "MAX_CANDIDATES",
@@ -212,20 +214,20 @@ def baseline_candidates(tasks: Sequence[str],
 def _check_tasks(tasks: Sequence[str], limit: int | None = None,
                  max_size: int | None = None) -> None:
     if not tasks:
-        raise ValueError("no tasks given; a search needs at least one task")
+        raise InputError("no tasks given; a search needs at least one task")
     if len(set(tasks)) != len(tasks):
-        raise ValueError(f"tasks repeat: {', '.join(tasks)}")
+        raise InputError(f"tasks repeat: {', '.join(tasks)}")
     if limit is not None and len(tasks) > limit:
-        raise ValueError(f"{len(tasks)} tasks give {2 ** len(tasks) - 1} candidate networks; "
+        raise InputError(f"{len(tasks)} tasks give {2 ** len(tasks) - 1} candidate networks; "
                          f"candidate sets of every subset stop at {limit} tasks. Set "
                          f"search.max_group_size (e.g. 4 or 5) and use a strategy that trains "
                          f"few networks (hoa, lookahead, gradcos)")
     if max_size is not None:
         if max_size < 1:
-            raise ValueError(f"search.max_group_size must be at least 1, got {max_size}")
+            raise InputError(f"search.max_group_size must be at least 1, got {max_size}")
         count = sum(math.comb(len(tasks), k) for k in range(1, min(max_size, len(tasks)) + 1))
         if count > MAX_CANDIDATES:
-            raise ValueError(f"{len(tasks)} tasks in groups of up to {max_size} give {count} "
+            raise InputError(f"{len(tasks)} tasks in groups of up to {max_size} give {count} "
                              f"candidate networks, over the {MAX_CANDIDATES} selection takes; "
                              f"lower search.max_group_size")
 

@@ -26,6 +26,8 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from taskgrouper.errors import InputError
+
 __all__ = ["adjusted_rand_index", "evaluate_strategies", "planted_agreement", "spearman"]
 
 
@@ -69,7 +71,7 @@ def adjusted_rand_index(a: Sequence[Any], b: Sequence[Any]) -> float:
     all-singleton) labelings agree perfectly: 1.
     """
     if len(a) != len(b):
-        raise ValueError(f"labelings differ in length: {len(a)} and {len(b)}")
+        raise InputError(f"labelings differ in length: {len(a)} and {len(b)}")
     n = len(a)
     if n < 2:
         return 1.0

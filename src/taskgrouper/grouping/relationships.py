@@ -16,7 +16,8 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-__all__ = ["WIDTH_TOL", "affinity_table", "order_relative", "pair_table", "relative_gain"]
+__all__ = ["WIDTH_TOL", "affinity_table", "order_relative", "pair_table", "relationships",
+           "relative_gain"]
 
 #: Tolerance when matching a candidate's width (``0.333`` matches ``1/3``).
 WIDTH_TOL = 1e-3
@@ -121,3 +122,12 @@ def order_relative(candidates: Sequence[Candidate], tasks: Sequence[str],
         if count:
             out[k] = {"mean": math.fsum(gains) / len(gains), "count": count}
     return out
+
+
+def relationships(candidates, tasks: Sequence[str], split: str = "test") -> dict:
+    """The three tables of a search's ``relationships`` section: ``pair`` (Table 1),
+    ``affinity`` (Table 2) and ``order`` (Figure 2, keyed by the order as text), from the
+    candidates' losses on ``split``."""
+    pair = pair_table(candidates, tasks, split)
+    return {"pair": pair, "affinity": affinity_table(pair),
+            "order": {str(k): v for k, v in order_relative(candidates, tasks, split).items()}}

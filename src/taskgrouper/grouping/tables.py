@@ -12,6 +12,7 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
+from taskgrouper.errors import InputError
 from taskgrouper.grouping.select import Network
 
 __all__ = [
@@ -35,18 +36,18 @@ def _read_text(path: Path) -> str:
     try:
         return path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ValueError(f"{path}: file not found") from None
+        raise InputError(f"{path}: file not found") from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{path}: cannot read the file ({exc})") from None
+        raise InputError(f"{path}: cannot read the file ({exc})") from None
 
 
 def _parse_loss(text: str, where: str) -> float:
     try:
         value = float(text)
     except ValueError:
-        raise ValueError(f"{where}: expected a number, got {text!r}") from None
+        raise InputError(f"{where}: expected a number, got {text!r}") from None
     if math.isnan(value) or math.isinf(value):
-        raise ValueError(f"{where}: loss must be finite, got {text!r}")
+        raise InputError(f"{where}: loss must be finite, got {text!r}")
     return value
 
 
@@ -73,12 +74,12 @@ def read_standley(path: str | Path) -> list[Network]:
     while lines and not lines[-1].strip():
         lines.pop()
     if not lines:
-        raise ValueError(f"{path}: empty file")
+        raise InputError(f"{path}: empty file")
     rows: list[list[float | None]] = []
     for lineno, line in enumerate(lines, start=1):
         cells = line.rstrip("\r\n").split("\t")
         if len(cells) != len(STANDLEY_TASKS):
-            raise ValueError(
+            raise InputError(
                 f"{path}, line {lineno}: expected {len(STANDLEY_TASKS)} tab-separated columns "
                 f"(s d n k e), got {len(cells)}"
             )
@@ -90,7 +91,7 @@ def read_standley(path: str | Path) -> list[Network]:
         rows.append(row)
     head = rows[0]
     if any(v is None for v in head):
-        raise ValueError(
+        raise InputError(
             f"{path}, line 1: the half-size single-task line must fill all five columns"
         )
     networks = [
@@ -101,10 +102,10 @@ def read_standley(path: str | Path) -> list[Network]:
     for lineno, row in enumerate(rows[1:], start=2):
         tasks = [t for t, v in zip(STANDLEY_TASKS, row, strict=True) if v is not None]
         if not tasks:
-            raise ValueError(f"{path}, line {lineno}: empty line (no network)")
+            raise InputError(f"{path}, line {lineno}: empty line (no network)")
         name = "".join(tasks)
         if name in seen:
-            raise ValueError(
+            raise InputError(
                 f"{path}, line {lineno}: network {name!r} already given on line {seen[name]}"
             )
         seen[name] = lineno
@@ -135,22 +136,22 @@ def read_csv(path: str | Path) -> list[Network]:
     try:
         header = [h.strip() for h in next(reader)]
     except StopIteration:
-        raise ValueError(f"{path}: empty file; expected a header network,cost,<task>,...") from None
+        raise InputError(f"{path}: empty file; expected a header network,cost,<task>,...") from None
     except csv.Error as exc:
-        raise ValueError(f"{path}, row 1: malformed CSV ({exc})") from None
+        raise InputError(f"{path}, row 1: malformed CSV ({exc})") from None
     if len(header) < 2 or header[0].lower() != "network" or header[1].lower() != "cost":
-        raise ValueError(
+        raise InputError(
             f"{path}, row 1: header must start with network,cost then one column per task; "
             f"got {','.join(header)!r}"
         )
     tasks = header[2:]
     if not tasks:
-        raise ValueError(f"{path}, row 1: no task columns after network,cost")
+        raise InputError(f"{path}, row 1: no task columns after network,cost")
     for col, task in enumerate(tasks, start=3):
         if not task:
-            raise ValueError(f"{path}, row 1, column {col}: empty task name")
+            raise InputError(f"{path}, row 1, column {col}: empty task name")
     if len(set(tasks)) != len(tasks):
-        raise ValueError(f"{path}, row 1: duplicate task column in {tasks}")
+        raise InputError(f"{path}, row 1: duplicate task column in {tasks}")
     networks: list[Network] = []
     seen: dict[str, int] = {}
     try:
@@ -158,14 +159,14 @@ def read_csv(path: str | Path) -> list[Network]:
             if not any(cell.strip() for cell in row):
                 continue
             if len(row) != len(header):
-                raise ValueError(
+                raise InputError(
                     f"{path}, row {rowno}: expected {len(header)} cells, got {len(row)}"
                 )
             name = row[0].strip()
             if not name:
-                raise ValueError(f"{path}, row {rowno}, column 1 (network): empty network name")
+                raise InputError(f"{path}, row {rowno}, column 1 (network): empty network name")
             if name in seen:
-                raise ValueError(
+                raise InputError(
                     f"{path}, row {rowno}, column 1 (network): duplicate network name {name!r} "
                     f"(first on row {seen[name]})"
                 )
@@ -174,9 +175,9 @@ def read_csv(path: str | Path) -> list[Network]:
             try:
                 cost = float(row[1])
             except ValueError:
-                raise ValueError(f"{where}: expected a number, got {row[1]!r}") from None
+                raise InputError(f"{where}: expected a number, got {row[1]!r}") from None
             if not math.isfinite(cost) or cost < 0:
-                raise ValueError(f"{where}: cost must be finite and >= 0, got {row[1]!r}")
+                raise InputError(f"{where}: cost must be finite and >= 0, got {row[1]!r}")
             losses = {}
             for col, (task, cell) in enumerate(zip(tasks, row[2:], strict=True), start=3):
                 if cell.strip():
@@ -184,12 +185,12 @@ def read_csv(path: str | Path) -> list[Network]:
                     losses[task] = _parse_loss(cell.strip(), where)
             networks.append(Network(name, cost, losses))
     except csv.Error as exc:
-        raise ValueError(f"{path}, row {reader.line_num}: malformed CSV ({exc})") from None
+        raise InputError(f"{path}, row {reader.line_num}: malformed CSV ({exc})") from None
     if not networks:
-        raise ValueError(f"{path}: no network rows after the header")
+        raise InputError(f"{path}: no network rows after the header")
     uncovered = [t for t in tasks if not any(t in n.losses for n in networks)]
     if uncovered:
-        raise ValueError(f"{path}: no network predicts task(s) {', '.join(map(repr, uncovered))}"
+        raise InputError(f"{path}: no network predicts task(s) {', '.join(map(repr, uncovered))}"
                          "; every task column needs a loss in at least one row (or drop the "
                          "column)")
     return networks
@@ -230,7 +231,7 @@ def higher_order_approximation(networks: Sequence[Network]) -> list[Network]:
                 and (key := (float(net.cost), frozenset((task, other)))) in pairs
             ]
             if not values:
-                raise ValueError(
+                raise InputError(
                     f"HOA: network {net.name!r} has no two-task sub-network of cost "
                     f"{net.cost:g} predicting task {task!r}"
                 )
@@ -256,19 +257,19 @@ def parse_budgets(text: str) -> list[float]:
     try:
         values = [float(p) for p in parts]
     except ValueError:
-        raise ValueError(f"budgets {text!r}: {_RANGE_HELP}") from None
+        raise InputError(f"budgets {text!r}: {_RANGE_HELP}") from None
     if any(not math.isfinite(v) for v in values):
-        raise ValueError(f"budgets {text!r}: {_RANGE_HELP}")
+        raise InputError(f"budgets {text!r}: {_RANGE_HELP}")
     if len(values) == 1:
         return check_budgets(values, source=f"budgets {text!r}")
     if len(values) != 3:
-        raise ValueError(f"budgets {text!r}: {_RANGE_HELP}")
+        raise InputError(f"budgets {text!r}: {_RANGE_HELP}")
     start, stop, step = values
     if step <= 0 or stop < start:
-        raise ValueError(f"budgets {text!r}: {_RANGE_HELP} and START <= STOP")
+        raise InputError(f"budgets {text!r}: {_RANGE_HELP} and START <= STOP")
     count = math.floor((stop - start) / step + 1e-9) + 1
     if count > MAX_BUDGETS:
-        raise ValueError(f"budgets {text!r}: {count:.3g} budgets, over the {MAX_BUDGETS:,} one "
+        raise InputError(f"budgets {text!r}: {count:.3g} budgets, over the {MAX_BUDGETS:,} one "
                          f"selection sweep takes; use a larger STEP (e.g. "
                          f"{start:g}:{stop:g}:{(stop - start) / 10 or 1:.3g} for 11 budgets)")
     return check_budgets([float(f"{start + k * step:.12g}") for k in range(count)],
@@ -289,11 +290,11 @@ def check_budgets(budgets: Sequence[float], source: str = "budget") -> list[floa
     for budget in budgets:
         value = float(budget)
         if not math.isfinite(value) or value <= 0:
-            raise ValueError(f"{source}: a budget is an inference cost in SNT and must be a "
+            raise InputError(f"{source}: a budget is an inference cost in SNT and must be a "
                              f"positive number, got {budget!r}")
         out.append(value)
     if len(out) > MAX_BUDGETS:
-        raise ValueError(f"{source}: {len(out)} budgets, over the {MAX_BUDGETS:,} one selection "
+        raise InputError(f"{source}: {len(out)} budgets, over the {MAX_BUDGETS:,} one selection "
                          f"sweep takes")
     return out
 
@@ -315,5 +316,5 @@ def parse_constraint(text: str) -> tuple[str, float]:
         except ValueError:
             value = math.nan
     if not match or not math.isfinite(value):
-        raise ValueError(f"constraint {text!r}: expected TASK<=VALUE, e.g. d<=0.17")
+        raise InputError(f"constraint {text!r}: expected TASK<=VALUE, e.g. d<=0.17")
     return match.group(1), value

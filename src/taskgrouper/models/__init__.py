@@ -5,11 +5,8 @@ from taskgrouper.models.backbones import (
     BACKBONES,
     DilatedResNet,
     MLPEncoder,
-    SeparableConv2d,
     XceptionEncoder,
     build_backbone,
-    scale_channels,
-    width_for_cost,
 )
 from taskgrouper.models.builders import (
     ARCHITECTURES,
@@ -18,6 +15,7 @@ from taskgrouper.models.builders import (
     check_architecture,
 )
 from taskgrouper.models.heads import GlobalHead, LightDecoder, TaskHead, build_head
+from taskgrouper.models.layers import SeparableConv2d, scale_channels
 
 __all__ = [
     "ARCHITECTURES",
@@ -40,5 +38,4 @@ __all__ = [
     "build_head",
     "build_model",
     "scale_channels",
-    "width_for_cost",
 ]

@@ -24,18 +24,32 @@ the square of the channel count, the backbone classes are built with a channel m
 ``sqrt(width)`` (every layer gets ``round(c * sqrt(width))`` channels, a multiple of 4, at least
 8), and a width-0.5 Xception costs 0.50 of width 1 by the FLOP counter (bench/bench_flops.py).
 The classes themselves take the channel multiplier (their ``width`` argument and attribute);
-:func:`width_for_cost` finds the channel multiplier for an exact cost fraction. The cost itself
-is always what :func:`taskgrouper.evaluate.cost.count_macs` reports.
+:func:`taskgrouper.evaluate.cost.width_for_cost` finds the channel multiplier for an exact cost
+fraction. The cost itself is always what :func:`taskgrouper.evaluate.cost.count_macs` reports.
+
+The layers the backbones share with heads and architectures (:func:`scale_channels`,
+:class:`SeparableConv2d`, ...) are in :mod:`taskgrouper.models.layers`; ``scale_channels`` and
+``SeparableConv2d`` are importable from here too.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
 
+from taskgrouper.errors import InputError
+from taskgrouper.models.hrnet import HRNetEncoder
+from taskgrouper.models.layers import (
+    BasicBlock,
+    SeparableConv2d,
+    conv_bn,
+    init_weights,
+    scale_channels,
+    sep_bn,
+)
 from taskgrouper.tasks import closest
 
 __all__ = [
@@ -44,77 +58,13 @@ __all__ = [
     "MLPEncoder",
     "SeparableConv2d",
     "XceptionEncoder",
+    "backbone_factory",
     "build_backbone",
     "scale_channels",
-    "width_for_cost",
 ]
 
 #: Names accepted by :func:`build_backbone`.
 BACKBONES: tuple[str, ...] = ("xception", "resnet", "mlp", "hrnet")
-
-
-def scale_channels(channels: int, width: float, multiple: int = 4, minimum: int = 8) -> int:
-    """``channels * width`` rounded to a multiple of ``multiple``, at least ``minimum``."""
-    if width <= 0:
-        raise ValueError(f"width must be positive, got {width}")
-    return max(minimum, int(round(channels * width / multiple)) * multiple)
-
-
-def _init_weights(module: nn.Module) -> None:
-    for m in module.modules():
-        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
-            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-        elif isinstance(m, (nn.BatchNorm2d, nn.BatchNorm1d)):
-            nn.init.ones_(m.weight)
-            nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.Linear):
-            nn.init.kaiming_uniform_(m.weight, a=math.sqrt(5))
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-
-
-class SeparableConv2d(nn.Module):
-    """Depthwise-separable convolution: a depthwise ``k x k`` conv then a pointwise ``1 x 1``.
-
-    Costs ``Cin*k*k*H*W + Cin*Cout*H*W`` multiply-adds on an ``H x W`` output (Chollet, 2017).
-
-    Args:
-        in_channels: Input channels.
-        out_channels: Output channels.
-        kernel_size: Depthwise kernel size.
-        dilation: Depthwise dilation (padding keeps the spatial size).
-        bias: Whether the pointwise conv has a bias (off when a batch norm follows).
-    """
-
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3,
-                 dilation: int = 1, bias: bool = False) -> None:
-        super().__init__()
-        pad = dilation * (kernel_size - 1) // 2
-        self.depthwise = nn.Conv2d(in_channels, in_channels, kernel_size, padding=pad,
-                                   dilation=dilation, groups=in_channels, bias=False)
-        self.pointwise = nn.Conv2d(in_channels, out_channels, 1, bias=bias)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # (B, Cin, H, W) -> (B, Cin, H, W) -> (B, Cout, H, W)
-        return self.pointwise(self.depthwise(x))
-
-
-def _sep_bn(cin: int, cout: int, relu: bool = True) -> nn.Sequential:
-    layers: list[nn.Module] = [SeparableConv2d(cin, cout), nn.BatchNorm2d(cout)]
-    if relu:
-        layers.append(nn.ReLU(inplace=True))
-    return nn.Sequential(*layers)
-
-
-def _conv_bn(cin: int, cout: int, kernel: int, stride: int = 1, padding: int = 0,
-             relu: bool = True) -> nn.Sequential:
-    layers: list[nn.Module] = [nn.Conv2d(cin, cout, kernel, stride, padding, bias=False),
-                               nn.BatchNorm2d(cout)]
-    if relu:
-        layers.append(nn.ReLU(inplace=True))
-    return nn.Sequential(*layers)
 
 
 class _XceptionBlock(nn.Module):
@@ -132,14 +82,14 @@ class _XceptionBlock(nn.Module):
         c = cin
         for i in range(n):
             last = i == n - 1
-            layers.append(_sep_bn(c, cout, relu=not (last and not downsample)))
+            layers.append(sep_bn(c, cout, relu=not (last and not downsample)))
             c = cout
         if downsample:
-            layers.append(_conv_bn(cout, cout, 2, stride=2, relu=False))
+            layers.append(conv_bn(cout, cout, 2, stride=2, relu=False))
         self.main = nn.Sequential(*layers)
         stride = 2 if downsample else 1
         if cin != cout or downsample:
-            self.shortcut: nn.Module = _conv_bn(cin, cout, 1, stride=stride, relu=False)
+            self.shortcut: nn.Module = conv_bn(cin, cout, 1, stride=stride, relu=False)
         else:
             self.shortcut = nn.Identity()
         self.act = nn.ReLU(inplace=True)
@@ -198,8 +148,8 @@ class XceptionEncoder(nn.Module):
             return scale_channels(c, width)
 
         s0, s1 = ch(self.STEM[0]), ch(self.STEM[1])
-        self.stem = nn.Sequential(_conv_bn(in_channels, s0, 3, stride=2, padding=1),
-                                  _conv_bn(s0, s1, 3, padding=1))
+        self.stem = nn.Sequential(conv_bn(in_channels, s0, 3, stride=2, padding=1),
+                                  conv_bn(s0, s1, 3, padding=1))
         e1, e2, e3 = (ch(c) for c in self.ENTRY)
         self.entry1 = _XceptionBlock(s1, e1, 2, downsample=True)
         self.entry2 = _XceptionBlock(e1, e2, 2, downsample=True)
@@ -209,10 +159,10 @@ class XceptionEncoder(nn.Module):
                                    for i in range(self.MIDDLE_BLOCKS)]
         self.middle = nn.Sequential(*middle)
         x1, x2 = (ch(c) for c in self.EXIT)
-        self.exit = nn.Sequential(_XceptionBlock(m, x1, 2, downsample=False), _sep_bn(x1, x2))
+        self.exit = nn.Sequential(_XceptionBlock(m, x1, 2, downsample=False), sep_bn(x1, x2))
         self.out_channels = [s1, e1, e2, x2]
         self.strides = [2, 4, 8, 16]
-        _init_weights(self)
+        init_weights(self)
 
     def stages(self) -> list[nn.Module]:
         """The chain of stages behind the four stage outputs."""
@@ -227,29 +177,6 @@ class XceptionEncoder(nn.Module):
         e3 = self.entry3(e2)  # (B, 512w, H/16, W/16)
         out = self.exit(self.middle(e3))  # (B, 512w, H/16, W/16)
         return [s, e1, e2, out]
-
-
-class _BasicBlock(nn.Module):
-    """ResNet basic block (two 3x3 convs) with optional stride and dilation (He et al., 2016)."""
-
-    def __init__(self, cin: int, cout: int, stride: int = 1, dilation: int = 1) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(cin, cout, 3, stride, padding=dilation, dilation=dilation,
-                               bias=False)
-        self.bn1 = nn.BatchNorm2d(cout)
-        self.conv2 = nn.Conv2d(cout, cout, 3, 1, padding=dilation, dilation=dilation, bias=False)
-        self.bn2 = nn.BatchNorm2d(cout)
-        self.relu = nn.ReLU(inplace=True)
-        if stride != 1 or cin != cout:
-            self.shortcut: nn.Module = _conv_bn(cin, cout, 1, stride=stride, relu=False)
-        else:
-            self.shortcut = nn.Identity()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # (B, Cin, H, W) -> (B, Cout, H/s, W/s)
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
-        return self.relu(out + self.shortcut(x))
 
 
 class DilatedResNet(nn.Module):
@@ -274,12 +201,12 @@ class DilatedResNet(nn.Module):
                  layers: Sequence[int] = (2, 2, 2, 2), output_stride: int = 8) -> None:
         super().__init__()
         if output_stride not in (8, 16, 32):
-            raise ValueError(f"output_stride must be 8, 16 or 32, got {output_stride}")
+            raise InputError(f"output_stride must be 8, 16 or 32, got {output_stride}")
         if len(layers) != 4:
-            raise ValueError(f"layers needs 4 stage depths, got {tuple(layers)}")
+            raise InputError(f"layers needs 4 stage depths, got {tuple(layers)}")
         self.width = float(width)
         chans = [scale_channels(c, width) for c in self.CHANNELS]
-        self.stem = nn.Sequential(_conv_bn(in_channels, chans[0], 7, stride=2, padding=3),
+        self.stem = nn.Sequential(conv_bn(in_channels, chans[0], 7, stride=2, padding=3),
                                   nn.MaxPool2d(3, stride=2, padding=1))
         stride, dilation = 4, 1
         cin = chans[0]
@@ -292,15 +219,15 @@ class DilatedResNet(nn.Module):
                 dilation *= s
                 s = 1
             stride *= s
-            blocks = [_BasicBlock(cin, cout, s, first_dilation)]
-            blocks += [_BasicBlock(cout, cout, 1, dilation) for _ in range(depth - 1)]
+            blocks = [BasicBlock(cin, cout, s, first_dilation)]
+            blocks += [BasicBlock(cout, cout, 1, dilation) for _ in range(depth - 1)]
             stages.append(nn.Sequential(*blocks))
             self.strides.append(stride)
             cin = cout
         self.blocks = nn.ModuleList(stages)
         self.out_channels = chans
         self.output_stride = output_stride
-        _init_weights(self)
+        init_weights(self)
 
     def stages(self) -> list[nn.Module]:
         """The chain of stages behind the four stage outputs (the stem joins the first)."""
@@ -353,7 +280,7 @@ class MLPEncoder(nn.Module):
                  hidden: Sequence[int] = MLP_HIDDEN, dropout: float = 0.0) -> None:
         super().__init__()
         if not hidden:
-            raise ValueError("MLPEncoder needs at least one hidden layer")
+            raise InputError("MLPEncoder needs at least one hidden layer")
         self.width = float(width)
         layers: list[nn.Module] = []
         cin = in_features
@@ -366,7 +293,7 @@ class MLPEncoder(nn.Module):
         self.net = nn.Sequential(*layers)
         self.out_channels = [cin]
         self.strides = [1]
-        _init_weights(self)
+        init_weights(self)
 
     def stages(self) -> list[nn.Module]:
         """One stage: the whole MLP (on flattened inputs)."""
@@ -393,13 +320,13 @@ def build_backbone(name: str, in_shape: tuple[int, ...], width: float = 1.0,
         ValueError: Unknown name, or an input shape the backbone cannot take.
     """
     if not width > 0:
-        raise ValueError(f"width must be positive, got {width}")
+        raise InputError(f"width must be positive, got {width}")
     mult = math.sqrt(width)
     in_shape = tuple(int(s) for s in in_shape)
     if name not in BACKBONES:
-        raise ValueError(f"unknown backbone '{name}'; " + closest(name, BACKBONES))
+        raise InputError(f"unknown backbone '{name}'; " + closest(name, BACKBONES))
     if hidden is not None and name != "mlp":
-        raise ValueError(f"model.hidden sets the hidden sizes of the mlp backbone; backbone "
+        raise InputError(f"model.hidden sets the hidden sizes of the mlp backbone; backbone "
                          f"'{name}' takes none: remove model.hidden")
     if name == "mlp":
         sizes = tuple(hidden) if hidden is not None else MLP_HIDDEN
@@ -407,52 +334,27 @@ def build_backbone(name: str, in_shape: tuple[int, ...], width: float = 1.0,
         return MLPEncoder(features, width=mlp_multiplier(features, sizes, width),
                           hidden=sizes)
     if len(in_shape) != 3:
-        raise ValueError(f"backbone '{name}' needs image samples (C, H, W), got shape "
+        raise InputError(f"backbone '{name}' needs image samples (C, H, W), got shape "
                          f"{in_shape}; use 'mlp' for vector inputs")
     if name == "xception":
         return XceptionEncoder(in_shape[0], width=mult)
     if name == "hrnet":
-        from taskgrouper.models.hrnet import HRNetEncoder  # imports this module
-
         return HRNetEncoder(in_shape[0], width=mult)
     return DilatedResNet(in_shape[0], width=mult)
 
 
-def width_for_cost(target_fraction: float, input_shape: Sequence[int] = (3, 256, 256),
-                   backbone: str = "xception", tol: float = 1e-3) -> float:
-    """The channel multiplier whose encoder costs ``target_fraction`` of the full encoder.
+def backbone_factory(name: str, in_shape: Sequence[int], width: float = 1.0,
+                     hidden: Sequence[int] | None = None) -> Callable[[], nn.Module]:
+    """A function that returns a fresh backbone (:func:`build_backbone`) at each call.
 
-    Cost is multiply-adds counted by :func:`taskgrouper.evaluate.cost.count_macs` at
-    ``input_shape``. The search bisects the width on the counted cost; because channel counts
-    are rounded, cost is a step function of width, so the candidate width whose cost is closest
-    to the target is returned. For Xception at 256x256, ``width_for_cost(0.5)`` is about 0.7:
-    the paper's "half-sized" encoder (Standley et al., 2020).
-
-    Args:
-        target_fraction: Wanted cost relative to width 1, in ``(0, 1]`` (or above, up to 4).
-        input_shape: One sample's shape.
-        backbone: Backbone name.
-        tol: Stop when the bisection interval is narrower than this.
+    The first backbone is built at once, so that a bad name, input shape or width fails here,
+    before an architecture asks for it.
     """
-    from taskgrouper.evaluate.cost import encoder_cost
+    in_shape = tuple(int(s) for s in in_shape)
+    first = [build_backbone(name, in_shape, width=width, hidden=hidden)]
 
-    if not 0 < target_fraction <= 4:
-        raise ValueError(f"target_fraction must be in (0, 4], got {target_fraction}")
-    reference = encoder_cost(backbone, input_shape, 1.0)
-    cache: dict[float, float] = {}
+    def make_backbone() -> nn.Module:
+        return first.pop() if first else build_backbone(name, in_shape, width=width,
+                                                        hidden=hidden)
 
-    def frac(w: float) -> float:
-        if w not in cache:
-            cache[w] = encoder_cost(backbone, input_shape, w * w) / reference  # size = mult^2
-        return cache[w]
-
-    lo, hi = 0.01, 2.0
-    while frac(hi) < target_fraction and hi < 16:
-        hi *= 2
-    while hi - lo > tol:
-        mid = 0.5 * (lo + hi)
-        if frac(mid) < target_fraction:
-            lo = mid
-        else:
-            hi = mid
-    return min(cache, key=lambda w: (abs(cache[w] - target_fraction), w))
+    return make_backbone

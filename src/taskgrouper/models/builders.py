@@ -9,18 +9,62 @@ network (one shared encoder, one small decoder per task); the survey's architect
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from torch import nn
 
+from taskgrouper.errors import InputError
 from taskgrouper.models.arch import ARCH_TABLE, HardSharingNet, arch_info
-from taskgrouper.models.backbones import build_backbone
+from taskgrouper.models.backbones import backbone_factory
 from taskgrouper.tasks import TaskSpec, closest
 
-__all__ = ["ARCHITECTURES", "HardSharingNet", "build_model", "check_architecture"]
+__all__ = ["ARCHITECTURES", "Clash", "HardSharingNet", "architecture_clashes", "build_model",
+           "check_architecture"]
 
 #: Names accepted by :func:`build_model`'s ``architecture``.
 ARCHITECTURES: tuple[str, ...] = tuple(info.name for info in ARCH_TABLE)
+
+
+@dataclass(frozen=True)
+class Clash:
+    """One rule an architecture, a balancer and a task set break.
+
+    Attributes:
+        rule: ``"task_grads"``, ``"representation"``, ``"max_tasks"`` or ``"spatial"``.
+        reason: What is wrong, in a few words (a skipped model's reason).
+        message: What is wrong and what would fix it (the error :func:`check_compatible`
+            raises).
+    """
+
+    rule: str
+    reason: str
+    message: str
+
+
+def architecture_clashes(arch: Any, tasks: int | Sequence[str],
+                         spatial: bool | None) -> list[Clash]:
+    """The rules on the architecture, the task set (names, or only their number) and the
+    inputs (``spatial``: images or vectors; None: not known yet, the rule is not applied)."""
+    named = isinstance(tasks, Sequence) and not isinstance(tasks, str)
+    n_tasks = len(tasks) if named else int(tasks)
+    found = []
+    max_tasks = getattr(arch, "max_tasks", None)
+    if max_tasks is not None and n_tasks > max_tasks:
+        names = f" ({', '.join(tasks)})" if named else ""
+        found.append(Clash(
+            "max_tasks",
+            f"architecture '{arch.name}' takes at most {max_tasks} tasks; the bench has "
+            f"{n_tasks}",
+            f"architecture '{arch.name}' takes at most {max_tasks} tasks, got {n_tasks}"
+            f"{names}; choose {max_tasks} tasks, or another architecture"))
+    if getattr(arch, "spatial_only", False) and spatial is not None and not spatial:
+        found.append(Clash(
+            "spatial",
+            f"architecture '{arch.name}' needs image inputs; the dataset has vectors",
+            f"architecture '{arch.name}' needs image inputs and an image backbone; use "
+            f"hard_sharing for vector inputs"))
+    return found
 
 
 def check_architecture(architecture: str, tasks: Sequence[str], spatial: bool | None = None,
@@ -34,20 +78,15 @@ def check_architecture(architecture: str, tasks: Sequence[str], spatial: bool | 
         options: ``model.options``.
 
     Raises:
-        ValueError: naming the architecture and what would fix it.
+        InputError: naming the architecture and what would fix it.
     """
     info = arch_info(architecture)
-    if info.max_tasks is not None and len(tasks) > info.max_tasks:
-        raise ValueError(f"architecture '{architecture}' takes at most {info.max_tasks} tasks, "
-                         f"got {len(tasks)} ({', '.join(tasks)}); choose {info.max_tasks} "
-                         f"tasks, or another architecture")
-    if info.spatial_only and spatial is False:
-        raise ValueError(f"architecture '{architecture}' needs image inputs and an image "
-                         f"backbone; use hard_sharing for vector inputs")
+    for clash in architecture_clashes(info, list(tasks), spatial):
+        raise InputError(clash.message)
     for key in options or {}:
         if key not in info.options:
             hint = closest(key, list(info.options)) if info.options else "it takes no options"
-            raise ValueError(f"model.options: architecture '{architecture}' has no option "
+            raise InputError(f"model.options: architecture '{architecture}' has no option "
                              f"'{key}'; {hint}")
 
 
@@ -76,11 +115,6 @@ def build_model(tasks: Mapping[str, TaskSpec], in_shape: Sequence[int],
     in_shape = tuple(int(s) for s in in_shape)
     check_architecture(architecture, list(tasks), spatial=len(in_shape) == 3, options=options)
     # validates name and shape
-    first = [build_backbone(backbone, in_shape, width=width, hidden=hidden)]
-
-    def make_backbone() -> nn.Module:
-        return first.pop() if first else build_backbone(backbone, in_shape, width=width,
-                                                              hidden=hidden)
-
+    make_backbone = backbone_factory(backbone, in_shape, width=width, hidden=hidden)
     params = {**info.options, **(options or {})}
     return info.build(make_backbone, tasks, backbone_name=backbone, **params)

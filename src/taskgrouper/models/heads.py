@@ -25,8 +25,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from taskgrouper.models.backbones import SeparableConv2d, _init_weights
-from taskgrouper.tasks import KINDS, TaskSpec
+from taskgrouper.errors import InputError
+from taskgrouper.models.layers import SeparableConv2d, init_weights
+from taskgrouper.tasks import KINDS, TaskSpec, closest
 
 __all__ = ["HEAD_KINDS", "ASPPDecoder", "GlobalHead", "LightDecoder", "TaskHead", "build_head",
            "dense_decoder"]
@@ -61,7 +62,7 @@ class LightDecoder(nn.Module):
         super().__init__()
         n_up = int(round(math.log2(stride))) if stride >= 1 else -1
         if n_up < 0 or 2 ** n_up != stride:
-            raise ValueError(f"LightDecoder stride must be a power of two, got {stride}")
+            raise InputError(f"LightDecoder stride must be a power of two, got {stride}")
         n_sep = max(4, n_up)
         self.stride = stride
         layers: list[nn.Module] = []
@@ -78,7 +79,7 @@ class LightDecoder(nn.Module):
                            nn.ReLU(inplace=True)]
                 c = hidden
         self.layers = nn.Sequential(*layers)
-        _init_weights(self)
+        init_weights(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # (B, Cin, h, w) -> (B, Cout, h * stride, w * stride)
@@ -128,11 +129,11 @@ class ASPPDecoder(nn.Module):
                  rates: Sequence[int] | None = None) -> None:
         super().__init__()
         if stride < 1:
-            raise ValueError(f"ASPPDecoder stride must be positive, got {stride}")
+            raise InputError(f"ASPPDecoder stride must be positive, got {stride}")
         if rates is None:
             rates = tuple(max(1, math.floor(span / stride + 0.5)) for span in self.SPANS)
         if not rates or min(rates) < 1:
-            raise ValueError(f"ASPPDecoder rates must be positive, got {tuple(rates)}")
+            raise InputError(f"ASPPDecoder rates must be positive, got {tuple(rates)}")
         self.stride = stride
         self.rates = tuple(int(r) for r in rates)
         self.branches = nn.ModuleList([nn.Sequential(
@@ -147,7 +148,7 @@ class ASPPDecoder(nn.Module):
         self.project = nn.Sequential(nn.Conv2d(n * hidden, hidden, 1, bias=False),
                                      nn.BatchNorm2d(hidden), nn.ReLU(inplace=True))
         self.classifier = nn.Conv2d(hidden, out_channels, 1)
-        _init_weights(self)
+        init_weights(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # x: (B, Cin, h, w)
@@ -173,9 +174,7 @@ def dense_decoder(kind: str, in_channels: int, out_channels: int, stride: int) -
         return LightDecoder(in_channels, out_channels, stride=stride)
     if kind == "aspp":
         return ASPPDecoder(in_channels, out_channels, stride=stride)
-    from taskgrouper.tasks import closest
-
-    raise ValueError(f"unknown dense head '{kind}'; {closest(kind, HEAD_KINDS)}")
+    raise InputError(f"unknown dense head '{kind}'; {closest(kind, HEAD_KINDS)}")
 
 
 class GlobalHead(nn.Module):
@@ -242,7 +241,7 @@ def build_head(spec: TaskSpec, backbone: nn.Module, kind: str = "light") -> Task
     cin = backbone.out_channels[-1]
     if spec.dense:
         if not spatial:
-            raise ValueError(f"task '{spec.name}' is dense ({spec.kind}) but backbone "
+            raise InputError(f"task '{spec.name}' is dense ({spec.kind}) but backbone "
                              f"{type(backbone).__name__} takes vector inputs and has no "
                              "spatial features; use an image backbone (xception or resnet)")
         core: nn.Module = dense_decoder(kind, cin, spec.channels, backbone.strides[-1])

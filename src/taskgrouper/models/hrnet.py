@@ -14,7 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from taskgrouper.models.backbones import _BasicBlock, _conv_bn, _init_weights, scale_channels
+from taskgrouper.errors import InputError
+from taskgrouper.models.layers import BasicBlock, conv_bn, init_weights, scale_channels
 
 __all__ = ["HRNetEncoder"]
 
@@ -28,8 +29,8 @@ def _down_path(cin: int, cout: int, steps: int) -> nn.Sequential:
     layers: list[nn.Module] = []
     for k in range(steps):
         last = k == steps - 1
-        layers.append(_conv_bn(cin, cout if last else cin, 3, stride=2, padding=1,
-                               relu=not last))
+        layers.append(conv_bn(cin, cout if last else cin, 3, stride=2, padding=1,
+                              relu=not last))
     return nn.Sequential(*layers)
 
 
@@ -57,7 +58,7 @@ class _Exchange(nn.Module):
                 if j == i:
                     row.append(nn.Identity())
                 elif j > i:
-                    row.append(_conv_bn(cj, channels[i], 1, relu=False))
+                    row.append(conv_bn(cj, channels[i], 1, relu=False))
                 else:
                     row.append(_down_path(cj, channels[i], i - j))
             self.paths.append(row)
@@ -85,7 +86,7 @@ class _HRModule(nn.Module):
     def __init__(self, channels: Sequence[int], blocks: int) -> None:
         super().__init__()
         self.branches = nn.ModuleList(
-            nn.Sequential(*[_BasicBlock(c, c) for _ in range(blocks)]) for c in channels)
+            nn.Sequential(*[BasicBlock(c, c) for _ in range(blocks)]) for c in channels)
         self.exchange = _Exchange(channels, range(len(channels)))
 
     def forward(self, xs: Sequence[torch.Tensor]) -> list[torch.Tensor]:
@@ -119,7 +120,7 @@ class HRNetEncoder(nn.Module):
     multiply-adds (HRNet-W18 has 9.6 M parameters; the reduced Xception 4.2 M and 2.29 G). Its
     narrow branches make the rounding of channel counts to multiples of 4 visible: width 0.5
     costs 0.55 of width 1 (16 * sqrt(0.5) = 11.3 channels become 12);
-    :func:`~taskgrouper.models.backbones.width_for_cost` finds exact fractions.
+    :func:`~taskgrouper.evaluate.cost.width_for_cost` finds exact fractions.
 
     Args:
         in_channels: Input image channels.
@@ -137,28 +138,28 @@ class HRNetEncoder(nn.Module):
                  modules: Sequence[int] = (1, 1, 1), blocks: int = 2) -> None:
         super().__init__()
         if len(modules) != 3 or min(modules) < 1:
-            raise ValueError(f"modules needs 3 positive counts (stages 2-4), got "
+            raise InputError(f"modules needs 3 positive counts (stages 2-4), got "
                              f"{tuple(modules)}")
         if blocks < 1:
-            raise ValueError(f"blocks must be at least 1, got {blocks}")
+            raise InputError(f"blocks must be at least 1, got {blocks}")
         self.width = float(width)
         stem = scale_channels(self.STEM, width)
         chans = [scale_channels(c, width) for c in self.BRANCHES]
-        self.stem = nn.Sequential(_conv_bn(in_channels, stem, 3, stride=2, padding=1),
-                                  _conv_bn(stem, stem, 3, stride=2, padding=1))
-        self.stage1 = nn.Sequential(*[_BasicBlock(stem, stem) for _ in range(blocks)])
-        self.transition = nn.ModuleList([_conv_bn(stem, chans[0], 3, padding=1),
-                                         _conv_bn(stem, chans[1], 3, stride=2, padding=1)])
+        self.stem = nn.Sequential(conv_bn(in_channels, stem, 3, stride=2, padding=1),
+                                  conv_bn(stem, stem, 3, stride=2, padding=1))
+        self.stage1 = nn.Sequential(*[BasicBlock(stem, stem) for _ in range(blocks)])
+        self.transition = nn.ModuleList([conv_bn(stem, chans[0], 3, padding=1),
+                                         conv_bn(stem, chans[1], 3, stride=2, padding=1)])
         self.stage2 = nn.Sequential(*[_HRModule(chans[:2], blocks) for _ in range(modules[0])])
-        self.branch3 = _conv_bn(chans[1], chans[2], 3, stride=2, padding=1)
+        self.branch3 = conv_bn(chans[1], chans[2], 3, stride=2, padding=1)
         self.stage3 = nn.Sequential(*[_HRModule(chans[:3], blocks) for _ in range(modules[1])])
-        self.branch4 = _conv_bn(chans[2], chans[3], 3, stride=2, padding=1)
+        self.branch4 = conv_bn(chans[2], chans[3], 3, stride=2, padding=1)
         self.stage4 = nn.Sequential(*[_HRModule(chans, blocks) for _ in range(modules[2])])
         # registered last: the deepest layer in registration order feeds the deepest output
         self.aggregate = _Exchange(chans, [3])
         self.out_channels = chans
         self.strides = [4, 8, 16, 32]
-        _init_weights(self)
+        init_weights(self)
 
     def stages(self) -> list[nn.Module]:
         """Not available: HRNet's branches run in parallel and exchange information, so the

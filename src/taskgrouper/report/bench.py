@@ -19,6 +19,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from taskgrouper.errors import TaskgrouperError
 from taskgrouper.report.blocks import (
     Block,
     Bullets,
@@ -40,7 +41,7 @@ _DASH = "–"
 SINGLE_TASK = "Single task"
 
 
-class BenchFileError(ValueError):
+class BenchFileError(TaskgrouperError):
     """``bench.json`` is missing, unreadable or malformed; the message names the file."""
 
 
@@ -412,7 +413,8 @@ def write_bench_report(bench: Mapping[str, Any], out_dir: str | Path, *,
     Raises:
         BenchFileError: ``bench`` is not a bench object or a section has the wrong shape.
     """
-    from taskgrouper.report.writer import REPORT_HTML, REPORT_MD, _write_atomic
+    from taskgrouper.io import write_text_atomic
+    from taskgrouper.report.blocks import REPORT_HTML, REPORT_MD
 
     if not isinstance(bench, Mapping) or "tasks" not in bench or "task_metrics" not in bench:
         raise BenchFileError(f"{source}: expected a bench object with 'tasks', 'task_metrics', "
@@ -429,8 +431,8 @@ def write_bench_report(bench: Mapping[str, Any], out_dir: str | Path, *,
         (figs / _PROFILE_PNG).unlink()  # stale
     title = str(bench.get("title") or "taskgrouper bench")
     md_path, html_path = out / REPORT_MD, out / REPORT_HTML
-    _write_atomic(md_path, to_markdown(blocks))
-    _write_atomic(html_path, to_html(blocks, title, out))
+    write_text_atomic(to_markdown(blocks), md_path)
+    write_text_atomic(to_html(blocks, title, out), html_path)
     return md_path, html_path
 
 

@@ -17,6 +17,10 @@ from pathlib import Path
 __all__ = ["Block", "Bullets", "Figure", "Heading", "Paragraph", "Table", "to_html",
            "to_markdown"]
 
+#: The report files a search, demo or bench folder holds.
+REPORT_MD = "report.md"
+REPORT_HTML = "report.html"
+
 
 @dataclass(frozen=True)
 class Heading:

@@ -26,8 +26,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from taskgrouper.errors import TaskgrouperError
+from taskgrouper.io import write_text_atomic
 from taskgrouper.report import figures
 from taskgrouper.report.blocks import (
+    REPORT_HTML,
+    REPORT_MD,
     Block,
     Bullets,
     Figure,
@@ -56,8 +60,6 @@ from taskgrouper.report.tables import (
 __all__ = ["FIGURES_DIR", "RESULTS_FILE", "ResultsFileError", "load_and_write", "write_report"]
 
 RESULTS_FILE = "results.json"
-REPORT_MD = "report.md"
-REPORT_HTML = "report.html"
 FIGURES_DIR = "figures"
 #: Every figure this module may write; ones not written this time are removed (stale).
 _FIGURES = {"fig4": "fig4_loss_vs_budget.png", "fig5": "fig5_groupings.png",
@@ -65,7 +67,7 @@ _FIGURES = {"fig4": "fig4_loss_vs_budget.png", "fig5": "fig5_groupings.png",
             "fig2": "fig2_order.png", "regret": "estimators_compute_regret.png"}
 
 
-class ResultsFileError(ValueError):
+class ResultsFileError(TaskgrouperError):
     """``results.json`` is missing, unreadable or malformed; the message names the file."""
 
 
@@ -151,16 +153,9 @@ def write_report(results: Mapping[str, Any], out_dir: str | Path, *,
         shutil.rmtree(drawn, ignore_errors=True)
     title = str(results.get("title") or "taskgrouper report")
     md_path, html_path = out / REPORT_MD, out / REPORT_HTML
-    _write_atomic(md_path, to_markdown(blocks))
-    _write_atomic(html_path, to_html(blocks, title, out))
+    write_text_atomic(to_markdown(blocks), md_path)
+    write_text_atomic(to_html(blocks, title, out), html_path)
     return md_path, html_path
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8", newline="\n") as fh:
-        fh.write(text)
-    os.replace(tmp, path)
 
 
 @contextmanager
@@ -303,11 +298,9 @@ def _relationships(results: Mapping[str, Any], cands: list[Mapping[str, Any]],
     rel = results.get("relationships")
     note = ""
     if not rel and cands and tasks:
-        from taskgrouper.grouping.relationships import affinity_table, order_relative, pair_table
+        from taskgrouper.grouping.relationships import relationships
 
-        pair = pair_table(cands, tasks, "test")
-        rel = {"pair": pair, "affinity": affinity_table(pair),
-               "order": order_relative(cands, tasks, "test")}
+        rel = relationships(cands, tasks, "test")
         note = " (computed from the candidates' test losses)"
     if not rel:
         return []

@@ -19,53 +19,15 @@ import multiprocessing
 import os
 import sys
 import threading
-from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-from typing import Any, TypeVar
+from typing import Any
+
+from taskgrouper.errors import InputError, SetupError
+from taskgrouper.runs.executor_base import Executor, available_cores
 
 __all__ = ["EXECUTORS", "Executor", "InlineExecutor", "LocalExecutor", "available_cores",
            "build_executor"]
-
-T = TypeVar("T")
-
-
-def available_cores() -> int:
-    """CPU cores this process may run on (its affinity mask, e.g. under taskset or cgroups)."""
-    if hasattr(os, "sched_getaffinity"):
-        return max(1, len(os.sched_getaffinity(0)))
-    return max(1, os.cpu_count() or 1)
-
-
-class Executor(ABC):
-    """Runs ``fn`` on every item, in any order, yielding ``(item, outcome)`` as each finishes.
-
-    Contract every implementation keeps (tests/runs/test_executors.py checks it):
-
-    - ``outcome`` is what ``fn`` returned, or the :class:`Exception` it raised: a failing item
-      never stops the others, and is never raised out of the iterator. A worker that dies
-      (killed, out of memory) yields an exception for the items it took down.
-    - With ``shared`` given, ``fn`` is called as ``fn(item, shared)``, else ``fn(item)``.
-      ``shared`` reaches the workers once, not once per item, and need not be picklable for
-      :class:`LocalExecutor` (forked children inherit it).
-    - ``fn`` and the items must be picklable for executors that run them out of process
-      (module-level functions, :func:`functools.partial` of them, dataclasses).
-    - One call's resources (a pool) live as long as the iterator: they are released when it is
-      exhausted or closed; closing it early (an exception in the consumer, Ctrl-C) cancels the
-      items not yet started and stops the running ones.
-
-    Attributes:
-        in_process: ``fn`` runs in the calling process (so it may draw progress bars and use
-            the caller's monkeypatches and globals).
-    """
-
-    in_process: bool = False
-
-    @abstractmethod
-    def submit_all(self, fn: Callable[..., Any], items: Iterable[T],
-                   shared: Any = None) -> Iterator[tuple[T, Any]]:
-        """Run ``fn`` over ``items``; yield ``(item, result or exception)`` as each finishes."""
-
 
 class InlineExecutor(Executor):
     """Runs every item in this process, one after another, in the given order."""
@@ -147,9 +109,9 @@ class LocalExecutor(Executor):
     def __init__(self, workers: int | None = None, *, threads_per_worker: int | None = None):
         cores = available_cores()
         if workers is not None and workers < 1:
-            raise ValueError(f"workers must be at least 1, got {workers}")
+            raise InputError(f"workers must be at least 1, got {workers}")
         if threads_per_worker is not None and threads_per_worker < 1:
-            raise ValueError(f"threads_per_worker must be at least 1, got {threads_per_worker}")
+            raise InputError(f"threads_per_worker must be at least 1, got {threads_per_worker}")
         self.workers = workers or cores
         self.threads_per_worker = threads_per_worker or max(1, cores // self.workers)
 
@@ -236,11 +198,11 @@ class _ForkingThread:
 
 def _check_can_fork() -> None:
     if "fork" not in multiprocessing.get_all_start_methods():
-        raise RuntimeError("LocalExecutor needs the 'fork' start method, which this platform "
+        raise SetupError("LocalExecutor needs the 'fork' start method, which this platform "
                            "lacks; use InlineExecutor (workers=1)")
     torch = sys.modules.get("torch")
     if torch is not None and torch.cuda.is_initialized():
-        raise RuntimeError("CUDA is already initialised in this process, and forked workers "
+        raise SetupError("CUDA is already initialised in this process, and forked workers "
                            "cannot use it; start the sweep before anything touches the GPU "
                            "(e.g. from a fresh process), or use InlineExecutor")
 
@@ -256,26 +218,40 @@ def _stop_workers(pool: ProcessPoolExecutor) -> None:
             process.terminate()
 
 
-def _ray(workers: int) -> Executor:
+def _ray(workers: int, **ray) -> Executor:
     from taskgrouper.runs.ray_executor import RayExecutor  # ray itself is imported on use
 
-    return RayExecutor(local_cpus=workers)
+    return RayExecutor(ray.pop("address", None), local_cpus=workers, **ray)
 
 
 #: Executor names accepted by :func:`build_executor`.
-EXECUTORS: dict[str, Callable[[int], Executor]] = {
+EXECUTORS: dict[str, Callable[..., Executor]] = {
     "inline": lambda workers: InlineExecutor(),
     "local": lambda workers: LocalExecutor(workers),
     "ray": _ray,
 }
 
+#: Options of the ``ray`` executor (see :class:`~taskgrouper.runs.ray_executor.RayExecutor`).
+RAY_OPTIONS = ("address", "num_cpus", "num_gpus", "max_retries")
 
-def build_executor(executor: str | Executor | None = None, workers: int = 1) -> Executor:
+
+def build_executor(executor: str | Executor | None = None, workers: int | None = 1,
+                   **ray: Any) -> Executor:
     """An executor from a name (``inline``, ``local``, ``ray``: a local Ray instance with
-    ``workers`` CPUs, or the cluster Ray is already initialised with) or an instance.
+    ``workers`` CPUs, or the cluster at ``address``) or an instance.
 
     None picks :class:`InlineExecutor` for ``workers == 1`` and ``LocalExecutor(workers)``
     above.
+
+    Args:
+        executor: A name or an instance.
+        workers: Parallel runs on this machine (local pool; a local Ray instance's CPUs).
+        ray: With ``ray``: ``address``, ``num_cpus``, ``num_gpus``, ``max_retries`` (None
+            values keep the defaults).
+
+    Raises:
+        ValueError: an unknown name (suggests the closest), or Ray options for another
+            executor.
     """
     if isinstance(executor, Executor):
         return executor
@@ -284,5 +260,13 @@ def build_executor(executor: str | Executor | None = None, workers: int = 1) -> 
     if executor not in EXECUTORS:
         from taskgrouper.tasks import closest
 
-        raise ValueError(f"unknown executor '{executor}'; {closest(executor, list(EXECUTORS))}")
-    return EXECUTORS[executor](workers)
+        raise InputError(f"unknown executor '{executor}'; {closest(executor, list(EXECUTORS))}")
+    ray = {k: v for k, v in ray.items() if v is not None}
+    unknown = [k for k in ray if k not in RAY_OPTIONS]
+    if unknown:
+        raise InputError(f"unknown executor option '{unknown[0]}'; choices: "
+                         f"{', '.join(RAY_OPTIONS)}")
+    if ray and executor != "ray":
+        raise InputError(f"{', '.join(ray)}: options of the ray executor; use executor 'ray'")
+    return EXECUTORS[executor](workers, **ray) if executor == "ray" else \
+        EXECUTORS[executor](workers)

@@ -24,7 +24,8 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-from taskgrouper.runs.executors import Executor
+from taskgrouper.errors import InputError, SetupError
+from taskgrouper.runs.executor_base import Executor
 
 __all__ = ["RayExecutor"]
 
@@ -37,7 +38,7 @@ def _import_ray():
     try:
         import ray
     except ImportError as err:
-        raise RuntimeError("--executor ray needs Ray, which is not installed; install it with "
+        raise SetupError("--executor ray needs Ray, which is not installed; install it with "
                            "`pip install 'taskgrouper[ray]'` (or `pip install ray`), or use "
                            "--executor local") from err
     return ray
@@ -72,11 +73,11 @@ class RayExecutor(Executor):
     def __init__(self, address: str | None = None, *, num_cpus: float = 1,
                  num_gpus: float = 0, max_retries: int = 3, local_cpus: int | None = None):
         if num_cpus <= 0:
-            raise ValueError(f"CPUs per run must be positive, got {num_cpus}")
+            raise InputError(f"CPUs per run must be positive, got {num_cpus}")
         if num_gpus < 0:
-            raise ValueError(f"GPUs per run must be 0 or more, got {num_gpus}")
+            raise InputError(f"GPUs per run must be 0 or more, got {num_gpus}")
         if max_retries < 0:
-            raise ValueError(f"max_retries must be 0 or more, got {max_retries}")
+            raise InputError(f"max_retries must be 0 or more, got {max_retries}")
         self.address = address
         self.num_cpus = num_cpus
         self.num_gpus = num_gpus
@@ -102,7 +103,7 @@ class RayExecutor(Executor):
             ray.init(**kwargs)
         except (ConnectionError, RuntimeError, ValueError) as err:
             where = self.address or "a local instance"
-            raise RuntimeError(f"cannot start or reach the Ray cluster at {where} ({err}); "
+            raise SetupError(f"cannot start or reach the Ray cluster at {where} ({err}); "
                                f"start it with `ray start --head` and pass --address auto "
                                f"(or HOST:PORT of the head node)") from err
         return ray

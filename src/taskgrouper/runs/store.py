@@ -44,6 +44,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from taskgrouper.errors import InputError, TaskgrouperError
+
 if TYPE_CHECKING:  # the store itself needs no torch
     from taskgrouper.train.trainer import TrainResult
 
@@ -96,7 +98,7 @@ CREATE TABLE metrics (
 """
 
 
-class StoreError(ValueError):
+class StoreError(TaskgrouperError):
     """A store problem; the message names the file (or run) and what would fix it."""
 
 
@@ -108,8 +110,7 @@ def config_identity(config: Mapping[str, Any]) -> dict[str, Any]:
     run on another device is the same run): the trainer's own test of whether a run folder
     holds this run.
     """
-    from taskgrouper.config import ExperimentConfig
-    from taskgrouper.train.trainer import run_identity  # the one definition of "same run"
+    from taskgrouper.config import ExperimentConfig, run_identity  # the one "same run"
 
     return run_identity(ExperimentConfig.model_validate(dict(config)))
 
@@ -147,10 +148,10 @@ class RunSpec:
 
     def __post_init__(self) -> None:
         if not isinstance(self.id, str) or not _ID_PATTERN.fullmatch(self.id):
-            raise ValueError(f"run id {self.id!r} cannot be a folder name: use 1 to 200 letters, "
+            raise InputError(f"run id {self.id!r} cannot be a folder name: use 1 to 200 letters, "
                              f"digits and . _ + = , - (starting with a letter or digit)")
         if not self.group:
-            raise ValueError(f"run {self.id}: group must be a non-empty string")
+            raise InputError(f"run {self.id}: group must be a non-empty string")
 
     @classmethod
     def create(cls, group: str, config: Mapping[str, Any],
@@ -469,12 +470,12 @@ def _parse_row(row: tuple, metrics: Iterable[tuple]) -> RunRecord:
         # SQLite has no NaN: it stores NULL, read back here as NaN.
         splits[split].setdefault(task, {})[name] = math.nan if value is None else float(value)
     if not isinstance(tasks, list) or not all(isinstance(t, str) for t in tasks):
-        raise ValueError(f"tasks must be a list of names, got {tasks!r}")
+        raise InputError(f"tasks must be a list of names, got {tasks!r}")
     mappings = {key: json.loads(text) for key, text in
                 (("config", config), ("tags", tags), ("cost", cost), ("extra", extra))}
     for key, value in mappings.items():
         if not isinstance(value, dict):
-            raise ValueError(f"{key} must be a JSON object, got {type(value).__name__}")
+            raise InputError(f"{key} must be a JSON object, got {type(value).__name__}")
     return RunRecord(id=run_id, group=group, tasks=tasks, val=splits["val"],
                      test=splits["test"], constant_test=splits["constant_test"],
                      train_samples=int(train_samples), wall_s=float(wall_s),

@@ -25,13 +25,14 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from taskgrouper.errors import InputError, SetupError, TaskgrouperError
 from taskgrouper.runs.executors import Executor, build_executor
 from taskgrouper.runs.store import RunRecord, RunSpec, RunStore, config_identity
 
 __all__ = ["SweepError", "run_sweep"]
 
 
-class SweepError(RuntimeError):
+class SweepError(TaskgrouperError, RuntimeError):
     """Some runs of a sweep failed; every other run finished and is stored.
 
     Attributes:
@@ -167,7 +168,7 @@ def _check_unique(specs: list[RunSpec]) -> None:
     counts = Counter(s.id for s in specs)
     dupes = sorted(rid for rid, n in counts.items() if n > 1)
     if dupes:
-        raise ValueError(f"run ids must be unique in a sweep; repeated: {', '.join(dupes)}")
+        raise InputError(f"run ids must be unique in a sweep; repeated: {', '.join(dupes)}")
 
 
 def _check_stored_configs(store: RunStore, specs: list[RunSpec]) -> None:
@@ -178,7 +179,7 @@ def _check_stored_configs(store: RunStore, specs: list[RunSpec]) -> None:
         if config_identity(stored.config) != config_identity(spec.config):
             changed.append(spec.id)
     if changed:
-        raise ValueError(
+        raise InputError(
             f"run(s) {', '.join(changed)} are stored in '{store.path}' with a different config "
             f"than the specs now give them; a changed run needs a new id (RunSpec.create "
             f"derives ids from configs), or use a new sweep folder")
@@ -214,7 +215,7 @@ class _SweepLock:
             handle.seek(0)
             holder = handle.read().strip() or "unknown"
             handle.close()
-            raise RuntimeError(f"another sweep (pid {holder}) is running on '{self.path.parent}'; "
+            raise SetupError(f"another sweep (pid {holder}) is running on '{self.path.parent}'; "
                                f"wait for it to finish, or use another folder") from None
         handle.seek(0)
         handle.truncate()

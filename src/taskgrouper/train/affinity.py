@@ -35,6 +35,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from taskgrouper.errors import InputError
+
 __all__ = ["AffinityRecorder", "lookahead_affinity"]
 
 #: Key of a run's ``extra`` dict that holds the recorder's result.
@@ -135,12 +137,12 @@ class AffinityRecorder:
         shared = [p for p in model.shared_parameters() if p.requires_grad] \
             if hasattr(model, "shared_parameters") else []
         if not shared:
-            raise ValueError(f"train.affinity_every needs parameters shared by every task, but "
+            raise InputError(f"train.affinity_every needs parameters shared by every task, but "
                              f"architecture '{architecture or type(model).__name__}' has none "
                              f"(one network per task); record affinities with hard_sharing, "
                              f"mtan, padnet, papnet or mtinet")
         if every < 1:
-            raise ValueError(f"train.affinity_every must be at least 1, got {every}")
+            raise InputError(f"train.affinity_every must be at least 1, got {every}")
         self.model, self.tasks, self.every, self.shared = model, list(tasks), every, shared
         n = len(self.tasks)
         self._sum = {"lookahead": [[0.0] * n for _ in range(n)],

@@ -27,6 +27,10 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+# the collectives balancers use live below training; re-exported here
+from taskgrouper.balancing.distributed import all_average, all_sum, distributed
+from taskgrouper.errors import SetupError
+
 __all__ = ["DistContext", "all_average", "all_sum", "average_buffers", "average_gradients",
            "barrier", "broadcast_state",
            "distributed", "setup"]
@@ -39,6 +43,8 @@ class DistContext:
     rank: int = 0
     world: int = 1
     local_rank: int = 0
+    #: :func:`setup` started the process group, so :func:`teardown` ends it.
+    owns_group: bool = False
 
     @property
     def is_main(self) -> bool:
@@ -47,11 +53,6 @@ class DistContext:
     @property
     def active(self) -> bool:
         return self.world > 1
-
-
-def distributed() -> bool:
-    """True inside an initialised process group of more than one process."""
-    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 
 def setup(device_name: str) -> DistContext:
@@ -69,33 +70,25 @@ def setup(device_name: str) -> DistContext:
     if world <= 1:
         return DistContext()
     if not dist.is_available():
-        raise RuntimeError("WORLD_SIZE > 1 but this torch build has no torch.distributed")
+        raise SetupError("WORLD_SIZE > 1 but this torch build has no torch.distributed")
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     use_cuda = device_name in ("auto", "cuda") and torch.cuda.is_available()
     if device_name.startswith("cuda:"):
-        raise RuntimeError(f"train.device={device_name} under torchrun: every rank would use "
+        raise SetupError(f"train.device={device_name} under torchrun: every rank would use "
                            f"that one GPU; use 'auto' or 'cuda' (rank r takes cuda:LOCAL_RANK)")
-    if not dist.is_initialized():
+    owns = not dist.is_initialized()
+    if owns:
         if use_cuda:
             torch.cuda.set_device(local_rank)
         dist.init_process_group("nccl" if use_cuda else "gloo")
     return DistContext(rank=dist.get_rank(), world=dist.get_world_size(),
-                       local_rank=local_rank)
+                       local_rank=local_rank, owns_group=owns)
 
 
-def all_average(tensor: torch.Tensor) -> torch.Tensor:
-    """Average ``tensor`` over the ranks, in place (no-op outside a process group)."""
-    if distributed():
-        dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
-        tensor.div_(dist.get_world_size())
-    return tensor
-
-
-def all_sum(tensor: torch.Tensor) -> torch.Tensor:
-    """Sum ``tensor`` over the ranks, in place (no-op outside a process group)."""
-    if distributed():
-        dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
-    return tensor
+def teardown(ctx: DistContext) -> None:
+    """End the process group :func:`setup` started (a caller's own group is left alone)."""
+    if ctx.owns_group and dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def average_gradients(params) -> None:

@@ -12,12 +12,14 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+from taskgrouper.errors import SetupError
+
 __all__ = ["LOCK_NAME", "RunFolderBusy", "hold_run_folder"]
 
 LOCK_NAME = ".train.lock"
 
 
-class RunFolderBusy(ValueError):
+class RunFolderBusy(SetupError):
     """Another process is training in the run folder."""
 
 

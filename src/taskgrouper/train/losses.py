@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from taskgrouper.errors import InputError
 from taskgrouper.tasks import TaskSpec
 
 __all__ = ["denormalise", "task_loss", "task_loss_sum", "valid_mask"]
@@ -106,7 +107,7 @@ def _dense_binary_loss_sum(spec: TaskSpec, pred: Tensor, target: Tensor,
         target = target.unsqueeze(1)
         mask = valid_mask(spec, target)
     if pred.shape != target.shape:
-        raise ValueError(f"task '{spec.name}' (dense_binary): prediction shape "
+        raise InputError(f"task '{spec.name}' (dense_binary): prediction shape "
                          f"{tuple(pred.shape)} does not match target shape "
                          f"{tuple(target.shape)}; the head must give (B, 1, H, W) logits")
     safe = torch.where(torch.isfinite(target), target, torch.zeros_like(target)).float()
@@ -117,7 +118,7 @@ def _dense_binary_loss_sum(spec: TaskSpec, pred: Tensor, target: Tensor,
     else:
         w = float(w)
         if not 0.0 <= w <= 1.0:
-            raise ValueError(f"task '{spec.name}': option pos_weight must lie in [0, 1] "
+            raise InputError(f"task '{spec.name}': option pos_weight must lie in [0, 1] "
                              f"(positives weighted w, negatives 1 - w), got {w}")
         # log(sigmoid(x)) and log(1 - sigmoid(x)) = log(sigmoid(-x)), both stable
         per = -(w * safe * F.logsigmoid(x) + (1.0 - w) * (1.0 - safe) * F.logsigmoid(-x))

@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from taskgrouper.errors import InputError
 from taskgrouper.models.arch.adashare import build_adashare
 from taskgrouper.models.arch.base import MultiTaskModel, Outputs
 from taskgrouper.models.arch.branched import build_branched
@@ -24,6 +25,7 @@ from taskgrouper.models.arch.mtinet import build_mtinet
 from taskgrouper.models.arch.nddr import build_nddr
 from taskgrouper.models.arch.padnet import build_padnet
 from taskgrouper.models.arch.papnet import build_papnet
+from taskgrouper.tasks import closest
 
 __all__ = ["ARCH_TABLE", "ArchInfo", "HardSharingNet", "MultiTaskModel", "Outputs", "arch_info"]
 
@@ -100,10 +102,8 @@ def arch_info(name: str) -> ArchInfo:
     Raises:
         ValueError: an unknown name (suggests the closest).
     """
-    from taskgrouper.tasks import closest
-
     for info in ARCH_TABLE:
         if info.name == name:
             return info
     names = [i.name for i in ARCH_TABLE]
-    raise ValueError(f"unknown architecture '{name}'; {closest(name, names)}")
+    raise InputError(f"unknown architecture '{name}'; {closest(name, names)}")

@@ -78,10 +78,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from taskgrouper.errors import InputError
 from taskgrouper.models.arch.base import MultiTaskModel, Outputs
 from taskgrouper.models.arch.hard_sharing import last_weight_layer
-from taskgrouper.models.backbones import _init_weights
+from taskgrouper.models.backbones import DilatedResNet, XceptionEncoder
 from taskgrouper.models.heads import HEAD_KINDS, GlobalHead, TaskHead, build_head
+from taskgrouper.models.layers import init_weights
 from taskgrouper.tasks import TaskSpec, closest
 
 __all__ = [
@@ -107,15 +109,13 @@ def residual_layout(backbone: nn.Module) -> tuple[list[nn.Module], list[nn.Modul
     Raises:
         ValueError: A backbone without residual blocks AdaShare knows.
     """
-    from taskgrouper.models.backbones import DilatedResNet, XceptionEncoder
-
     if isinstance(backbone, DilatedResNet):
         return [backbone.stem], [b for stage in backbone.blocks for b in stage], []
     if isinstance(backbone, XceptionEncoder):
         blocks = [backbone.entry1, backbone.entry2, backbone.entry3, *backbone.middle,
                   backbone.exit[0]]
         return [backbone.stem], blocks, list(backbone.exit[1:])
-    raise ValueError(f"architecture 'adashare' gates residual blocks and works with the "
+    raise InputError(f"architecture 'adashare' gates residual blocks and works with the "
                      f"'resnet' and 'xception' backbones, not {type(backbone).__name__}; "
                      f"choose one of them")
 
@@ -173,17 +173,17 @@ class AdaShareEncoder(nn.Module):
         super().__init__()
         pre, blocks, post = residual_layout(backbone)
         if not search_epochs > 0 or (search_epochs >= 1 and search_epochs != int(search_epochs)):
-            raise ValueError(f"adashare option search_epochs must be a fraction in (0, 1) or a "
+            raise InputError(f"adashare option search_epochs must be a fraction in (0, 1) or a "
                              f"whole number of epochs, got {search_epochs}")
         if final_policy not in FINAL_POLICIES:
-            raise ValueError(f"adashare option final_policy must be one of {FINAL_POLICIES}, "
+            raise InputError(f"adashare option final_policy must be one of {FINAL_POLICIES}, "
                              f"got '{final_policy}'")
         if not tau_init > 0 or not 0 < tau_decay <= 1 or curriculum_step < 0:
-            raise ValueError(f"adashare options: tau_init > 0, 0 < tau_decay <= 1 and "
+            raise InputError(f"adashare options: tau_init > 0, 0 < tau_decay <= 1 and "
                              f"curriculum_step >= 0 are needed, got tau_init={tau_init}, "
                              f"tau_decay={tau_decay}, curriculum_step={curriculum_step}")
         if sparsity_weight < 0 or sharing_weight < 0:
-            raise ValueError(f"adashare loss weights must be >= 0, got sparsity_weight="
+            raise InputError(f"adashare loss weights must be >= 0, got sparsity_weight="
                              f"{sparsity_weight}, sharing_weight={sharing_weight}")
         self.tasks = tuple(tasks)
         self.backbone = backbone
@@ -393,9 +393,9 @@ def reinitialise(module: nn.Module) -> None:
             m.reset_parameters()
     if isinstance(module, TaskHead):
         if not isinstance(module.core, GlobalHead):
-            _init_weights(module.core)
+            init_weights(module.core)
     else:
-        _init_weights(module)
+        init_weights(module)
 
 
 class AdaShareNet(MultiTaskModel):
@@ -420,7 +420,7 @@ class AdaShareNet(MultiTaskModel):
                  backbone_name: str | None = None, head: str = "light", **policy) -> None:
         super().__init__(tasks, backbone_name, "adashare")
         if head not in HEAD_KINDS:
-            raise ValueError(f"model.options.head: unknown dense head '{head}'; "
+            raise InputError(f"model.options.head: unknown dense head '{head}'; "
                              f"{closest(head, HEAD_KINDS)}")
         self.encoder = AdaShareEncoder(backbone, list(tasks), **policy)
         self.heads = nn.ModuleDict({t: build_head(s, backbone, head) for t, s in tasks.items()})

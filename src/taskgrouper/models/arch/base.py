@@ -41,6 +41,7 @@ from collections.abc import Iterator, Mapping, Sequence
 import torch
 from torch import nn
 
+from taskgrouper.errors import InputError
 from taskgrouper.tasks import TaskSpec, closest
 
 __all__ = ["MultiTaskModel", "Outputs", "check_task_names"]
@@ -61,10 +62,10 @@ class Outputs(dict):
 def check_task_names(tasks: Mapping[str, TaskSpec], architecture: str) -> None:
     """Task names must be usable as module names (they key ``nn.ModuleDict``)."""
     if not tasks:
-        raise ValueError(f"architecture '{architecture}' needs at least one task")
+        raise InputError(f"architecture '{architecture}' needs at least one task")
     for name in tasks:
         if not name or "." in name:
-            raise ValueError(f"task name '{name}' cannot be a module name (empty or has '.')")
+            raise InputError(f"task name '{name}' cannot be a module name (empty or has '.')")
 
 
 class MultiTaskModel(nn.Module):

@@ -31,8 +31,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from taskgrouper.errors import InputError
 from taskgrouper.models.arch.base import MultiTaskModel, Outputs
 from taskgrouper.models.arch.hard_sharing import last_weight_layer
+from taskgrouper.models.backbones import backbone_factory
 from taskgrouper.models.heads import build_head
 from taskgrouper.tasks import TaskSpec, closest
 
@@ -55,27 +57,27 @@ def check_groups(groups: Sequence[Sequence[str]] | None, tasks: Sequence[str]
         return [list(tasks)]
     if isinstance(groups, str) or not all(
             isinstance(g, Sequence) and not isinstance(g, str) for g in groups):
-        raise ValueError(f"model.options.groups must be a list of lists of task names, got "
+        raise InputError(f"model.options.groups must be a list of lists of task names, got "
                          f"{groups!r}")
     out = [list(g) for g in groups]
     if not out:
-        raise ValueError("model.options.groups is empty; give at least one group of tasks")
+        raise InputError("model.options.groups is empty; give at least one group of tasks")
     home: dict[str, int] = {}
     for i, group in enumerate(out):
         if not group:
-            raise ValueError(f"model.options.groups: group {i} is empty")
+            raise InputError(f"model.options.groups: group {i} is empty")
         for task in group:
             if task not in tasks:
-                raise ValueError(f"model.options.groups: group {i} names task '{task}', which "
+                raise InputError(f"model.options.groups: group {i} names task '{task}', which "
                                  f"the model does not predict; {closest(str(task), tasks)}")
             if task in home:
-                raise ValueError(f"model.options.groups: task '{task}' is in groups "
+                raise InputError(f"model.options.groups: task '{task}' is in groups "
                                  f"{home[task]} ({'/'.join(out[home[task]])}) and {i} "
                                  f"({'/'.join(group)}); put every task in exactly one group")
             home[task] = i
     missing = [t for t in tasks if t not in home]
     if missing:
-        raise ValueError(f"model.options.groups: task '{missing[0]}' is in no group"
+        raise InputError(f"model.options.groups: task '{missing[0]}' is in no group"
                          f"{f' (nor are {missing[1:]})' if len(missing) > 1 else ''}; put "
                          "every task in exactly one group")
     return out
@@ -108,11 +110,11 @@ def groups_from_selection(networks: Sequence[Sequence[str]],
         if task in assignment:
             index = assignment[task]
             if not 0 <= index < len(networks) or task not in networks[index]:
-                raise ValueError(f"assignment sends task '{task}' to network {index}, which "
+                raise InputError(f"assignment sends task '{task}' to network {index}, which "
                                  f"does not predict it (networks predicting it: {holders})")
             homes[task] = index
         elif len(holders) > 1:
-            raise ValueError(f"task '{task}' is in networks {holders}; say which one serves it "
+            raise InputError(f"task '{task}' is in networks {holders}; say which one serves it "
                              f"(assignment={{'{task}': {holders[0]}}})")
         else:
             homes[task] = holders[0]
@@ -184,7 +186,7 @@ class BranchedNet(MultiTaskModel):
         super().__init__(tasks, backbone_name, "branched")
         groups = check_groups(groups, list(tasks))
         if len(backbones) != len(groups):
-            raise ValueError(f"branched: {len(groups)} groups need {len(groups)} backbones, "
+            raise InputError(f"branched: {len(groups)} groups need {len(groups)} backbones, "
                              f"got {len(backbones)}")
         chains = [list(b.stages()) for b in backbones]
         n_stages = len(chains[0])
@@ -214,18 +216,16 @@ class BranchedNet(MultiTaskModel):
             branch_stage: Index of the last shared stage (default: all stages but the last).
             assignment: Task -> index of the network serving it, for tasks in several.
         """
-        from taskgrouper.models.builders import build_model
-
         groups = groups_from_selection(networks, assignment)
         served = [t for g in groups for t in g]
         unknown = [t for t in served if t not in tasks]
         if unknown:
-            raise ValueError(f"the selection predicts task '{unknown[0]}' but no spec was "
+            raise InputError(f"the selection predicts task '{unknown[0]}' but no spec was "
                              f"given for it; {closest(unknown[0], tasks)}")
         specs = {t: tasks[t] for t in tasks if t in served}
-        options: dict[str, Any] = {"groups": groups, "branch_stage": branch_stage}
-        return build_model(specs, in_shape, backbone=backbone, width=width,
-                           architecture="branched", options=options)
+        make_backbone = backbone_factory(backbone, in_shape, width=width)
+        return build_branched(make_backbone, specs, backbone_name=backbone, groups=groups,
+                              branch_stage=branch_stage)
 
     def forward(self, x: torch.Tensor) -> Outputs:
         input_hw = tuple(x.shape[-2:]) if x.dim() == 4 else None
@@ -272,15 +272,15 @@ def _check_branch_stage(branch_stage: Any, n_stages: int, n_groups: int,
     if branch_stage is None:
         branch_stage = max(n_stages - 2, 0)
     if isinstance(branch_stage, bool) or not isinstance(branch_stage, int):
-        raise ValueError(f"model.options.branch_stage must be a stage index (int), got "
+        raise InputError(f"model.options.branch_stage must be a stage index (int), got "
                          f"{branch_stage!r}")
     last = n_stages - 1 if n_groups == 1 else n_stages - 2
     if last < 0:
-        raise ValueError(f"{name} has {n_stages} stage; {n_groups} groups need a stage after "
+        raise InputError(f"{name} has {n_stages} stage; {n_groups} groups need a stage after "
                          f"the branch point; use one group (hard sharing) or a backbone with "
                          "more stages (xception, resnet)")
     if not 0 <= branch_stage <= last:
-        raise ValueError(f"model.options.branch_stage {branch_stage} is out of range: {name} "
+        raise InputError(f"model.options.branch_stage {branch_stage} is out of range: {name} "
                          f"has {n_stages} stages (0..{n_stages - 1}) and with {n_groups} "
                          f"group(s) the last shared stage must be in 0..{last}")
     return branch_stage

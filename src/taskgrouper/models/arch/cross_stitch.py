@@ -33,6 +33,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from taskgrouper.errors import InputError
 from taskgrouper.models.arch.base import MultiTaskModel, Outputs
 from taskgrouper.models.heads import build_head
 from taskgrouper.tasks import TaskSpec
@@ -133,9 +134,9 @@ class StitchedEncoder(nn.Module):
         self._chains = {t: tuple(b.stages()) for t, b in backbones.items()}
         depths = {t: len(c) for t, c in self._chains.items()}
         if len(set(depths.values())) != 1:
-            raise ValueError(f"task backbones have different numbers of stages: {depths}")
+            raise InputError(f"task backbones have different numbers of stages: {depths}")
         if len(units) != len(next(iter(self._chains.values()))):
-            raise ValueError(f"{len(units)} fusion units for {next(iter(depths.values()))} "
+            raise InputError(f"{len(units)} fusion units for {next(iter(depths.values()))} "
                              "stages; give one unit per stage")
         self.units = nn.ModuleList(units)
 
@@ -178,7 +179,7 @@ class StitchedNetworks(MultiTaskModel):
                  architecture: str = "cross_stitch") -> None:
         super().__init__(tasks, backbone_name, architecture)
         if set(backbones) != set(tasks):
-            raise ValueError(f"{architecture}: one backbone per task is needed, got backbones "
+            raise InputError(f"{architecture}: one backbone per task is needed, got backbones "
                              f"for {sorted(backbones)} and tasks {sorted(tasks)}")
         self.architecture = architecture
         self.encoder = StitchedEncoder({t: backbones[t] for t in tasks}, units)
@@ -213,7 +214,7 @@ class StitchedNetworks(MultiTaskModel):
             ValueError: a task without a checkpoint, an unreadable file, or weights that do
                 not fit (names the task, the file and the mismatching keys).
         """
-        from taskgrouper.train.checkpoint import load_checkpoint
+        from taskgrouper.models.checkpoint import load_checkpoint
 
         for task, path in _checkpoint_paths(source, self.tasks, self.architecture).items():
             # plain data only: a crafted file is refused before any of it is unpickled
@@ -225,7 +226,7 @@ class StitchedNetworks(MultiTaskModel):
             if not isinstance(weights, Mapping) or not all(
                     isinstance(k, str) and isinstance(v, torch.Tensor)
                     for k, v in weights.items()):
-                raise ValueError(f"checkpoint '{path}' (task '{task}') has no 'model' weights; "
+                raise InputError(f"checkpoint '{path}' (task '{task}') has no 'model' weights; "
                                  "use a best.pt written by `taskgrouper train`")
             encoder = {k[len("encoder."):]: v for k, v in weights.items()
                        if k.startswith("encoder.")}
@@ -233,7 +234,7 @@ class StitchedNetworks(MultiTaskModel):
             head = {k[len(prefix):]: v for k, v in weights.items() if k.startswith(prefix)}
             if not head:
                 heads = sorted({k.split(".")[1] for k in weights if k.startswith("heads.")})
-                raise ValueError(f"checkpoint '{path}' has no head for task '{task}' (heads: "
+                raise InputError(f"checkpoint '{path}' has no head for task '{task}' (heads: "
                                  f"{', '.join(heads) or 'none'}); it must come from a "
                                  f"hard_sharing run that predicts '{task}'")
             _load_matching(self.encoder.backbones[task], encoder, path, task, "encoder",
@@ -246,11 +247,11 @@ def _checkpoint_paths(source: str | Path | Mapping[str, str | Path], tasks: Sequ
     if isinstance(source, Mapping):
         unknown = sorted(set(source) - set(tasks))
         if unknown:
-            raise ValueError(f"model.options.pretrained names task(s) {', '.join(unknown)} "
+            raise InputError(f"model.options.pretrained names task(s) {', '.join(unknown)} "
                              f"that the model does not predict ({', '.join(tasks)})")
         missing = [t for t in tasks if t not in source]
         if missing:
-            raise ValueError(f"model.options.pretrained has no checkpoint for task(s) "
+            raise InputError(f"model.options.pretrained has no checkpoint for task(s) "
                              f"{', '.join(missing)}; {architecture} starts every task's network "
                              "from its single-task run")
         paths = {t: Path(source[t]) for t in tasks}
@@ -260,7 +261,7 @@ def _checkpoint_paths(source: str | Path | Mapping[str, str | Path], tasks: Sequ
     for task, path in paths.items():
         file = path / "best.pt" if path.is_dir() else path
         if not file.is_file():
-            raise ValueError(f"no single-task checkpoint for task '{task}': '{file}' does not "
+            raise InputError(f"no single-task checkpoint for task '{task}': '{file}' does not "
                              f"exist; train that task alone (architecture hard_sharing, same "
                              f"backbone and width) with `taskgrouper train CONFIG --out {path}`")
         found[task] = file
@@ -279,7 +280,7 @@ def _load_matching(module: nn.Module, weights: Mapping[str, torch.Tensor], path:
         details = "; ".join(f"{what}: {', '.join(keys[:3])}{' ...' if len(keys) > 3 else ''}"
                             for what, keys in (("missing", missing), ("unexpected", unexpected),
                                                ("shape", shapes)) if keys)
-        raise ValueError(f"checkpoint '{path}' does not fit the {part} of task '{task}' "
+        raise InputError(f"checkpoint '{path}' does not fit the {part} of task '{task}' "
                          f"({details}); it must come from a hard_sharing run with the same "
                          f"backbone ('{backbone_name}') and model.width as this model")
     module.load_state_dict(dict(weights))
@@ -311,11 +312,11 @@ class CrossStitchNet(StitchedNetworks):
 def stage_channels(backbones: Mapping[str, nn.Module], tasks: Sequence[str]) -> list[int]:
     """The stage output channels, the same for every task's backbone."""
     if not tasks:
-        raise ValueError("a network per task needs at least one task")
+        raise InputError("a network per task needs at least one task")
     channels = list(backbones[tasks[0]].out_channels)
     for t in tasks:
         if list(backbones[t].out_channels) != channels:
-            raise ValueError(f"the backbone of task '{t}' has stage channels "
+            raise InputError(f"the backbone of task '{t}' has stage channels "
                              f"{list(backbones[t].out_channels)}, not {channels}")
     return channels
 

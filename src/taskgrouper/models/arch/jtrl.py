@@ -31,11 +31,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from taskgrouper.errors import InputError
 from taskgrouper.models.arch.base import MultiTaskModel, Outputs
 from taskgrouper.models.arch.hard_sharing import last_weight_layer
 from taskgrouper.models.arch.papnet import final_head, initial_head
-from taskgrouper.models.backbones import _init_weights, scale_channels
 from taskgrouper.models.heads import HEAD_KINDS
+from taskgrouper.models.layers import init_weights, scale_channels
 from taskgrouper.tasks import TaskSpec, closest
 
 __all__ = ["JTRLNet", "TaskAttentiveModule", "build_jtrl", "recursion_scales"]
@@ -63,7 +64,7 @@ class TaskAttentiveModule(nn.Module):
         self.attention = nn.Sequential(_conv_bn_relu(channels, channels, 3),
                                        nn.Conv2d(channels, channels, 3, padding=1))
         self.refine = _conv_bn_relu(channels, channels, 3)
-        _init_weights(self)
+        init_weights(self)
 
     def forward(self, own: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
         # own, other: (B, D, h, w)
@@ -115,25 +116,25 @@ class JTRLNet(MultiTaskModel):
                  head: str = "light") -> None:
         super().__init__(tasks, backbone_name, "jtrl")
         if len(tasks) > 2:
-            raise ValueError(f"architecture 'jtrl' takes at most 2 tasks, got {len(tasks)} "
+            raise InputError(f"architecture 'jtrl' takes at most 2 tasks, got {len(tasks)} "
                              f"({', '.join(tasks)}): its recursion alternates between two "
                              f"tasks; choose two tasks, or another architecture")
         if not getattr(backbone, "spatial", False):
-            raise ValueError("architecture 'jtrl' needs an image backbone (xception or resnet)")
+            raise InputError("architecture 'jtrl' needs an image backbone (xception or resnet)")
         if head not in HEAD_KINDS:
-            raise ValueError(f"model.options.head: unknown dense head '{head}'; "
+            raise InputError(f"model.options.head: unknown dense head '{head}'; "
                              f"{closest(head, HEAD_KINDS)}")
         if channels is None:
             channels = scale_channels(BASE_CHANNELS, getattr(backbone, "width", 1.0))
         if channels < 1:
-            raise ValueError(f"jtrl option channels must be at least 1, got {channels}")
+            raise InputError(f"jtrl option channels must be at least 1, got {channels}")
         self.encoder = backbone
         self.scales = recursion_scales(list(backbone.strides))
         cin = backbone.out_channels
         self.lateral = nn.ModuleList([_conv_bn_relu(cin[i], channels, 1) for i in self.scales])
-        _init_weights(self.lateral)
+        init_weights(self.lateral)
         self.start = nn.ModuleDict({t: _conv_bn_relu(channels, channels, 3) for t in tasks})
-        _init_weights(self.start)
+        init_weights(self.start)
         self.tam = nn.ModuleDict({t: nn.ModuleList([TaskAttentiveModule(channels)
                                                     for _ in self.scales]) for t in tasks})
         self.aux_heads = nn.ModuleDict({
@@ -196,7 +197,7 @@ def build_jtrl(make_backbone: Callable[[], nn.Module], tasks: Mapping[str, TaskS
                head: str = "light") -> JTRLNet:
     """JTRL on one shared backbone, for one or two tasks (options: see :class:`JTRLNet`)."""
     if len(tasks) > 2:  # fail before building a backbone
-        raise ValueError(f"architecture 'jtrl' takes at most 2 tasks, got {len(tasks)} "
+        raise InputError(f"architecture 'jtrl' takes at most 2 tasks, got {len(tasks)} "
                          f"({', '.join(tasks)}); choose two tasks, or another architecture")
     return JTRLNet(make_backbone(), tasks, backbone_name=backbone_name,
                    channels=None if channels is None else int(channels), head=str(head))

@@ -36,6 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from taskgrouper.errors import InputError
 from taskgrouper.models.arch.base import MultiTaskModel, Outputs
 from taskgrouper.models.arch.hard_sharing import last_weight_layer
 from taskgrouper.models.heads import build_head
@@ -161,7 +162,7 @@ class MTANNet(MultiTaskModel):
                  backbone_name: str | None = None) -> None:
         super().__init__(tasks, backbone_name, "mtan")
         if not getattr(backbone, "spatial", True):
-            raise ValueError(f"architecture 'mtan' needs an image backbone with feature maps; "
+            raise InputError(f"architecture 'mtan' needs an image backbone with feature maps; "
                              f"backbone '{backbone_name or type(backbone).__name__}' gives "
                              "vectors (use xception or resnet, or hard_sharing for vectors)")
         self.encoder = MTANEncoder(backbone, list(tasks))

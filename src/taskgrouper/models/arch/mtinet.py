@@ -21,8 +21,8 @@ from taskgrouper.models.arch.padnet import (
     reach_group,
     task_branch,
 )
-from taskgrouper.models.backbones import _init_weights, _sep_bn, scale_channels
 from taskgrouper.models.heads import TaskHead, build_head, dense_decoder
+from taskgrouper.models.layers import init_weights, scale_channels, sep_bn
 from taskgrouper.tasks import TaskSpec
 
 __all__ = ["FeaturePropagation", "MTINet", "build_mtinet"]
@@ -55,12 +55,12 @@ class FeaturePropagation(nn.Module):
         self.tasks = tuple(tasks)
         self.reduce = nn.Sequential(
             nn.Conv2d(len(self.tasks) * channels, channels, 1, bias=False),
-            nn.BatchNorm2d(channels), nn.ReLU(inplace=True), _sep_bn(channels, channels))
+            nn.BatchNorm2d(channels), nn.ReLU(inplace=True), sep_bn(channels, channels))
         squeezed = max(4, channels // reduction)
         self.gates = nn.ModuleDict({t: nn.Sequential(
             nn.Linear(channels, squeezed), nn.ReLU(inplace=True), nn.Linear(squeezed, channels),
             nn.Sigmoid()) for t in self.tasks})
-        _init_weights(self)
+        init_weights(self)
 
     def forward(self, feats: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         # feats[t]: (B, c, h, w) -> per task (B, c, h, w)

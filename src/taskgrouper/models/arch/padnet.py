@@ -14,10 +14,12 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 import torch
 from torch import nn
 
+from taskgrouper.errors import InputError
 from taskgrouper.models.arch.base import MultiTaskModel, Outputs
 from taskgrouper.models.arch.hard_sharing import last_weight_layer
-from taskgrouper.models.backbones import _init_weights, _XceptionBlock, scale_channels
+from taskgrouper.models.backbones import _XceptionBlock
 from taskgrouper.models.heads import HEAD_KINDS, TaskHead, build_head, dense_decoder
+from taskgrouper.models.layers import init_weights, scale_channels
 from taskgrouper.tasks import TaskSpec, closest
 
 __all__ = ["Distillation", "PADNet", "build_padnet"]
@@ -60,7 +62,7 @@ class Distillation(nn.Module):
 
         self.attention = convs()  # attention[k][l] = W_{k,l}
         self.message = convs() if self.message_conv else None  # message[k][l] = W'_{k,l}
-        _init_weights(self)
+        init_weights(self)
 
     def forward(self, feats: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         # feats[t]: (B, C, h, w) for every task -> distilled (B, C, h, w) for every task
@@ -105,7 +107,7 @@ def feature_channels(backbone: nn.Module, channels: int | None) -> int:
     if channels is None:
         return scale_channels(BASE_CHANNELS, getattr(backbone, "width", 1.0))
     if isinstance(channels, bool) or not isinstance(channels, int) or channels < 1:
-        raise ValueError(f"model.options.channels must be a positive integer or null, got "
+        raise InputError(f"model.options.channels must be a positive integer or null, got "
                          f"{channels!r}")
     return channels
 
@@ -113,10 +115,10 @@ def feature_channels(backbone: nn.Module, channels: int | None) -> int:
 def check_decoder_options(architecture: str, backbone: nn.Module, head: str) -> None:
     """Fail fast on a vector backbone or an unknown ``head``."""
     if not getattr(backbone, "spatial", True):
-        raise ValueError(f"architecture '{architecture}' needs an image backbone (xception, "
+        raise InputError(f"architecture '{architecture}' needs an image backbone (xception, "
                          f"resnet or hrnet), got {type(backbone).__name__}")
     if head not in HEAD_KINDS:
-        raise ValueError(f"model.options.head: unknown dense head '{head}'; "
+        raise InputError(f"model.options.head: unknown dense head '{head}'; "
                          f"{closest(head, HEAD_KINDS)}")
 
 

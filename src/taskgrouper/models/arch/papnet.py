@@ -38,9 +38,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from taskgrouper.errors import InputError
 from taskgrouper.models.arch.base import MultiTaskModel, Outputs
 from taskgrouper.models.arch.hard_sharing import last_weight_layer
-from taskgrouper.models.backbones import _init_weights, scale_channels
 from taskgrouper.models.heads import (
     HEAD_KINDS,
     GlobalHead,
@@ -48,6 +48,7 @@ from taskgrouper.models.heads import (
     build_head,
     dense_decoder,
 )
+from taskgrouper.models.layers import init_weights, scale_channels
 from taskgrouper.tasks import TaskSpec, closest
 
 __all__ = [
@@ -74,7 +75,7 @@ def initial_head(spec: TaskSpec, channels: int) -> TaskHead:
     """
     core: nn.Module = (nn.Conv2d(channels, spec.channels, 1) if spec.dense
                        else GlobalHead(channels, spec.channels))
-    _init_weights(core)
+    init_weights(core)
     return TaskHead(spec, core)
 
 
@@ -94,7 +95,7 @@ def reduced_grid(h: int, w: int, max_pixels: int) -> tuple[int, int]:
     Example: 64 x 64 features with ``max_pixels=1024``: ``f = 2``, a 32 x 32 grid.
     """
     if max_pixels < 1:
-        raise ValueError(f"max_affinity_pixels must be at least 1, got {max_pixels}")
+        raise InputError(f"max_affinity_pixels must be at least 1, got {max_pixels}")
     f = max(1, math.ceil(math.sqrt(h * w / max_pixels)))
     while math.ceil(h / f) * math.ceil(w / f) > max_pixels:
         f += 1
@@ -151,7 +152,7 @@ class _TaskFeatures(nn.Sequential):
             nn.ReLU(inplace=True),
             nn.Conv2d(channels, channels, 3, padding=1, bias=False), nn.BatchNorm2d(channels),
             nn.ReLU(inplace=True))
-        _init_weights(self)
+        init_weights(self)
 
 
 def _reach_group(dense: tuple[str, ...], tasks: tuple[str, ...]) -> str | None:
@@ -200,15 +201,15 @@ class PAPNet(MultiTaskModel):
                  max_affinity_pixels: int = 1024, head: str = "light") -> None:
         super().__init__(tasks, backbone_name, "papnet")
         if not getattr(backbone, "spatial", False):
-            raise ValueError("architecture 'papnet' needs an image backbone (xception, resnet "
+            raise InputError("architecture 'papnet' needs an image backbone (xception, resnet "
                              "or hrnet); its pixel affinities need feature maps")
         if head not in HEAD_KINDS:
-            raise ValueError(f"model.options.head: unknown dense head '{head}'; "
+            raise InputError(f"model.options.head: unknown dense head '{head}'; "
                              f"{closest(head, HEAD_KINDS)}")
         if channels is None:
             channels = scale_channels(BASE_CHANNELS, getattr(backbone, "width", 1.0))
         if channels < 1 or diffusion_steps < 0 or not 0.0 <= beta <= 1.0:
-            raise ValueError(f"papnet options: channels >= 1, diffusion_steps >= 0 and "
+            raise InputError(f"papnet options: channels >= 1, diffusion_steps >= 0 and "
                              f"0 <= beta <= 1 are needed, got channels={channels}, "
                              f"diffusion_steps={diffusion_steps}, beta={beta}")
         reduced_grid(1, 1, max_affinity_pixels)  # validates

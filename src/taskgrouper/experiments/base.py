@@ -1,0 +1,94 @@
+"""The skeleton every driver (search, bench, demo) stands on.
+
+1. :func:`load_data`: the dataset loaded once for every run of the driver (a lazy one decoded
+   into memory when it fits), what the loader left out listed once;
+2. :class:`Session`: the sweep folder's store open for the driver's lifetime, and phases of
+   runs trained through one executor (each run is recorded as soon as it finishes, so a
+   second call trains only what is missing);
+3. :func:`write_results`: the driver's results, strict JSON (undefined numbers ``null``),
+   versioned, written atomically;
+4. the report, written by the driver from those results (:mod:`taskgrouper.report`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from taskgrouper.config import ExperimentConfig
+from taskgrouper.io import json_safe, write_json_atomic
+
+__all__ = ["Session", "load_data", "open_session", "write_results"]
+
+
+def load_data(config: ExperimentConfig, log: Callable[[str], None] = print):
+    """The experiment's dataset, ready for every run: loaded, a lazy dataset decoded into
+    memory when it fits, and what the loader left out listed here once (not in every run)."""
+    from taskgrouper.data import load_dataset
+    from taskgrouper.train.feeding import prepare_data
+
+    data = load_dataset(config.data, config.tasks)
+    return dataclasses.replace(prepare_data(data, config.data, log), skipped=[])
+
+
+@dataclass
+class Session:
+    """A driver's sweep folder: its store, and how its runs are trained.
+
+    Attributes:
+        out: The folder (store, run folders, results, report).
+        store: The open :class:`~taskgrouper.runs.store.RunStore`.
+        sweep: Keyword arguments of :func:`~taskgrouper.runs.sweep.run_sweep` (executor,
+            workers, the shared dataset, progress, log).
+    """
+
+    out: Path
+    store: Any
+    sweep: dict[str, Any]
+
+    def todo(self, specs: Sequence[Any]) -> int:
+        """How many of ``specs`` are not stored yet."""
+        return len({s.id for s in specs} - self.store.done_ids())
+
+    def run(self, specs: Sequence[Any]) -> None:
+        """Train every spec not yet stored (raises SweepError after the others finished)."""
+        from taskgrouper.runs.sweep import run_sweep
+
+        if specs:
+            run_sweep(specs, self.out, **self.sweep)
+
+    def records(self) -> dict[str, Any]:
+        """Run id -> record of every stored run."""
+        return {r.id: r for r in self.store.records()}
+
+
+@contextmanager
+def open_session(out: Path, data, *, workers: int = 1, executor=None, progress: bool = True,
+                 log: Callable[[str], None] = print) -> Iterator[Session]:
+    """The store of ``out`` open, runs trained on ``data`` through ``executor``."""
+    from taskgrouper.runs.store import STORE_FILE, RunStore
+
+    out.mkdir(parents=True, exist_ok=True)
+    with RunStore(out / STORE_FILE) as store:
+        yield Session(out, store, dict(store=store, workers=workers, executor=executor,
+                                       data=data, progress=progress, log=log))
+
+
+def write_results(results: Mapping[str, Any], path: Path, *, version: int,
+                  required: Sequence[str]) -> dict[str, Any]:
+    """Write a driver's results: the keys ``required`` checked, ``version`` first, numbers
+    that are not finite as ``null`` (strict JSON that reloads equal), atomically.
+
+    Returns:
+        The object as written.
+    """
+    missing = [k for k in required if k not in results]
+    if missing:  # a driver bug, not the user's: say which keys
+        raise KeyError(f"results for {path} lack {', '.join(missing)}")
+    safe = json_safe({"version": version, **results})
+    write_json_atomic(safe, path)
+    return safe

@@ -1,0 +1,45 @@
+"""The renovation moved code, not numbers: the same seed gives what the code gave before the
+drivers moved to ``taskgrouper.experiments`` (values recorded then, in ``values/``)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from golden_cases import VALUES, numbers
+
+
+def _diff(expected, actual, path="") -> list[str]:
+    if isinstance(expected, dict) and isinstance(actual, dict):
+        out = [f"{path}/{k}: missing" for k in expected if k not in actual]
+        out += [f"{path}/{k}: new" for k in actual if k not in expected]
+        for k in expected:
+            if k in actual:
+                out += _diff(expected[k], actual[k], f"{path}/{k}")
+        return out
+    if isinstance(expected, list) and isinstance(actual, list) and len(expected) == len(actual):
+        return [d for i, (e, a) in enumerate(zip(expected, actual, strict=True))
+                for d in _diff(e, a, f"{path}[{i}]")]
+    return [] if expected == actual else [f"{path}: {expected!r} != {actual!r}"]
+
+
+@pytest.mark.parametrize("case", [
+    "standley",
+    pytest.param("search", marks=pytest.mark.slow),
+    pytest.param("bench", marks=pytest.mark.slow),
+    pytest.param("demo_quick", marks=pytest.mark.slow),
+])
+def test_same_numbers_as_before_the_renovation(case, tmp_path):
+    # a fresh interpreter: torch's thread count and other process state that earlier tests
+    # set would change the last digits
+    out = tmp_path / "actual.json"
+    subprocess.run([sys.executable, str(Path(__file__).with_name("golden_cases.py")), "run",
+                    case, str(tmp_path), str(out)], check=True)
+    expected = numbers(json.loads((VALUES / f"{case}.json").read_text()))
+    actual = numbers(json.loads(out.read_text()))
+    differences = _diff(expected, actual)
+    assert not differences, f"{len(differences)} differences, e.g.\n" + "\n".join(
+        differences[:20])
