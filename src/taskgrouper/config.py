@@ -178,6 +178,9 @@ class TrainConfig(_Section):
     schedule: Literal["plateau", "poly", "none"] = "plateau"
     poly_power: float = Field(0.9, gt=0.0)
     patience: int = Field(3, ge=1)
+    #: ``plateau``: training ends once the halved learning rate falls below this (the
+    #: schedule has run its course); null: it runs until early stopping or ``epochs``.
+    min_lr: float | None = Field(None, gt=0.0)
     #: Record task affinities (lookahead and gradient cosine, see
     #: :mod:`taskgrouper.train.affinity`) at the first and every k-th training step (0: off).
     affinity_every: int = Field(0, ge=0)
@@ -212,6 +215,11 @@ class SearchConfig(_Section):
     #: Seconds each MILP of a budget's exact selection may take (null: no limit). A proof cut
     #: short keeps the best selection found and reports its gap to the lower bound.
     select_time_limit: float | None = Field(60.0, gt=0.0)
+    #: Seeds every scored network trains with (the chosen networks at every budget and the
+    #: all-in-one, independent and MGDA-UB baselines' networks): ``train.seed`` and the next
+    #: ``seeds - 1``. Selection stays on the first seed's validation losses; every method is
+    #: scored on each seed, so methods pair by seed (mean and 95% interval in results.json).
+    seeds: int = Field(1, ge=1, le=100)
 
 
 #: Optimisers a training run (and a bench grid) may use.
@@ -321,8 +329,9 @@ def run_identity(config: ExperimentConfig) -> dict:
                     if k not in ("workers", "in_memory", "memory_gb")}
     dump.pop("search", None)
     # settings added after runs were stored count only when set, so older runs resume
-    if not dump["train"].get("affinity_every"):
-        dump["train"].pop("affinity_every", None)
+    for key in ("affinity_every", "min_lr"):
+        if not dump["train"].get(key):
+            dump["train"].pop(key, None)
     if dump["model"].get("hidden") is None:
         dump["model"].pop("hidden", None)
     return dump

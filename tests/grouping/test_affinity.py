@@ -146,7 +146,10 @@ def test_recording_run_trains_the_same_network(tmp_path):
     assert aff["steps"] == 4 and aff["tasks"] == ["s", "d"]  # 2 epochs x 2 steps, every step
     assert aff["gradcos"][0][0] == pytest.approx(1.0)
     assert all(math.isfinite(v) for row in aff["lookahead"] for v in row)
-    assert plain.extra == {}
+    assert "affinity" not in plain.extra
+    # recording changes nothing of the run: the same curve and the same reason to stop
+    assert plain.extra["val_curve"] == rec.extra["val_curve"]
+    assert plain.extra["stopped"] == rec.extra["stopped"] == "epoch_cap"
 
 
 # -- the loss model ---------------------------------------------------------------------

@@ -149,3 +149,32 @@ def test_gradient_balancer_needs_shared_parameters():
     with pytest.raises(ValueError, match=r"balancer 'pcgrad' needs per-task gradients of "
                                          r"shared parameters.*'cross_stitch' shares none"):
         check_names(cfg)
+
+
+def test_why_a_run_stopped_is_recorded(tmp_path):
+    """Early stopping, the plateau schedule's end (train.min_lr) and the epoch cap, each on a
+    run that must end that way."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bad_inputs"))
+    from bad_input_helpers import arrays_config, write_arrays
+
+    from taskgrouper.config import parse_config
+    from taskgrouper.train import train
+
+    data = write_arrays(tmp_path / "data", n=32)
+
+    def run(name, **train_options):
+        cfg = arrays_config(data, **train_options)
+        return train(parse_config(cfg), tmp_path / name, progress=False, log=lambda *_: None)
+
+    capped = run("cap", epochs=2)
+    assert capped.extra["stopped"] == "epoch_cap" and len(capped.extra["val_curve"]) == 2
+    # lr 10 on a tiny MLP: the validation loss cannot keep improving; patience 1 stops it
+    early = run("early", epochs=30, lr=10.0, patience=1, schedule="none")
+    assert early.extra["stopped"] == "early_stopping" and early.epochs_run < 30
+    # min_lr above the starting rate's first halving: the schedule ends at the first plateau
+    sched = run("schedule", epochs=50, lr=0.5, min_lr=0.3, patience=50)
+    assert sched.extra["stopped"] == "schedule" and sched.epochs_run < 50
+    assert len(sched.extra["val_curve"]) == sched.epochs_run

@@ -89,6 +89,8 @@ def _run_config(base: dict[str, Any], c: Candidate) -> dict:
         cfg["train"]["epochs"] = c.epochs
     if c.affinity_every:
         cfg["train"]["affinity_every"] = c.affinity_every
+    if c.seed is not None:
+        cfg["train"]["seed"] = c.seed
     return cfg
 
 
@@ -139,7 +141,7 @@ def _mgda_spec(base: dict[str, Any], config: ExperimentConfig, tasks: Sequence[s
 
 #: Search settings that change no trained run, only what is selected or reported from the
 #: runs: a folder searched with other values resumes (and re-selects without training).
-_NOT_IDENTITY = ("budgets", "select_time_limit", "random_trials")
+_NOT_IDENTITY = ("budgets", "select_time_limit", "random_trials", "seeds")
 
 
 def _searched(search: dict | None) -> dict | None:
@@ -318,12 +320,25 @@ def search(config: ExperimentConfig, out_dir: str | Path, *,
         if specs2:
             log(f"phase 2: {len(specs2)} chosen networks to train to convergence")
             session.run(specs2)
+
+        # Phase 3: every scored network again with the other seeds (error bars).
+        seeds = _extra_seeds(config)
+        scored = [c for c, _, _ in phase2] + (baseline_candidates(tasks) if baselines else [])
+        phase3 = [(c.with_seed(seed), None, "seed") for seed in seeds for c in scored]
+        specs3 = _specs(base, phase3) + [_seeded(mgda, seed) for seed in seeds
+                                         if mgda is not None]
+        specs3 = [sp for sp in specs3 if sp.id not in records]
+        if seeds:
+            log(f"seeds {', '.join(map(str, seeds))}: {len(specs3)} runs to train")
+            session.run(specs3)
         records = session.records()
 
     full = fully_trained(records.values())
     results = _results(config, tasks, budgets, chosen_strategies, records, full, estimates,
                        raw_selections, c0, baselines,
                        records.get(mgda.id) if mgda is not None else None)
+    if seeds:
+        _score_seeds(results, config, records, by_name, mgda, seeds)
     for cand in results["candidates"]:
         cand["cost_measured"] = measured_snt.get(cand["width"])
     results = write_results(results, out / "results.json", version=RESULTS_VERSION,
@@ -332,6 +347,79 @@ def search(config: ExperimentConfig, out_dir: str | Path, *,
 
     write_report(results, out)
     return results
+
+
+def _extra_seeds(config: ExperimentConfig) -> list[int]:
+    """The seeds after ``train.seed`` that scored networks train with (search.seeds - 1)."""
+    n = config.search.seeds if config.search is not None else 1
+    return [config.train.seed + k for k in range(1, n)]
+
+
+def _seeded(spec, seed: int):
+    """The MGDA-UB baseline's run with another seed."""
+    from taskgrouper.runs.store import RunSpec
+
+    cfg = json.loads(json.dumps(spec.config))
+    cfg["train"]["seed"] = seed
+    return RunSpec(f"{spec.id}-s{seed}", "seed", cfg, {**spec.tags, "seed": seed})
+
+
+def _score_seeds(results: dict, config: ExperimentConfig, records, by_name, mgda,
+                 seeds: Sequence[int]) -> None:
+    """Add ``test_totals`` (seed ``train.seed`` first, then ``seeds``), their mean as
+    ``test_total`` and its 95% interval to every selection and to the all-in-one, independent
+    and MGDA-UB baselines, then the paired comparisons of each strategy with those baselines.
+
+    Each seed is scored as the first: every task served by the entry's network with the lowest
+    validation loss *of that seed*. Random and pessimal groupings stay on the first seed (their
+    networks are the whole candidate pool)."""
+    from taskgrouper.grouping.intervals import mean_interval, paired_difference
+
+    def record(name: str, seed: int):
+        if mgda is not None and name == mgda.id:
+            return records.get(f"{mgda.id}-s{seed}")
+        c = by_name.get(name)
+        return None if c is None else records.get(c.full().with_seed(seed).run_id)
+
+    def score(entry: dict) -> None:
+        if not entry.get("networks") or entry.get("test_total") is None:
+            return
+        totals = [entry["test_total"]]
+        for seed in seeds:
+            runs = {n: record(n, seed) for n in entry["networks"]}
+            if any(r is None for r in runs.values()):
+                return  # a run failed or was not trained: no error bar for this entry
+            total = 0.0
+            for t in results["tasks"]:
+                serving = [n for n in runs if t in runs[n].val]
+                best = min(serving, key=lambda n: (runs[n].val[t]["loss"], n))
+                total += runs[best].test[t]["loss"]
+            totals.append(total)
+        interval = mean_interval(totals)
+        entry.update(test_total_seed0=totals[0], test_totals=totals,
+                     test_total=interval["mean"],
+                     test_total_ci95=[interval["low"], interval["high"]])
+
+    for v in results["strategies"].values():
+        for entry in v["selections"]:
+            score(entry)
+    baselines = results.get("baselines") or {}
+    for name in ("all_in_one", "independent", MGDA_BALANCER):
+        for entry in baselines.get(name, []):
+            score(entry)
+    comparisons: dict[str, list] = {}
+    for strategy, v in results["strategies"].items():
+        rows = []
+        for k, entry in enumerate(v["selections"]):
+            for against in ("all_in_one", "independent"):
+                other = (baselines.get(against) or [{}] * (k + 1))[k]
+                if entry.get("test_totals") and other.get("test_totals"):
+                    rows.append({"budget": entry["budget"], "against": against,
+                                 **paired_difference(entry["test_totals"],
+                                                     other["test_totals"])})
+        comparisons[strategy] = rows
+    results["seeds"] = [config.train.seed, *seeds]
+    results["comparisons"] = comparisons
 
 
 def _final_selection(budget: float, sel, full, tasks, estimate_total=None) -> dict:
@@ -370,7 +458,8 @@ def _results(config, tasks, budgets, strategies, records, full, estimates, raw_s
             "cost": r.width, "flops": 2 * r.cost.get("macs", 0),
             "params": r.cost.get("params"), "val": r.val_losses, "test": r.test_losses,
             "val_metrics": r.val, "test_metrics": r.test, "train_samples": r.train_samples,
-            "wall_s": r.wall_s})
+            "wall_s": r.wall_s, "best_epoch": r.best_epoch, "epochs_run": r.epochs_run,
+            "stopped": r.extra.get("stopped")})
     by_name = {c.name: c for c in c0}
     final_val = {n: r.val_losses for n, r in full.items()}
     final_test = {n: r.test_losses for n, r in full.items()}
@@ -416,7 +505,22 @@ def _results(config, tasks, budgets, strategies, records, full, estimates, raw_s
                                           config.search.random_trials if config.search
                                           else 1000, mgda)
     results["relationships"] = _relationships(candidates, tasks)
+    results["convergence"] = _convergence(config, tasks, full)
     return results
+
+
+def _convergence(config: ExperimentConfig, tasks, full) -> dict:
+    """How the fully trained networks ended: how many stopped early, by the schedule, or at
+    the epoch cap, and the all-task network's validation curve."""
+    stops: dict[str, int] = {}
+    for r in full.values():
+        reason = r.extra.get("stopped") or "unknown"
+        stops[reason] = stops.get(reason, 0) + 1
+    everything = next((r for r in full.values() if len(r.tasks) == len(tasks)
+                       and abs(r.width - 1.0) < 1e-9), None)
+    return {"networks": len(full), "stopped": stops, "epochs": config.train.epochs,
+            "all_task_curve": everything.extra.get("val_curve") if everything else None,
+            "all_task_best_epoch": everything.best_epoch if everything else None}
 
 
 def _planted_groups(config: ExperimentConfig) -> list[list[str]] | None:

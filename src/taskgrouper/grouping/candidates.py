@@ -11,6 +11,7 @@ A candidate is pure data (no torch): the sweep turns it into a training run.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import itertools
 import json
@@ -100,6 +101,8 @@ class Candidate:
         width: Encoder size as a fraction of the full-width encoder's cost.
         fraction: Fraction of the training data it sees per epoch (ESA trains on 0.2).
         epochs: Epochs to train, when not the experiment's (ESA: one pass).
+        seed: Training seed when not the experiment's (repeats for error bars; run id
+            suffix ``-s<seed>``).
         affinity_every: Record task affinities every this many steps (0: not recorded; see
             :mod:`taskgrouper.train.affinity`).
     """
@@ -111,6 +114,8 @@ class Candidate:
     affinity_every: int = 0
     #: :func:`compact_names` of the experiment's tasks (None: of this network's own).
     compact: bool | None = field(default=None, compare=False)
+    #: Training seed when it is not the experiment's (a repeat of the run for error bars).
+    seed: int | None = None
 
     @property
     def name(self) -> str:
@@ -130,11 +135,17 @@ class Candidate:
             joined += f"-e{self.epochs}"
         if self.affinity_every:
             joined += f"-a{self.affinity_every}"
+        if self.seed is not None:
+            joined += f"-s{self.seed}"
         return joined
 
     def full(self) -> Candidate:
-        """The same network trained to convergence on all the data."""
-        return Candidate(self.tasks, self.width, compact=self.compact)
+        """The same network trained to convergence on all the data (with the same seed)."""
+        return Candidate(self.tasks, self.width, compact=self.compact, seed=self.seed)
+
+    def with_seed(self, seed: int | None) -> Candidate:
+        """The same run with another training seed."""
+        return dataclasses.replace(self, seed=seed)
 
 
 def subsets(tasks: Sequence[str], sizes: Iterable[int] | None = None) -> list[tuple[str, ...]]:

@@ -52,6 +52,10 @@ def plot_budget_loss(methods: Sequence[Method], budgets: Sequence[float], path: 
             hi = [v + s if v is not None and s is not None else math.nan
                   for v, s in zip(ys, stds, strict=True)]
             ax.fill_between(budgets, lo, hi, color=line.get_color(), alpha=0.15, linewidth=0)
+        halves = [m.half_width(b) for b in budgets]
+        if any(h is not None for h in halves):  # 95% interval of the mean over seeds
+            ax.errorbar(budgets, y, yerr=[math.nan if h is None else h for h in halves],
+                        fmt="none", ecolor=line.get_color(), elinewidth=1, capsize=3)
     ax.set_xlabel("Inference-time budget (SNT)")
     ax.set_ylabel("Total test loss (lower is better)")
     ax.set_title("Performance vs compute")
@@ -170,6 +174,26 @@ def plot_heatmap(matrix: Sequence[Sequence[float | None]], row_labels: Sequence[
     ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=10)
     fig.colorbar(image, ax=ax, format=PercentFormatter(decimals=1), shrink=0.8)
+    return _save(fig, path)
+
+
+def plot_curve(curve: Sequence[float], best_epoch: int | None, cap: int | None,
+               path: Path) -> Path:
+    """The all-task network's total validation loss per epoch, its best epoch marked."""
+    fig = _figure(5.5, 3.4)
+    ax = fig.add_subplot()
+    epochs = list(range(1, len(curve) + 1))
+    ax.plot(epochs, curve, marker="o", markersize=3, color="C0", label="validation loss")
+    if best_epoch:
+        ax.axvline(best_epoch, color="C2", linestyle="--", linewidth=1,
+                   label=f"best epoch {best_epoch}")
+    if cap:
+        ax.axvline(cap, color="C3", linestyle=":", linewidth=1, label=f"epoch cap {cap}")
+    ax.set_xlabel("Epoch")
+    ax.set_ylabel("Total validation loss")
+    ax.set_title("Learning curve of the all-task network")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8, loc="best")
     return _save(fig, path)
 
 

@@ -130,6 +130,14 @@ class Method:
         entry = self.entries.get(_bkey(budget))
         return None if entry is None else _num(entry.get("std"))
 
+    def half_width(self, budget: float) -> float | None:
+        """Half the 95% interval of the mean total over seeds, when several seeds ran."""
+        entry = self.entries.get(_bkey(budget))
+        ci = None if entry is None else entry.get("test_total_ci95")
+        if not ci or _num(ci[0]) is None or _num(ci[1]) is None:
+            return None
+        return (ci[1] - ci[0]) / 2
+
 
 def _ordered(keys: Sequence[str], preferred: Sequence[str]) -> list[str]:
     return [k for k in preferred if k in keys] + [k for k in keys if k not in preferred]
@@ -200,7 +208,9 @@ def table4(methods: Sequence[Method], budgets: Sequence[float], n_tasks: int) ->
         for j, b in enumerate(budgets):
             v = m.total(b)
             text = fmt_loss(v)
-            if v is not None and m.std(b) is not None:
+            if v is not None and m.half_width(b) is not None:
+                text += f" ± {fmt_loss(m.half_width(b))}"
+            elif v is not None and m.std(b) is not None:
                 text += f" ± {fmt_loss(m.std(b))}"
             cells.append(text)
             if _is_best(v, best[j]):
@@ -208,7 +218,9 @@ def table4(methods: Sequence[Method], budgets: Sequence[float], n_tasks: int) ->
         rows.append(tuple(cells))
     caption = (f"Total test loss on all {n_tasks} tasks for each method under each "
                "inference-time budget (SNT). Lower is better; the best per budget is in bold; "
-               f"{DASH}: infeasible or not run.")
+               f"{DASH}: infeasible or not run. With several seeds: the mean over seeds ± the "
+               "half-width of its 95% interval (the random row: ± the standard deviation of "
+               "its draws).")
     return Table(("Method", *(fmt_budget(b) for b in budgets)), tuple(rows), frozenset(bold),
                  caption)
 

@@ -37,10 +37,12 @@ from taskgrouper.report.blocks import (
     Figure,
     Heading,
     Paragraph,
+    Table,
     to_html,
     to_markdown,
 )
 from taskgrouper.report.tables import (
+    DASH,
     budgets_of,
     candidates_table,
     collect_methods,
@@ -64,7 +66,8 @@ FIGURES_DIR = "figures"
 #: Every figure this module may write; ones not written this time are removed (stale).
 _FIGURES = {"fig4": "fig4_loss_vs_budget.png", "fig5": "fig5_groupings.png",
             "table1": "table1_pair.png", "table2": "table2_affinity.png",
-            "fig2": "fig2_order.png", "regret": "estimators_compute_regret.png"}
+            "fig2": "fig2_order.png", "regret": "estimators_compute_regret.png",
+            "curve": "all_task_learning_curve.png"}
 
 
 class ResultsFileError(TaskgrouperError):
@@ -158,6 +161,62 @@ def write_report(results: Mapping[str, Any], out_dir: str | Path, *,
     return md_path, html_path
 
 
+def _convergence(results: Mapping[str, Any], cands: list[Mapping[str, Any]],
+                 figure: Callable[..., Figure]) -> list[Block]:
+    """Why each fully trained network stopped, and the all-task network's learning curve."""
+    conv = results["convergence"]
+    cap = conv.get("epochs")
+    rows = tuple((str(c.get("id")), fmt_budget(c.get("width", 1.0)), str(c.get("best_epoch")),
+                  str(c.get("epochs_run")), str(c.get("stopped") or DASH))
+                 for c in cands if c.get("best_epoch") is not None)
+    stops = ", ".join(f"{n} {why.replace('_', ' ')}" for why, n in
+                      sorted((conv.get("stopped") or {}).items()))
+    blocks: list[Block] = [Heading("Convergence"), Paragraph(
+        f"{conv.get('networks', len(rows))} fully trained networks: {stops or DASH} (epoch cap "
+        f"{cap}). A network stopped by the epoch cap may not have converged.")]
+    if rows:
+        blocks.append(Table(("Network", "Width", "Best epoch", "Epochs run", "Stopped by"),
+                            rows, frozenset(),
+                            "Per network: the epoch of its lowest validation loss (the "
+                            "weights kept), the epochs it trained and why it stopped."))
+    curve = conv.get("all_task_curve")
+    if curve:
+        blocks.append(figure("curve", lambda p: figures.plot_curve(
+            curve, conv.get("all_task_best_epoch"), cap, p),
+            "The all-task network's total validation loss per epoch."))
+    return blocks
+
+
+def _comparisons(results: Mapping[str, Any]) -> list[Block]:
+    """Each strategy against the all-task and the independent networks, paired by seed."""
+    seeds = results.get("seeds") or []
+    rows, wins = [], []
+    for strategy, items in results["comparisons"].items():
+        for r in items:
+            sig = bool(r.get("significant"))
+            rows.append((strategy, fmt_budget(r["budget"]), r["against"].replace("_", " "),
+                         f"{100 * r['relative']:+.2f}%",
+                         f"[{r['low']:+.4f}, {r['high']:+.4f}]",
+                         ("better" if r["mean"] < 0 else "worse") if sig else "within noise"))
+            if sig and r["mean"] < 0:
+                wins.append((strategy, r["budget"], r["against"]))
+    blocks: list[Block] = [Heading("Paired comparisons over seeds", 3), Table(
+        ("Strategy", "Budget", "Against", "Mean difference", "95% interval", "Verdict"),
+        tuple(rows), frozenset(),
+        f"Total test loss of the strategy's choice minus the baseline's, paired by seed "
+        f"({len(seeds)} seeds: {', '.join(map(str, seeds))}); negative is better. A verdict "
+        f"needs the interval to exclude zero. Selection used the first seed's validation "
+        f"losses only, as in the paper; every seed's total serves each task by that seed's "
+        f"lowest validation loss among the chosen networks.")]
+    both = sorted({(s, b) for s, b, a in wins if (s, b, "all_in_one") in wins
+                   and (s, b, "independent") in wins})
+    text = ("; ".join(f"{s} at budget {fmt_budget(b)}" for s, b in both) if both
+            else "no strategy at any budget")
+    blocks.append(Paragraph(f"Beats both the all-task and the independent networks with a "
+                            f"paired 95% interval below zero: {text}."))
+    return blocks
+
+
 @contextmanager
 def _section(source: str, name: str) -> Iterator[None]:
     """Turn a shape error inside one section into a message naming the file and section."""
@@ -197,11 +256,17 @@ def _build(results: Mapping[str, Any], figs: Path, written: set[str],
         with _section(source, "selections/baselines"):
             blocks.append(table4(methods, budgets, len(tasks)))
             band = any(m.std(b) is not None for m in methods for b in budgets)
+            bars = any(m.half_width(b) is not None for m in methods for b in budgets)
             blocks.append(figure("fig4", lambda p: figures.plot_budget_loss(methods, budgets, p),
                                  "Figure 4: total test loss against the inference-time "
                                  "budget, one line per method"
-                                 + (" (shaded: ±1 std over the random groupings)."
-                                    if band else ".")))
+                                 + (" (shaded: ±1 std over the random groupings)"
+                                    if band else "")
+                                 + ("; bars: 95% interval of the mean over seeds." if bars
+                                    else ".")))
+        if results.get("comparisons"):
+            with _section(source, "comparisons"):
+                blocks += _comparisons(results)
     else:
         blocks.append(Paragraph("No selections or baselines in the results."))
 
@@ -210,6 +275,12 @@ def _build(results: Mapping[str, Any], figs: Path, written: set[str],
         blocks.append(Heading("Compute and quality"))
         with _section(source, "strategies"):
             blocks.append(compute_table(methods, budgets))
+
+    # 3a. how the networks ended training
+    if results.get("convergence"):
+        with _section(source, "convergence"):
+            blocks += _convergence(results, [c for c in results.get("candidates") or []
+                                             if isinstance(c, Mapping)], figure)
 
     # 3b. cheap strategies against the exhaustive ground truth; planted groups
     evaluation = results.get("evaluation")

@@ -86,8 +86,11 @@ class TrainResult:
         train_samples: Training samples processed over the whole run (resumes included).
         wall_s: Training wall seconds over the whole run.
         cost: MACs, parameters and SNT of the network.
-        extra: Further measurements, e.g. ``{"affinity": ...}`` when ``train.affinity_every``
-            is set (see :mod:`taskgrouper.train.affinity`).
+        extra: Further measurements: ``stopped`` (why training ended: ``early_stopping``,
+            ``schedule`` when the plateau schedule fell below ``train.min_lr``, or
+            ``epoch_cap``), ``val_curve`` (total validation loss per epoch), and
+            ``affinity`` when ``train.affinity_every`` is set (see
+            :mod:`taskgrouper.train.affinity`).
     """
 
     out_dir: str
@@ -297,8 +300,11 @@ def _train(config: ExperimentConfig, out: Path, ctx, data: MultiTaskData | None,
     autocast = (torch.autocast(device.type, dtype=amp_dtype) if amp_dtype is not None
                 else contextlib.nullcontext())
     check_every = 1 if device.type == "cpu" else 25  # finiteness checks sync a GPU
+    def schedule_ended() -> bool:  # the plateau schedule halved the rate below train.min_lr
+        return tc.min_lr is not None and float(optimizer.param_groups[0]["lr"]) < tc.min_lr
+
     for epoch in range(start_epoch + 1, tc.epochs + 1):
-        if stopper.stopped:
+        if stopper.stopped or schedule_ended():
             break
         if model.on_epoch_start(epoch, tc.epochs):
             # a new phase re-initialised the model (AdaShare's re-training): fresh optimiser
@@ -407,6 +413,10 @@ def _train(config: ExperimentConfig, out: Path, ctx, data: MultiTaskData | None,
             f"{'  *' if improved else ''}  lr {lr_used:.3g}  {seconds:.1f}s")
         if stopper.stopped:
             log(f"early stop: validation loss has not improved for {tc.patience} epochs")
+        elif schedule_ended():
+            log(f"schedule ended: the learning rate fell below train.min_lr={tc.min_lr:g}")
+    stopped = ("early_stopping" if stopper.stopped else "schedule" if schedule_ended()
+               else "epoch_cap")
 
     # Final evaluation of the kept (best) weights.
     dp.barrier()  # rank 0 has written best.pt
@@ -426,10 +436,20 @@ def _train(config: ExperimentConfig, out: Path, ctx, data: MultiTaskData | None,
                          constant_test=constant, best_epoch=stopper.best_epoch,
                          epochs_run=len(history), train_samples=samples, wall_s=wall,
                          cost=run_cost(model, config, data.input_shape),
-                         extra={} if recorder is None else {"affinity": recorder.result()})
+                         extra=_extra(recorder, stopped, history))
     if ctx.is_main:
         write_json_atomic(asdict(result), out / "metrics.json")
     return result
+
+
+def _extra(recorder, stopped: str, history: list[dict]) -> dict[str, Any]:
+    """What a run measured beyond its metrics: why it stopped, its validation curve (total
+    validation loss per epoch) and the affinities it recorded."""
+    extra: dict[str, Any] = {"stopped": stopped,
+                             "val_curve": [float(e["val_total"]) for e in history]}
+    if recorder is not None:
+        extra["affinity"] = recorder.result()
+    return extra
 
 
 def _silent(message: str) -> None:
