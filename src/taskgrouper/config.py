@@ -220,6 +220,10 @@ class SearchConfig(_Section):
     #: ``seeds - 1``. Selection stays on the first seed's validation losses; every method is
     #: scored on each seed, so methods pair by seed (mean and 95% interval in results.json).
     seeds: int = Field(1, ge=1, le=100)
+    #: Which trained weights (``runs/<id>/best.pt``) the folder keeps once the search is done:
+    #: ``chosen``, the networks some strategy chose at some budget (what a user deploys; the
+    #: store keeps every run's results either way), or ``all``.
+    keep_weights: Literal["chosen", "all"] = "chosen"
 
 
 #: Optimisers a training run (and a bench grid) may use.

@@ -58,6 +58,13 @@ def test_three_seeds_pair_every_method(tmp_path):
     assert "Paired comparisons over seeds" in report and "3 seeds: 0, 1, 2" in report
     assert "Beats both the all-task and the independent networks" in report
 
+    # the folder keeps the weights of the chosen networks only (the store keeps every result)
+    chosen = {n for v in results["strategies"].values() for sel in v["selections"]
+              for n in sel["networks"]}
+    kept = {p.parent.name for p in (out / "runs").glob("*/best.pt")}
+    assert kept == {c["run_id"] for c in results["candidates"] if c["id"] in chosen}
+    assert len(ids) > len(kept)
+
     # why each network stopped, and the all-task network's curve, in results and report
     conv = results["convergence"]
     assert sum(conv["stopped"].values()) == conv["networks"] == len(results["candidates"])

@@ -141,7 +141,7 @@ def _mgda_spec(base: dict[str, Any], config: ExperimentConfig, tasks: Sequence[s
 
 #: Search settings that change no trained run, only what is selected or reported from the
 #: runs: a folder searched with other values resumes (and re-selects without training).
-_NOT_IDENTITY = ("budgets", "select_time_limit", "random_trials", "seeds")
+_NOT_IDENTITY = ("budgets", "select_time_limit", "random_trials", "seeds", "keep_weights")
 
 
 def _searched(search: dict | None) -> dict | None:
@@ -343,10 +343,28 @@ def search(config: ExperimentConfig, out_dir: str | Path, *,
         cand["cost_measured"] = measured_snt.get(cand["width"])
     results = write_results(results, out / "results.json", version=RESULTS_VERSION,
                             required=RESULTS_KEYS)
+    if config.search is None or config.search.keep_weights == "chosen":
+        _keep_chosen_weights(out, results, log)
     from taskgrouper.report import write_report
 
     write_report(results, out)
     return results
+
+
+def _keep_chosen_weights(out: Path, results: dict, log: Callable[[str], None]) -> None:
+    """Delete ``best.pt`` of every run no strategy chose at any budget (``search.keep_weights:
+    chosen``); the store keeps their results, so nothing is retrained."""
+    names = {n for v in results["strategies"].values() for sel in v["selections"]
+             for n in sel.get("networks") or []}
+    keep = {c["run_id"] for c in results["candidates"] if c["id"] in names}
+    freed = 0
+    for weights in (out / "runs").glob("*/best.pt"):
+        if weights.parent.name not in keep:
+            freed += weights.stat().st_size
+            weights.unlink()
+    if freed:
+        log(f"kept the weights of the {len(keep)} chosen networks; deleted the others' "
+            f"({freed / 1e6:.0f} MB; search.keep_weights: all keeps them)")
 
 
 def _extra_seeds(config: ExperimentConfig) -> list[int]:
