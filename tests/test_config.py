@@ -70,3 +70,15 @@ def test_every_example_config_parses():
     assert len(configs) >= 3
     for path in configs:
         load_config(path)
+
+
+def test_new_settings_at_their_defaults_leave_run_identity_alone():
+    """model.scale 1 and train.min_lr null change no run (older run folders resume); set, they
+    do."""
+    from taskgrouper.config import parse_config, run_identity
+
+    plain = run_identity(parse_config({}))
+    assert "scale" not in plain["model"] and "min_lr" not in plain["train"]
+    assert run_identity(parse_config({"model": {"scale": 1.0}})) == plain
+    assert run_identity(parse_config({"model": {"scale": 0.5}}))["model"]["scale"] == 0.5
+    assert run_identity(parse_config({"train": {"min_lr": 1e-4}}))["train"]["min_lr"] == 1e-4

@@ -148,6 +148,10 @@ class ModelConfig(_Section):
     #: Hidden sizes at width 1 of the ``mlp`` backbone (null: 256, 256). A small encoder makes
     #: tasks compete for capacity, as on planted task families.
     hidden: list[int] | None = Field(None, min_length=1)
+    #: Channel multiplier of the width-1 (1 SNT) encoder of an image backbone: a narrower or
+    #: wider network as the unit of cost (a width-w network has ``scale * sqrt(w)`` of the
+    #: reference channels and costs w SNT). Small networks trained to convergence on a CPU.
+    scale: float = Field(1.0, gt=0.0, le=4.0)
 
     @field_validator("hidden")
     @classmethod
@@ -338,6 +342,8 @@ def run_identity(config: ExperimentConfig) -> dict:
             dump["train"].pop(key, None)
     if dump["model"].get("hidden") is None:
         dump["model"].pop("hidden", None)
+    if dump["model"].get("scale") == 1.0:
+        dump["model"].pop("scale", None)
     return dump
 
 

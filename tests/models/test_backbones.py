@@ -109,3 +109,24 @@ def test_mlp_width_is_a_cost_fraction():
     ref = encoder_cost("mlp", (60,), 1.0)
     for w in (0.2, 0.25, 1 / 3, 0.5):
         assert encoder_cost("mlp", (60,), w) / ref == pytest.approx(w, rel=0.02)
+
+
+def test_scale_sets_the_size_of_the_cost_unit():
+    """model.scale: the width-1 network of an experiment with scale 0.5 has half the channels
+    of the reference encoder (about a quarter of its parameters), and width still counts SNT
+    against that experiment's own width-1 network."""
+    from taskgrouper.errors import TaskgrouperError
+    from taskgrouper.evaluate.cost import count_params, encoder_cost
+
+    full = count_params(build_backbone("xception", (3, 32, 32), 1.0))
+    half_scale = count_params(build_backbone("xception", (3, 32, 32), 1.0, scale=0.5))
+    # channels x0.5 -> separable and 1x1 convs x0.25: 4.22M -> about 1.07M
+    assert 0.23 < half_scale / full < 0.27
+    # width 0.5 at scale 0.5 is scale 0.5 * sqrt(0.5) of the reference channels
+    same = count_params(build_backbone("xception", (3, 32, 32), 0.25, scale=1.0))
+    assert count_params(build_backbone("xception", (3, 32, 32), 1.0, scale=0.5)) == same
+    ratio = (encoder_cost("xception", (3, 64, 64), 0.5, scale=0.5)
+             / encoder_cost("xception", (3, 64, 64), 1.0, scale=0.5))
+    assert 0.45 < ratio < 0.55
+    with pytest.raises(TaskgrouperError, match="model.hidden"):
+        build_backbone("mlp", (8,), 1.0, scale=0.5)

@@ -184,13 +184,14 @@ def snt(encoder_macs: int, reference_macs: int) -> float:
 
 
 def encoder_cost(backbone_name: str, in_shape: Sequence[int], width: float = 1.0,
-                 hidden: Sequence[int] | None = None) -> int:
+                 hidden: Sequence[int] | None = None, scale: float = 1.0) -> int:
     """MACs of a backbone alone (no heads) for one sample of shape ``in_shape``.
 
     The backbone is built on the meta device, so the count allocates no parameter memory.
     """
     with torch.device("meta"):
-        backbone = build_backbone(backbone_name, tuple(in_shape), width=width, hidden=hidden)
+        backbone = build_backbone(backbone_name, tuple(in_shape), width=width, hidden=hidden,
+                                  scale=scale)
     return count_macs(backbone, in_shape)
 
 

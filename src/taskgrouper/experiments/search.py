@@ -216,8 +216,9 @@ def _measured_snt(config: ExperimentConfig, in_shape, widths) -> dict[float, flo
     from taskgrouper.evaluate.cost import encoder_cost
 
     hidden = config.model.hidden
-    ref = encoder_cost(config.model.backbone, tuple(in_shape), 1.0, hidden)
-    return {w: encoder_cost(config.model.backbone, tuple(in_shape), w, hidden) / ref
+    scale = config.model.scale
+    ref = encoder_cost(config.model.backbone, tuple(in_shape), 1.0, hidden, scale)
+    return {w: encoder_cost(config.model.backbone, tuple(in_shape), w, hidden, scale) / ref
             for w in sorted(set(widths))}
 
 

@@ -305,7 +305,7 @@ class MLPEncoder(nn.Module):
 
 
 def build_backbone(name: str, in_shape: tuple[int, ...], width: float = 1.0,
-                   hidden: Sequence[int] | None = None) -> nn.Module:
+                   hidden: Sequence[int] | None = None, scale: float = 1.0) -> nn.Module:
     """Build a backbone by name for samples of shape ``in_shape``.
 
     Args:
@@ -315,13 +315,18 @@ def build_backbone(name: str, in_shape: tuple[int, ...], width: float = 1.0,
             ``sqrt(width)``; see the module docstring).
         hidden: Hidden sizes at width 1 of the ``mlp`` backbone (default ``(256, 256)``);
             other backbones take none.
+        scale: Channel multiplier of the width-1 encoder of an image backbone (the
+            experiment's SNT network; ``model.scale``): channels scale by
+            ``scale * sqrt(width)``. The ``mlp`` backbone sizes itself with ``hidden``.
 
     Raises:
         ValueError: Unknown name, or an input shape the backbone cannot take.
     """
     if not width > 0:
         raise InputError(f"width must be positive, got {width}")
-    mult = math.sqrt(width)
+    if not scale > 0:
+        raise InputError(f"model.scale must be positive, got {scale}")
+    mult = math.sqrt(width) * scale
     in_shape = tuple(int(s) for s in in_shape)
     if name not in BACKBONES:
         raise InputError(f"unknown backbone '{name}'; " + closest(name, BACKBONES))
@@ -329,6 +334,9 @@ def build_backbone(name: str, in_shape: tuple[int, ...], width: float = 1.0,
         raise InputError(f"model.hidden sets the hidden sizes of the mlp backbone; backbone "
                          f"'{name}' takes none: remove model.hidden")
     if name == "mlp":
+        if scale != 1.0:
+            raise InputError(f"model.scale sizes image backbones; the mlp backbone is sized by "
+                             f"model.hidden: remove model.scale ({scale:g})")
         sizes = tuple(hidden) if hidden is not None else MLP_HIDDEN
         features = math.prod(in_shape)
         return MLPEncoder(features, width=mlp_multiplier(features, sizes, width),
@@ -344,17 +352,18 @@ def build_backbone(name: str, in_shape: tuple[int, ...], width: float = 1.0,
 
 
 def backbone_factory(name: str, in_shape: Sequence[int], width: float = 1.0,
-                     hidden: Sequence[int] | None = None) -> Callable[[], nn.Module]:
+                     hidden: Sequence[int] | None = None,
+                     scale: float = 1.0) -> Callable[[], nn.Module]:
     """A function that returns a fresh backbone (:func:`build_backbone`) at each call.
 
     The first backbone is built at once, so that a bad name, input shape or width fails here,
     before an architecture asks for it.
     """
     in_shape = tuple(int(s) for s in in_shape)
-    first = [build_backbone(name, in_shape, width=width, hidden=hidden)]
+    first = [build_backbone(name, in_shape, width=width, hidden=hidden, scale=scale)]
 
     def make_backbone() -> nn.Module:
         return first.pop() if first else build_backbone(name, in_shape, width=width,
-                                                        hidden=hidden)
+                                                        hidden=hidden, scale=scale)
 
     return make_backbone

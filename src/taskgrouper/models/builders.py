@@ -94,7 +94,7 @@ def build_model(tasks: Mapping[str, TaskSpec], in_shape: Sequence[int],
                 backbone: str = "xception", width: float = 1.0,
                 architecture: str = "hard_sharing",
                 options: Mapping[str, Any] | None = None,
-                hidden: Sequence[int] | None = None) -> nn.Module:
+                hidden: Sequence[int] | None = None, scale: float = 1.0) -> nn.Module:
     """Build a multi-task network for ``tasks``.
 
     Args:
@@ -106,6 +106,7 @@ def build_model(tasks: Mapping[str, TaskSpec], in_shape: Sequence[int],
         architecture: One of :data:`ARCHITECTURES`.
         options: The architecture's options (``model.options``).
         hidden: Hidden sizes of the ``mlp`` backbone (``model.hidden``).
+        scale: Channel multiplier of an image backbone's width-1 encoder (``model.scale``).
 
     Raises:
         ValueError: Unknown architecture, backbone or option, or tasks or inputs the
@@ -115,6 +116,7 @@ def build_model(tasks: Mapping[str, TaskSpec], in_shape: Sequence[int],
     in_shape = tuple(int(s) for s in in_shape)
     check_architecture(architecture, list(tasks), spatial=len(in_shape) == 3, options=options)
     # validates name and shape
-    make_backbone = backbone_factory(backbone, in_shape, width=width, hidden=hidden)
+    make_backbone = backbone_factory(backbone, in_shape, width=width, hidden=hidden,
+                                     scale=scale)
     params = {**info.options, **(options or {})}
     return info.build(make_backbone, tasks, backbone_name=backbone, **params)

@@ -130,7 +130,8 @@ def run_cost(model: nn.Module, config: ExperimentConfig, in_shape) -> dict[str, 
     """MACs, parameters, SNT (against the full-width encoder) and latency of ``model``."""
     from taskgrouper.evaluate.cost import encoder_cost, network_cost
 
-    reference = encoder_cost(config.model.backbone, tuple(in_shape), 1.0, config.model.hidden)
+    reference = encoder_cost(config.model.backbone, tuple(in_shape), 1.0, config.model.hidden,
+                             config.model.scale)
     device = next(model.parameters()).device
     cost = network_cost(model, tuple(in_shape), reference, latency_device=device)
     return {"macs": int(cost.macs), "params": int(cost.params), "snt": float(cost.snt),

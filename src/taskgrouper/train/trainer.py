@@ -229,7 +229,8 @@ def _train(config: ExperimentConfig, out: Path, ctx, data: MultiTaskData | None,
     torch.manual_seed(tc.seed)
     model = build_model(specs, data.input_shape, backbone=config.model.backbone,
                         width=config.model.width, architecture=config.model.architecture,
-                        options=config.model.options, hidden=config.model.hidden).to(device)
+                        options=config.model.options, hidden=config.model.hidden,
+                        scale=config.model.scale).to(device)
     memory_format = input_memory_format(tc.memory_format, data.input_shape)
     model = model.to(memory_format=memory_format)
     if ctx.active:
