@@ -82,3 +82,19 @@ def test_new_settings_at_their_defaults_leave_run_identity_alone():
     assert run_identity(parse_config({"model": {"scale": 1.0}})) == plain
     assert run_identity(parse_config({"model": {"scale": 0.5}}))["model"]["scale"] == 0.5
     assert run_identity(parse_config({"train": {"min_lr": 1e-4}}))["train"]["min_lr"] == 1e-4
+    assert not {"fov_deg", "min_objects", "max_objects"} & set(plain["data"])
+    assert run_identity(parse_config({"data": {"fov_deg": 35}}))["data"]["fov_deg"] == 35
+
+
+def test_scene_knobs_reach_the_scenes():
+    """A narrower field of view makes the objects larger: fewer background pixels."""
+    from taskgrouper.config import parse_config
+    from taskgrouper.data import load_dataset
+
+    def background(**data):
+        section = {"n_train": 24, "n_val": 4, "n_test": 4, "resolution": 32, "cache": False,
+                   "min_objects": 3, "max_objects": 3, **data}
+        seg = load_dataset(parse_config({"data": section}).data, ["s"]).train.targets["s"]
+        return float((seg == 0).mean())
+
+    assert background(fov_deg=30) < background(fov_deg=90)

@@ -105,6 +105,11 @@ class DataConfig(_Section):
     seed: int = 0
     texture_strength: float = Field(0.7, ge=0.0, le=1.0)
     class_follows_shape: float = Field(1.0, ge=0.0, le=1.0)
+    #: Camera field of view in degrees (narrower: larger objects in the image).
+    fov_deg: float = Field(60.0, ge=10.0, le=120.0)
+    #: Fewest and most objects in a scene.
+    min_objects: int = Field(3, ge=0, le=12)
+    max_objects: int = Field(8, ge=0, le=12)
     cache: bool = True
     # real datasets read from disk (taskonomy, nyud, pascal_context, cityscapes)
     #: Images and labels are resized to [height, width]; null keeps each dataset's default.
@@ -335,6 +340,9 @@ def run_identity(config: ExperimentConfig) -> dict:
     # how the data is fed does not change what is learned
     dump["data"] = {k: v for k, v in dump["data"].items()
                     if k not in ("workers", "in_memory", "memory_gb")}
+    for key, default in (("fov_deg", 60.0), ("min_objects", 3), ("max_objects", 8)):
+        if dump["data"].get(key) == default:  # scene settings added later: only when set
+            dump["data"].pop(key, None)
     dump.pop("search", None)
     # settings added after runs were stored count only when set, so older runs resume
     for key in ("affinity_every", "min_lr"):

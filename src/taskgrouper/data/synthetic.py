@@ -568,7 +568,8 @@ def load(cfg, tasks=None):
         raise DataError(f"tasks {names} name a task twice; list each task once")
     try:
         scene = SceneConfig(resolution=cfg.resolution, texture_strength=cfg.texture_strength,
-                            class_follows_shape=cfg.class_follows_shape)
+                            class_follows_shape=cfg.class_follows_shape, fov_deg=cfg.fov_deg,
+                            min_objects=cfg.min_objects, max_objects=cfg.max_objects)
     except ValueError as err:
         raise DataError(f"data: {err}") from None
     return load_synthetic(n_train=cfg.n_train, n_val=cfg.n_val, n_test=cfg.n_test,
