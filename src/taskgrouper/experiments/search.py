@@ -1,10 +1,12 @@
 """``taskgrouper search``: the framework of Standley et al. (2020) end to end.
 
-For each strategy (exhaustive, esa, hoa): train its phase-1 runs, estimate the validation loss
-of every candidate network, select at every budget with the exact solver, train the chosen
-networks to convergence (phase 2), and score the choice on the test split. Then the baselines
-(all-in-one, independent, random, pessimal), the task-relationship tables, ``results.json``
-and the report.
+For each strategy (a :class:`~taskgrouper.grouping.strategies.Strategy`: exhaustive, esa,
+hoa, lookahead, gradcos, or an instance of one's own): train its phase-1 runs (and the runs it
+chooses from them, phase 1b), estimate the validation loss of every candidate network, select
+at every budget with the exact solver, train the chosen networks to convergence (phase 2),
+train every scored network with the other seeds (phase 3, ``search.seeds``), and score the
+choice on the test split. Then the baselines (all-in-one, independent, random, pessimal,
+MGDA-UB), the task-relationship tables, ``results.json`` and the report.
 
 Every run is recorded in ``DIR/runs.sqlite`` when it finishes, so a second call on the same
 folder trains only what is missing; runs are shared between strategies (ESA's chosen networks
