@@ -7,19 +7,20 @@ A full disk (or quota) raises :class:`DiskFullError`, which names the file and t
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import math
 import os
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import IO, Any
 
 from taskgrouper.errors import TaskgrouperError
 
-__all__ = ["DiskFullError", "json_safe", "replace_atomic", "temp_files", "write_json_atomic",
-           "write_text_atomic"]
+__all__ = ["DiskFullError", "hold_lock", "json_safe", "replace_atomic", "temp_files",
+           "write_json_atomic", "write_text_atomic"]
 
 #: errno values that mean the disk (or the user's quota) is full.
 _FULL = {errno.ENOSPC, errno.EDQUOT}
@@ -116,3 +117,39 @@ def json_safe(obj: Any) -> Any:
     if isinstance(obj, list | tuple):
         return [json_safe(v) for v in obj]
     return obj
+
+
+@contextlib.contextmanager
+def hold_lock(path: str | Path, busy: Callable[[str], Exception]) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``path`` for the ``with`` block, or fail at once with
+    ``busy(holder)`` (``holder``: the process id written by the holder, or "").
+
+    The operating system releases the lock when its process exits, however it exits, so a
+    lock file left behind never blocks; the file stays (removing it could let two processes
+    lock two different files). Without ``fcntl``, or on a file system without ``flock``,
+    the block runs unlocked.
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX: no lock
+        yield
+        return
+    handle = open(path, "a+", encoding="utf-8")  # noqa: SIM115 - held for the block
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            raise busy(handle.read().strip()) from None
+        except OSError:  # e.g. a network mount without flock
+            pass
+        try:  # who holds it, for the message of a second process; the lock is what counts
+            handle.seek(0)
+            handle.truncate()
+            handle.write(f"{os.getpid()}\n")
+            handle.flush()
+        except OSError:  # e.g. a full disk: the next write names the file and the cause
+            pass
+        yield
+    finally:
+        handle.close()  # releases the lock

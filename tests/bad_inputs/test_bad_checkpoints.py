@@ -103,24 +103,15 @@ def test_crafted_last_pt_is_refused_and_never_runs(tmp_path, capsys):
     assert not marker.exists()
 
 
-def test_crafted_last_pt_of_an_interrupted_run_is_refused(tmp_path, capsys, monkeypatch):
+@pytest.mark.parametrize("name", ["last.pt", "best.pt"])
+def test_crafted_checkpoint_of_an_interrupted_run_is_refused(tmp_path, capsys, monkeypatch,
+                                                             name):
     config, run = _setup(tmp_path), tmp_path / "run"
     _interrupted(config, run, capsys, monkeypatch)
     marker = tmp_path / "pwned"
-    _crafted(run / "last.pt", marker)
+    _crafted(run / name, marker)
     before = snapshot(run)
-    refused(["train", config, "--out", run], capsys, str(run / "last.pt"), "delete it")
-    assert not marker.exists(), "the checkpoint's pickle payload ran"
-    assert_kept(before, run)
-
-
-def test_crafted_best_pt_of_an_interrupted_run_is_refused(tmp_path, capsys, monkeypatch):
-    config, run = _setup(tmp_path), tmp_path / "run"
-    _interrupted(config, run, capsys, monkeypatch)
-    marker = tmp_path / "pwned"
-    _crafted(run / "best.pt", marker)
-    before = snapshot(run)
-    refused(["train", config, "--out", run], capsys, str(run / "best.pt"), "delete it")
+    refused(["train", config, "--out", run], capsys, str(run / name), "delete it")
     assert not marker.exists(), "the checkpoint's pickle payload ran"
     assert_kept(before, run)
 

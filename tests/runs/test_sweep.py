@@ -11,7 +11,7 @@ import pytest
 from sweep_helpers import CountingExecutor, tabular, tabular_spec, three_specs
 
 from taskgrouper.runs import LocalExecutor, RunStore, SweepError, run_sweep
-from taskgrouper.runs.sweep import _SweepLock
+from taskgrouper.runs.sweep import _sweep_lock
 
 QUIET = {"progress": False, "log": lambda message: None}
 
@@ -148,7 +148,7 @@ def test_a_bad_config_fails_before_anything_trains(tmp_path):
 
 
 def test_two_sweeps_on_one_folder_are_refused(tmp_path):
-    with _SweepLock(tmp_path):
+    with _sweep_lock(tmp_path):
         with pytest.raises(RuntimeError, match="another sweep .* is running on"):
             run_sweep([tabular_spec(["y"])], tmp_path, data=tabular(), **QUIET)
     counting = CountingExecutor()

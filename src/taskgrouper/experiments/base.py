@@ -25,13 +25,16 @@ from taskgrouper.io import json_safe, write_json_atomic
 __all__ = ["Session", "load_data", "open_session", "write_results"]
 
 
-def load_data(config: ExperimentConfig, log: Callable[[str], None] = print):
-    """The experiment's dataset, ready for every run: loaded, a lazy dataset decoded into
-    memory when it fits, and what the loader left out listed here once (not in every run)."""
+def load_data(config: ExperimentConfig, log: Callable[[str], None] = print, *,
+              data=None):
+    """The experiment's dataset, ready for every run: loaded (unless ``data``, already loaded,
+    is given), a lazy dataset decoded into memory when it fits, and what the loader left out
+    listed here once (not in every run)."""
     from taskgrouper.data import load_dataset
     from taskgrouper.train.feeding import prepare_data
 
-    data = load_dataset(config.data, config.tasks)
+    if data is None:
+        data = load_dataset(config.data, config.tasks)
     return dataclasses.replace(prepare_data(data, config.data, log), skipped=[])
 
 

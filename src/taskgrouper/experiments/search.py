@@ -256,13 +256,14 @@ def search(config: ExperimentConfig, out_dir: str | Path, *,
     out = Path(out_dir)
     _identity_check(out, config, write=False)  # before loading data: refuse early
 
-    tasks = list(load_dataset(config.data, config.tasks).tasks)
+    data = load_dataset(config.data, config.tasks)  # read once; decoded after the checks
+    tasks = list(data.tasks)
     max_size = config.search.max_group_size if config.search else None
     c0 = search_candidates(tasks, max_size=max_size)  # what every strategy chooses among
     _check_feasible(tasks, c0, budgets, budget_text, log)
     out.mkdir(parents=True, exist_ok=True)
     _identity_check(out, config)
-    data = load_data(config, log)
+    data = load_data(config, log, data=data)
     base = config.model_dump(mode="json")
 
     # Phase 1: every strategy's plan, plus the baselines' networks.
@@ -410,12 +411,7 @@ def _score_seeds(results: dict, config: ExperimentConfig, records, by_name, mgda
             runs = {n: record(n, seed) for n in entry["networks"]}
             if any(r is None for r in runs.values()):
                 return  # a run failed or was not trained: no error bar for this entry
-            total = 0.0
-            for t in results["tasks"]:
-                serving = [n for n in runs if t in runs[n].val]
-                best = min(serving, key=lambda n: (runs[n].val[t]["loss"], n))
-                total += runs[best].test[t]["loss"]
-            totals.append(total)
+            totals.append(_serve(runs, results["tasks"])[2])
         interval = mean_interval(totals)
         entry.update(test_total_seed0=totals[0], test_totals=totals,
                      test_total=interval["mean"],
@@ -443,18 +439,25 @@ def _score_seeds(results: dict, config: ExperimentConfig, records, by_name, mgda
     results["comparisons"] = comparisons
 
 
+def _serve(runs, tasks) -> tuple[dict[str, str], float, float]:
+    """Each task served by the network of ``runs`` (name -> record) with the lowest validation
+    loss for it (ties by name): the assignment, and the validation and test totals."""
+    assignment, val_total, test_total = {}, 0.0, 0.0
+    for t in tasks:
+        serving = [n for n in runs if t in runs[n].val]
+        best = min(serving, key=lambda n: (runs[n].val[t]["loss"], n))
+        assignment[t] = best
+        val_total += runs[best].val[t]["loss"]
+        test_total += runs[best].test[t]["loss"]
+    return assignment, val_total, test_total
+
+
 def _final_selection(budget: float, sel, full, tasks, estimate_total=None) -> dict:
     """Score a choice with its fully trained networks: assign by final validation loss."""
     if isinstance(sel, InfeasibleBudget):
         return {"budget": budget, "networks": [], "cost": None, "val_total": None,
                 "test_total": None, "assignment": {}, "error": str(sel)}
-    assignment, val_total, test_total = {}, 0.0, 0.0
-    for t in tasks:
-        serving = [n for n in sel.networks if t in full[n].val]
-        best = min(serving, key=lambda n: (full[n].val[t]["loss"], n))
-        assignment[t] = best
-        val_total += full[best].val[t]["loss"]
-        test_total += full[best].test[t]["loss"]
+    assignment, val_total, test_total = _serve({n: full[n] for n in sel.networks}, tasks)
     entry = {"budget": budget, "networks": list(sel.networks), "cost": sel.cost,
              "val_total": val_total, "test_total": test_total, "assignment": assignment}
     if estimate_total is not None:

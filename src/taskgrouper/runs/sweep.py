@@ -23,7 +23,6 @@ import traceback
 from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
 
 from taskgrouper.errors import InputError, SetupError, TaskgrouperError
 from taskgrouper.runs.executors import Executor, build_executor
@@ -90,7 +89,7 @@ def run_sweep(specs: Iterable[RunSpec], out_dir: str | Path, *,
     own_store = not isinstance(store, RunStore)
     run_store = RunStore(out if store is None else store) if own_store else store
     try:
-        with _SweepLock(out):
+        with _sweep_lock(out):
             done = run_store.done_ids()
             _check_stored_configs(run_store, [s for s in specs if s.id in done])
             todo = [s for s in specs if s.id not in done]
@@ -196,35 +195,12 @@ def _write_error(run_dir: Path, err: BaseException) -> None:
     (run_dir / "error.log").write_text(text, encoding="utf-8")
 
 
-class _SweepLock:
-    """An exclusive advisory lock on ``DIR/.sweep.lock`` for the life of a sweep."""
+def _sweep_lock(out: Path):
+    """An exclusive lock on ``DIR/.sweep.lock`` for the life of a sweep."""
+    from taskgrouper.io import hold_lock
 
-    def __init__(self, out: Path):
-        self.path = out / ".sweep.lock"
-        self._handle: Any = None
+    def busy(holder: str) -> SetupError:
+        return SetupError(f"another sweep (pid {holder or 'unknown'}) is running on '{out}'; "
+                          f"wait for it to finish, or use another folder")
 
-    def __enter__(self) -> _SweepLock:
-        try:
-            import fcntl
-        except ImportError:  # pragma: no cover - not POSIX: no lock
-            return self
-        handle = open(self.path, "a+", encoding="utf-8")  # noqa: SIM115 - held until __exit__
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.seek(0)
-            holder = handle.read().strip() or "unknown"
-            handle.close()
-            raise SetupError(f"another sweep (pid {holder}) is running on '{self.path.parent}'; "
-                               f"wait for it to finish, or use another folder") from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(str(os.getpid()))
-        handle.flush()
-        self._handle = handle
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self._handle is not None:
-            self._handle.close()  # closing releases the lock
-            self._handle = None
+    return hold_lock(out / ".sweep.lock", busy)
