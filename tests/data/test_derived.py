@@ -7,6 +7,7 @@ import pytest
 
 from taskgrouper.data import synthetic as syn
 from taskgrouper.data.derived import edges_from_segmentation, normals_from_depth
+from taskgrouper.data.raycast import intrinsics
 
 
 def _plane_depth(a: float, b: float, c: float, shape: tuple[int, int], fx: float, fy: float,
@@ -80,7 +81,7 @@ def test_bad_arguments_raise():
 def test_synthetic_scene_normals_agree_on_planar_interiors(seed):
     config = syn.SceneConfig(resolution=64)
     scene = syn.render(syn.make_scene(seed, config), config, with_ids=True)
-    f, c = syn.intrinsics(config.resolution, config.fov_deg)
+    f, c = intrinsics(config.resolution, config.fov_deg)
     # the renderer's pixel j looks through j + 0.5: OpenCV's principal point is c - 0.5
     derived = normals_from_depth(scene["d"][0], f, f, c - 0.5, c - 0.5)
     truth, ids = scene["n"], scene["id"]

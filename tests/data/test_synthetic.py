@@ -7,18 +7,13 @@ import pytest
 from scipy import ndimage
 
 from taskgrouper.data import synthetic as syn
+from taskgrouper.data.raycast import camera_rays, intrinsics
+from taskgrouper.data.scene import SHAPE_CLASS, Box, Camera, Cylinder, Scene, Sphere
 from taskgrouper.data.synthetic import (
     PAPER_TASKS,
-    SHAPE_CLASS,
     TASKS,
-    Box,
-    Camera,
-    Cylinder,
-    Scene,
     SceneConfig,
-    Sphere,
     generate,
-    intrinsics,
     load_synthetic,
     make_scene,
     render,
@@ -124,7 +119,7 @@ def test_shapes_dtypes_and_ranges():
     ok = valid_mask(specs["n"], n)
     np.testing.assert_allclose(np.linalg.norm(n, axis=1)[ok], 1.0, atol=1e-5)
     # normals face the camera: n . ray < 0 for every pixel ray
-    rays = syn.camera_rays(h, config.fov_deg).reshape(3, h, w)
+    rays = camera_rays(h, config.fov_deg).reshape(3, h, w)
     assert np.all(np.einsum("nchw,chw->nhw", n, rays)[ok] < 1e-6)
     assert set(np.unique(split.targets["o"])) <= {0.0, 1.0}
     assert split.targets["o"].max() == 1.0

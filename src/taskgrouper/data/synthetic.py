@@ -51,15 +51,14 @@ from scipy import ndimage
 
 from taskgrouper.data.base import MultiTaskData, Split
 
-# the scene description and the camera helpers stay importable from here (see __all__)
-from taskgrouper.data.raycast import camera_rays, intrinsics, shade, trace
+# what a scene is made of, and the renderer
+from taskgrouper.data.raycast import shade, trace
 from taskgrouper.data.scene import (
     SHAPE_CLASS,
     Box,
     Camera,
     Cylinder,
     Material,
-    Plane,
     Scene,
     Sphere,
     room_planes,
@@ -69,26 +68,15 @@ from taskgrouper.tasks import TaskSpec, closest
 
 __all__ = [
     "CACHE_VERSION",
-    "load",
     "PAPER_TASKS",
-    "SHAPE_CLASS",
     "TASKS",
-    "Box",
-    "Camera",
-    "Cylinder",
-    "Material",
-    "Plane",
-    "Scene",
     "SceneConfig",
-    "Sphere",
-    "camera_rays",
     "generate",
-    "intrinsics",
+    "load",
     "load_synthetic",
     "make_scene",
     "render",
     "render_scene",
-    "room_planes",
     "task_specs",
 ]
 

@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ from typing import Any
 from taskgrouper.config import ExperimentConfig
 from taskgrouper.io import json_safe, write_json_atomic
 
-__all__ = ["Session", "load_data", "open_session", "write_results"]
+__all__ = ["Session", "load_data", "open_session", "run_config", "write_results"]
 
 
 def load_data(config: ExperimentConfig, log: Callable[[str], None] = print, *,
@@ -36,6 +37,19 @@ def load_data(config: ExperimentConfig, log: Callable[[str], None] = print, *,
     if data is None:
         data = load_dataset(config.data, config.tasks)
     return dataclasses.replace(prepare_data(data, config.data, log), skipped=[])
+
+
+def run_config(base: Mapping[str, Any], tasks: Sequence[str]) -> dict[str, Any]:
+    """The experiment (its JSON form) as one run's config: the driver sections dropped, these
+    tasks, and the balancer weights of these tasks only."""
+    cfg = json.loads(json.dumps(dict(base)))
+    cfg.pop("search", None)
+    cfg.pop("bench", None)
+    cfg["tasks"] = list(tasks)
+    weights = (cfg.get("balancer") or {}).get("weights")
+    if weights:
+        cfg["balancer"]["weights"] = {t: w for t, w in weights.items() if t in tasks} or None
+    return cfg
 
 
 @dataclass

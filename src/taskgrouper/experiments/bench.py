@@ -48,7 +48,6 @@ does) for one sample at the real input size.
 
 from __future__ import annotations
 
-import copy
 import itertools
 import math
 from collections.abc import Callable, Mapping, Sequence
@@ -58,7 +57,7 @@ from typing import Any
 
 from taskgrouper.config import BenchConfig, ExperimentConfig, GridConfig, TrainConfig
 from taskgrouper.errors import InputError
-from taskgrouper.experiments.base import load_data, open_session, write_results
+from taskgrouper.experiments.base import load_data, open_session, run_config, write_results
 
 __all__ = ["BENCH_FILE", "BENCH_VERSION", "GridPoint", "format_bench", "grid_points",
            "plan_models", "run_bench"]
@@ -193,20 +192,15 @@ def _run_config(base: Mapping[str, Any], config: ExperimentConfig, tasks: Sequen
     from taskgrouper.balancing import balancer_info
 
     bench = config.bench or BenchConfig()
-    cfg = copy.deepcopy(dict(base))
-    cfg.pop("search", None)
-    cfg.pop("bench", None)
-    cfg["tasks"] = list(tasks)
+    cfg = run_config(base, tasks)
     model_options = dict(config.model.options) if arch == config.model.architecture else {}
     model_options.update(bench.model_options.get(arch, {}))
     cfg["model"]["architecture"] = arch
     cfg["model"]["options"] = model_options
     bal_options = dict(config.balancer.options) if bal == config.balancer.name else {}
     bal_options.update(bench.balancer_options.get(bal, {}))
-    weights = config.balancer.weights if "weights" in balancer_info(bal).params else None
-    if weights:
-        weights = {t: w for t, w in weights.items() if t in tasks}
-    cfg["balancer"] = {"name": bal, "weights": weights or None, "options": bal_options}
+    weights = cfg["balancer"]["weights"] if "weights" in balancer_info(bal).params else None
+    cfg["balancer"] = {"name": bal, "weights": weights, "options": bal_options}
     cfg["train"].update(point.as_dict())
     return cfg
 

@@ -28,7 +28,7 @@ from typing import Any
 
 from taskgrouper.config import ExperimentConfig, SearchConfig, run_identity
 from taskgrouper.errors import InputError
-from taskgrouper.experiments.base import load_data, open_session, write_results
+from taskgrouper.experiments.base import load_data, open_session, run_config, write_results
 from taskgrouper.grouping.candidates import (
     Candidate,
     baseline_candidates,
@@ -78,12 +78,7 @@ def _check_strategies(config: ExperimentConfig, strategies: Sequence[Strategy]) 
 def _run_config(base: dict[str, Any], c: Candidate) -> dict:
     """A candidate's run: the experiment (architecture, its options, balancer and all) with
     the candidate's tasks, width and schedule; balancer weights of other tasks are dropped."""
-    cfg = json.loads(json.dumps(base))
-    cfg.pop("search", None)
-    cfg["tasks"] = list(c.tasks)
-    weights = (cfg.get("balancer") or {}).get("weights")
-    if weights:
-        cfg["balancer"]["weights"] = {t: w for t, w in weights.items() if t in c.tasks} or None
+    cfg = run_config(base, c.tasks)
     cfg["model"]["width"] = c.width
     if c.fraction < 1.0:
         cfg["train"]["train_fraction"] = c.fraction
