@@ -8,6 +8,7 @@ from taskgrouper.models import (
     BACKBONES,
     DilatedResNet,
     MLPEncoder,
+    ShallowEncoder,
     XceptionEncoder,
     build_backbone,
     scale_channels,
@@ -74,7 +75,7 @@ def test_mlp_encoder():
 
 
 def test_build_backbone_names_and_errors():
-    assert set(BACKBONES) == {"xception", "resnet", "mlp", "hrnet"}
+    assert set(BACKBONES) == {"xception", "resnet", "mlp", "hrnet", "shallow"}
     assert isinstance(build_backbone("mlp", (12,)), MLPEncoder)
     assert isinstance(build_backbone("resnet", (3, 32, 32), width=0.25), DilatedResNet)
     with pytest.raises(ValueError, match="did you mean 'xception'"):
@@ -84,7 +85,7 @@ def test_build_backbone_names_and_errors():
 
 
 @pytest.mark.parametrize("name,shape", [("xception", (3, 32, 32)), ("resnet", (3, 32, 32)),
-                                        ("mlp", (5,))])
+                                        ("shallow", (3, 32, 32)), ("mlp", (5,))])
 def test_stages_chain_reproduces_forward(name, shape):
     torch.manual_seed(0)
     backbone = build_backbone(name, shape, width=0.25).eval()
@@ -130,3 +131,25 @@ def test_scale_sets_the_size_of_the_cost_unit():
     assert 0.45 < ratio < 0.55
     with pytest.raises(TaskgrouperError, match="model.hidden"):
         build_backbone("mlp", (8,), 1.0, scale=0.5)
+
+
+def test_shallow_encoder_shapes_size_and_cost():
+    """The demo's SNT network: four stages of two 3x3 convs, strides 2, 4, 8, 8."""
+    enc = ShallowEncoder(width=1.0)
+    out = enc(torch.randn(2, 3, 32, 32))
+    assert enc.strides == [2, 4, 8, 8]
+    assert [o.shape[1] for o in out] == enc.out_channels == [32, 64, 128, 256]
+    assert [32 // o.shape[-1] for o in out] == enc.strides
+    # parameters by hand (3x3 convs without bias, BN scale and shift):
+    #   stage 1: 3*32*9 + 32*32*9 = 10080, stage 2: 32*64*9 + 64*64*9 = 55296,
+    #   stage 3: 64*128*9 + 128*128*9 = 221184, stage 4: 128*256*9 + 256*256*9 = 884736;
+    #   BN: 2 * 2 * (32 + 64 + 128 + 256) = 1920 -> 1,173,216
+    assert count_params(enc) == 1_173_216
+    # width is a cost fraction: every layer but the first scales with the square of the
+    # channel multiplier, so width 0.5 costs about half of width 1
+    for scale in (1.0, 0.4):
+        ratio = (encoder_cost("shallow", (3, 32, 32), 0.5, scale=scale)
+                 / encoder_cost("shallow", (3, 32, 32), 1.0, scale=scale))
+        assert 0.42 < ratio < 0.58
+    # the demo's network (scale 0.4): 12, 24, 52, 104 channels
+    assert build_backbone("shallow", (3, 32, 32), 1.0, scale=0.4).out_channels == [12, 24, 52, 104]

@@ -5,6 +5,7 @@ from taskgrouper.models.backbones import (
     BACKBONES,
     DilatedResNet,
     MLPEncoder,
+    ShallowEncoder,
     XceptionEncoder,
     build_backbone,
 )
@@ -33,6 +34,7 @@ __all__ = [
     "MLPEncoder",
     "SeparableConv2d",
     "TaskHead",
+    "ShallowEncoder",
     "XceptionEncoder",
     "build_backbone",
     "build_head",

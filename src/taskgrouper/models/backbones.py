@@ -57,6 +57,7 @@ __all__ = [
     "DilatedResNet",
     "MLPEncoder",
     "SeparableConv2d",
+    "ShallowEncoder",
     "XceptionEncoder",
     "backbone_factory",
     "build_backbone",
@@ -64,7 +65,7 @@ __all__ = [
 ]
 
 #: Names accepted by :func:`build_backbone`.
-BACKBONES: tuple[str, ...] = ("xception", "resnet", "mlp", "hrnet")
+BACKBONES: tuple[str, ...] = ("xception", "resnet", "mlp", "hrnet", "shallow")
 
 
 class _XceptionBlock(nn.Module):
@@ -243,6 +244,65 @@ class DilatedResNet(nn.Module):
         return outs
 
 
+class ShallowEncoder(nn.Module):
+    """A plain, shallow convolutional encoder: the SNT network of the embedded demo.
+
+    Standley et al. (2020) train a 17-layer Xception at 256x256 on a GPU. On a two-core CPU and
+    32x32 scenes that network is dominated by per-layer overhead (its 34 depthwise and pointwise
+    convolutions cost more time than their arithmetic), so it cannot be trained to convergence
+    many times over in minutes. This encoder keeps what the paper's experiment needs (one
+    shared encoder whose cost is set by its channel count) with eight layers:
+
+    * four stages of two ``3 x 3`` conv-BN-ReLU layers with 32, 64, 128 and 256 channels
+      (times ``width``);
+    * the first conv of each of the first three stages has stride 2; the fourth stage keeps
+      the resolution, so the output stride is 8 (a 4 x 4 map for a 32 x 32 input, where a
+      stride of 16 leaves 2 x 2 for the dense decoders to recover).
+
+    Every layer is a full convolution, so cost scales with ``width ** 2`` as for the Xception
+    (the first layer, whose input is the 3 image channels, scales with ``width``).
+
+    Stage outputs (shallow to deep): strides 2, 4, 8 and 8.
+
+    Args:
+        in_channels: Input image channels.
+        width: Channel multiplier applied to every layer.
+    """
+
+    spatial = True
+    #: Channels of the four stages at width 1.
+    CHANNELS = (32, 64, 128, 256)
+
+    def __init__(self, in_channels: int = 3, width: float = 1.0) -> None:
+        super().__init__()
+        self.width = float(width)
+        chans = [scale_channels(c, width) for c in self.CHANNELS]
+        stages: list[nn.Module] = []
+        cin = in_channels
+        for i, cout in enumerate(chans):
+            stride = 2 if i < 3 else 1
+            stages.append(nn.Sequential(conv_bn(cin, cout, 3, stride=stride, padding=1),
+                                        conv_bn(cout, cout, 3, padding=1)))
+            cin = cout
+        self.blocks = nn.ModuleList(stages)
+        self.out_channels = chans
+        self.strides = [2, 4, 8, 8]
+        init_weights(self)
+
+    def stages(self) -> list[nn.Module]:
+        """The four stages."""
+        return list(self.blocks)
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        # x: (B, Cin, H, W) -> [(B, 32w, H/2, W/2), (B, 64w, H/4, W/4), (B, 128w, H/8, W/8),
+        #                       (B, 256w, H/8, W/8)]
+        outs = []
+        for stage in self.blocks:
+            x = stage(x)
+            outs.append(x)
+        return outs
+
+
 #: Hidden sizes of the ``mlp`` backbone at width 1 (``model.hidden`` overrides them).
 MLP_HIDDEN: tuple[int, ...] = (256, 256)
 
@@ -348,6 +408,8 @@ def build_backbone(name: str, in_shape: tuple[int, ...], width: float = 1.0,
         return XceptionEncoder(in_shape[0], width=mult)
     if name == "hrnet":
         return HRNetEncoder(in_shape[0], width=mult)
+    if name == "shallow":
+        return ShallowEncoder(in_shape[0], width=mult)
     return DilatedResNet(in_shape[0], width=mult)
 
 
