@@ -76,11 +76,35 @@ class Session:
         from taskgrouper.runs.sweep import run_sweep
 
         if specs:
-            run_sweep(specs, self.out, **self.sweep)
+            run_sweep(longest_first(specs), self.out, **self.sweep)
 
     def records(self) -> dict[str, Any]:
         """Run id -> record of every stored run."""
         return {r.id: r for r in self.store.records()}
+
+
+def expected_cost(spec: Any) -> float:
+    """A run's rough training time, for ordering only: one encoder plus a decoder per task,
+    times the epochs it may run (full runs end by early stopping; 20 stands for them), the
+    fraction of the data, and twice that for a balancer that needs per-task gradients."""
+    from taskgrouper.balancing import balancer_info
+
+    cfg = spec.config
+    train = cfg.get("train") or {}
+    name = (cfg.get("balancer") or {}).get("name", "uniform")
+    try:
+        info = balancer_info(name)
+        grads = 2.0 if info.needs_task_grads or info.rep_only else 1.0
+    except ValueError:
+        grads = 1.0
+    return ((len(cfg.get("tasks") or ()) + 1) * min(float(train.get("epochs", 20)), 20.0)
+            * float(train.get("train_fraction", 1.0)) * grads)
+
+
+def longest_first(specs: Sequence[Any]) -> list[Any]:
+    """``specs`` by :func:`expected_cost`, longest first (ties keep their order), so that a
+    pool of workers does not end on one long run while the others wait."""
+    return sorted(specs, key=expected_cost, reverse=True)
 
 
 @contextmanager
