@@ -153,3 +153,25 @@ def test_shallow_encoder_shapes_size_and_cost():
         assert 0.42 < ratio < 0.58
     # the demo's network (scale 0.4): 12, 24, 52, 104 channels
     assert build_backbone("shallow", (3, 32, 32), 1.0, scale=0.4).out_channels == [12, 24, 52, 104]
+
+
+def test_scale_narrows_the_decoders_too():
+    """model.scale narrows the whole SNT network: the light decoder's 42 hidden channels
+    become round(42 * 0.4) = 17 on a scale-0.4 encoder (the ASPP head's 64: 26); at scale 1
+    nothing changes."""
+    from taskgrouper.models import build_model
+    from taskgrouper.models.heads import ASPPDecoder, LightDecoder, decoder_hidden
+    from taskgrouper.tasks import TaskSpec
+
+    assert decoder_hidden(42, 1.0) == 42 and decoder_hidden(42, 0.4) == 17
+    assert decoder_hidden(64, 0.4) == 26 and decoder_hidden(42, 0.1) == 8  # at least 8
+    tasks = {"d": TaskSpec("d", "dense_regression", 1)}
+    for scale, hidden in ((1.0, 42), (0.4, 17)):
+        model = build_model(tasks, (3, 32, 32), backbone="shallow", scale=scale)
+        dec = next(m for m in model.modules() if isinstance(m, LightDecoder))
+        convt = next(m for m in dec.modules() if isinstance(m, torch.nn.ConvTranspose2d))
+        assert convt.out_channels == hidden
+    model = build_model(tasks, (3, 32, 32), backbone="shallow", scale=0.4,
+                        options={"head": "aspp"})
+    aspp = next(m for m in model.modules() if isinstance(m, ASPPDecoder))
+    assert aspp.classifier.in_channels == 26

@@ -377,7 +377,9 @@ def build_backbone(name: str, in_shape: tuple[int, ...], width: float = 1.0,
             other backbones take none.
         scale: Channel multiplier of the width-1 encoder of an image backbone (the
             experiment's SNT network; ``model.scale``): channels scale by
-            ``scale * sqrt(width)``. The ``mlp`` backbone sizes itself with ``hidden``.
+            ``scale * sqrt(width)``, and the dense decoders built on it have ``scale`` times
+            their hidden channels (recorded as the backbone's ``decoder_scale``). The ``mlp``
+            backbone sizes itself with ``hidden``.
 
     Raises:
         ValueError: Unknown name, or an input shape the backbone cannot take.
@@ -404,13 +406,12 @@ def build_backbone(name: str, in_shape: tuple[int, ...], width: float = 1.0,
     if len(in_shape) != 3:
         raise InputError(f"backbone '{name}' needs image samples (C, H, W), got shape "
                          f"{in_shape}; use 'mlp' for vector inputs")
-    if name == "xception":
-        return XceptionEncoder(in_shape[0], width=mult)
-    if name == "hrnet":
-        return HRNetEncoder(in_shape[0], width=mult)
-    if name == "shallow":
-        return ShallowEncoder(in_shape[0], width=mult)
-    return DilatedResNet(in_shape[0], width=mult)
+    classes = {"xception": XceptionEncoder, "hrnet": HRNetEncoder, "shallow": ShallowEncoder,
+               "resnet": DilatedResNet}
+    encoder = classes[name](in_shape[0], width=mult)
+    # the decoders built on it are narrowed by the same scale (heads.decoder_hidden)
+    encoder.decoder_scale = float(scale)
+    return encoder
 
 
 def backbone_factory(name: str, in_shape: Sequence[int], width: float = 1.0,

@@ -30,7 +30,7 @@ from taskgrouper.models.layers import SeparableConv2d, init_weights
 from taskgrouper.tasks import KINDS, TaskSpec, closest
 
 __all__ = ["HEAD_KINDS", "ASPPDecoder", "GlobalHead", "LightDecoder", "TaskHead", "build_head",
-           "dense_decoder"]
+           "decoder_hidden", "decoder_scale", "dense_decoder"]
 
 #: Dense decoders :func:`build_head` (``kind``) and architectures' ``head`` option accept.
 HEAD_KINDS: tuple[str, ...] = ("light", "aspp")
@@ -162,18 +162,30 @@ class ASPPDecoder(nn.Module):
         return F.interpolate(y, scale_factor=self.stride, mode="bilinear", align_corners=False)
 
 
-def dense_decoder(kind: str, in_channels: int, out_channels: int, stride: int) -> nn.Module:
+def decoder_hidden(default: int, scale: float) -> int:
+    """Hidden channels of a decoder on an encoder narrowed by ``model.scale``: the default
+    times ``scale`` (at least 8), so that decoders keep their share of the SNT network's
+    size as the paper's did (the light decoder is about a tenth of the reference encoder's
+    multiply-adds); ``default`` itself at scale 1."""
+    return default if scale == 1.0 else max(8, round(default * scale))
+
+
+def dense_decoder(kind: str, in_channels: int, out_channels: int, stride: int,
+                  scale: float = 1.0) -> nn.Module:
     """A dense decoder by name: ``light`` (:class:`LightDecoder`) or ``aspp``
     (:class:`ASPPDecoder`), from features of ``in_channels`` at ``stride`` to ``out_channels``
-    at stride 1.
+    at stride 1; ``scale`` (the encoder's ``model.scale``) narrows its hidden channels
+    (:func:`decoder_hidden`).
 
     Raises:
         ValueError: An unknown kind (suggests the closest).
     """
     if kind == "light":
-        return LightDecoder(in_channels, out_channels, stride=stride)
+        return LightDecoder(in_channels, out_channels, stride=stride,
+                            hidden=decoder_hidden(42, scale))
     if kind == "aspp":
-        return ASPPDecoder(in_channels, out_channels, stride=stride)
+        return ASPPDecoder(in_channels, out_channels, stride=stride,
+                           hidden=decoder_hidden(64, scale))
     raise InputError(f"unknown dense head '{kind}'; {closest(kind, HEAD_KINDS)}")
 
 
@@ -227,6 +239,12 @@ class TaskHead(nn.Module):
         return out  # (B, K) or (B, C)
 
 
+def decoder_scale(backbone: nn.Module) -> float:
+    """The ``model.scale`` an image backbone was built with (1 when it says none), which
+    narrows the decoders on it."""
+    return float(getattr(backbone, "decoder_scale", 1.0))
+
+
 def build_head(spec: TaskSpec, backbone: nn.Module, kind: str = "light") -> TaskHead:
     """The head for ``spec`` on ``backbone``'s deepest features.
 
@@ -244,7 +262,8 @@ def build_head(spec: TaskSpec, backbone: nn.Module, kind: str = "light") -> Task
             raise InputError(f"task '{spec.name}' is dense ({spec.kind}) but backbone "
                              f"{type(backbone).__name__} takes vector inputs and has no "
                              "spatial features; use an image backbone (xception or resnet)")
-        core: nn.Module = dense_decoder(kind, cin, spec.channels, backbone.strides[-1])
+        core: nn.Module = dense_decoder(kind, cin, spec.channels, backbone.strides[-1],
+                                        scale=decoder_scale(backbone))
     else:
         core = GlobalHead(cin, spec.channels)
     return TaskHead(spec, core)

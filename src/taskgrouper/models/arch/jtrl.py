@@ -35,7 +35,7 @@ from taskgrouper.errors import InputError
 from taskgrouper.models.arch.base import MultiTaskModel, Outputs
 from taskgrouper.models.arch.hard_sharing import last_weight_layer
 from taskgrouper.models.arch.papnet import final_head, initial_head
-from taskgrouper.models.heads import HEAD_KINDS
+from taskgrouper.models.heads import HEAD_KINDS, decoder_scale
 from taskgrouper.models.layers import init_weights, scale_channels
 from taskgrouper.tasks import TaskSpec, closest
 
@@ -141,7 +141,8 @@ class JTRLNet(MultiTaskModel):
             t: nn.ModuleList([initial_head(s, channels) for _ in self.scales[:-1]])
             for t, s in tasks.items()})
         last_stride = backbone.strides[self.scales[-1]]
-        self.final = nn.ModuleDict({t: final_head(s, channels, last_stride, head)
+        self.final = nn.ModuleDict({t: final_head(s, channels, last_stride, head,
+                                                  decoder_scale(backbone))
                                     for t, s in tasks.items()})
 
     def forward(self, x: torch.Tensor) -> Outputs:

@@ -21,7 +21,7 @@ from taskgrouper.models.arch.padnet import (
     reach_group,
     task_branch,
 )
-from taskgrouper.models.heads import TaskHead, build_head, dense_decoder
+from taskgrouper.models.heads import TaskHead, build_head, decoder_scale, dense_decoder
 from taskgrouper.models.layers import init_weights, scale_channels, sep_bn
 from taskgrouper.tasks import TaskSpec
 
@@ -154,7 +154,8 @@ class MTINet(MultiTaskModel):
                                      for c in self.channels)
         total = sum(self.channels)
         self.heads = nn.ModuleDict({
-            t: TaskHead(spec, dense_decoder(head, total, spec.channels, strides[0]))
+            t: TaskHead(spec, dense_decoder(head, total, spec.channels, strides[0],
+                                            scale=decoder_scale(backbone)))
             if spec.dense else build_head(spec, backbone) for t, spec in tasks.items()})
 
     def forward(self, x: torch.Tensor) -> Outputs:

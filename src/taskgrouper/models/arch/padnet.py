@@ -18,7 +18,13 @@ from taskgrouper.errors import InputError
 from taskgrouper.models.arch.base import MultiTaskModel, Outputs
 from taskgrouper.models.arch.hard_sharing import last_weight_layer
 from taskgrouper.models.backbones import _XceptionBlock
-from taskgrouper.models.heads import HEAD_KINDS, TaskHead, build_head, dense_decoder
+from taskgrouper.models.heads import (
+    HEAD_KINDS,
+    TaskHead,
+    build_head,
+    decoder_scale,
+    dense_decoder,
+)
 from taskgrouper.models.layers import init_weights, scale_channels
 from taskgrouper.tasks import TaskSpec, closest
 
@@ -194,7 +200,8 @@ class PADNet(MultiTaskModel):
         self.initial = nn.ModuleDict({t: initial_head(tasks[t], c) for t in self.dense})
         self.distill = Distillation(self.dense, c, message_conv)
         self.heads = nn.ModuleDict({
-            t: TaskHead(spec, dense_decoder(head, c, spec.channels, stride)) if spec.dense
+            t: TaskHead(spec, dense_decoder(head, c, spec.channels, stride,
+                                            scale=decoder_scale(backbone))) if spec.dense
             else build_head(spec, backbone) for t, spec in tasks.items()})
 
     def forward(self, x: torch.Tensor) -> Outputs:

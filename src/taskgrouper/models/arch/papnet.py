@@ -46,6 +46,7 @@ from taskgrouper.models.heads import (
     GlobalHead,
     TaskHead,
     build_head,
+    decoder_scale,
     dense_decoder,
 )
 from taskgrouper.models.layers import init_weights, scale_channels
@@ -79,11 +80,14 @@ def initial_head(spec: TaskSpec, channels: int) -> TaskHead:
     return TaskHead(spec, core)
 
 
-def final_head(spec: TaskSpec, channels: int, stride: int, kind: str = "light") -> TaskHead:
+def final_head(spec: TaskSpec, channels: int, stride: int, kind: str = "light",
+               scale: float = 1.0) -> TaskHead:
     """The final head on task features of ``channels`` at ``stride``: for dense kinds the
     decoder ``kind`` (``light``: :class:`~taskgrouper.models.heads.LightDecoder`, ``aspp``)
-    upsampling by ``stride``, else a :class:`~taskgrouper.models.heads.GlobalHead`."""
-    core: nn.Module = (dense_decoder(kind, channels, spec.channels, stride) if spec.dense
+    upsampling by ``stride``, narrowed by the encoder's ``scale``, else a
+    :class:`~taskgrouper.models.heads.GlobalHead`."""
+    core: nn.Module = (dense_decoder(kind, channels, spec.channels, stride, scale=scale)
+                       if spec.dense
                        else GlobalHead(channels, spec.channels))
     return TaskHead(spec, core)
 
@@ -225,7 +229,8 @@ class PAPNet(MultiTaskModel):
         # alpha_{k, .} = softmax(mix[k]) over the dense tasks: equal weights at the start
         self.mix = nn.ParameterDict({t: nn.Parameter(torch.zeros(len(self.dense)))
                                      for t in self.dense})
-        self.final = nn.ModuleDict({t: final_head(spec, channels, stride, head) if spec.dense
+        self.final = nn.ModuleDict({t: final_head(spec, channels, stride, head,
+                                                  decoder_scale(backbone)) if spec.dense
                                     else build_head(spec, backbone)
                                     for t, spec in tasks.items()})
 
