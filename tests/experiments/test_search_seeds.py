@@ -50,6 +50,16 @@ def test_three_seeds_pair_every_method(tmp_path):
         assert r["significant"] == (r["high"] < 0 or r["low"] > 0)
         assert math.isfinite(r["half_width"])
 
+    # seeds repeat what is scored and nothing else: the chosen networks, the all-task network
+    # and the single-task networks the independent baseline fields at some budget
+    run_id = {c["id"]: c["run_id"] for c in results["candidates"]}
+    scored = {n for v in results["strategies"].values() for sel in v["selections"]
+              for n in sel["networks"]}
+    scored |= {n for name in ("all_in_one", "independent")
+               for e in results["baselines"][name] for n in e["networks"]}
+    seeded = {i[:-3] for i in ids if i.endswith("-s1") and "mgda" not in i}
+    assert seeded == {run_id[n] for n in scored}
+
     # the report: Table 4 as mean ± half-width, the paired comparisons and their verdicts
     report = (out / "report.md").read_text()
     first = results["selections"][0]

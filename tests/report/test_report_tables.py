@@ -159,3 +159,36 @@ def test_markdown_table_bold_and_escaping():
     assert "| a\\|b | **0.5** |" in md
     assert "| --- | ---: |" in md
     assert "*cap*" in md
+
+
+def test_width_table_means_over_seeds_and_the_width_effect():
+    from taskgrouper.report.tables import width_table
+
+    cands = [{"id": "a", "tasks": ["a"], "width": 1.0, "test": {"a": 0.40}},
+             {"id": "a@0.2", "tasks": ["a"], "width": 0.2, "test": {"a": 0.52}},
+             {"id": "b", "tasks": ["b"], "width": 1.0, "test": {"b": 1.00}},
+             {"id": "ab", "tasks": ["a", "b"], "width": 1.0, "test": {"a": 0.3, "b": 0.9}}]
+    # a at width 1 ran three seeds: mean 0.42, interval [0.38, 0.46] -> ± 0.04
+    seeded = {"a": {"task": "a", "width": 1.0, "mean": 0.42, "ci95": [0.38, 0.46]}}
+    table = width_table(cands, seeded, ["a", "b"])
+    assert table.header == ("Task", "width 1/5", "width 1", "smallest vs full")
+    # a: 0.52 / 0.42 - 1 = +23.81%; b has one width: no effect to show
+    assert table.rows[0] == ("a", "0.5200", "0.4200 ± 0.0400", "+23.81%")
+    assert table.rows[1] == ("b", "–", "1.0000", "–")
+    assert width_table(cands[2:], {}, ["a", "b"]) is None  # one width only
+
+
+def test_noise_table_and_learning_table():
+    from taskgrouper.report.tables import learning_table, noise_table
+
+    # losses 0.9, 1.0, 1.1: mean 1.0, sd 0.1, relative 10%
+    seeded = {"a@0.5": {"task": "a", "width": 0.5, "test": [0.9, 1.0, 1.1], "mean": 1.0,
+                        "sd": 0.1, "relative_sd": 0.1}}
+    table = noise_table(seeded, ["a", "b"])
+    assert table.rows == (("a", "3", "1.0000", "0.1000", "10.00%"),)
+    assert noise_table({}, ["a"]) is None
+    # mIoU 0.40 against the majority class's 0.19: 2.11x
+    table = learning_table({"s": {"loss": 0.5, "miou": 0.40}, "d": {"loss": 0.3}},
+                           {"s": {"loss": 4.0, "miou": 0.19}, "d": {"loss": 0.9}}, ["s", "d"])
+    assert table.rows[0] == ("s", "0.5000", "4.0000", "0.4000", "0.1900", "2.11x")
+    assert table.rows[1] == ("d", "0.3000", "0.9000", "–", "–", "–")

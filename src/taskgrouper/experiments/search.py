@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -322,7 +322,12 @@ def search(config: ExperimentConfig, out_dir: str | Path, *,
 
         # Phase 3: every scored network again with the other seeds (error bars).
         seeds = _extra_seeds(config)
-        scored = [c for c, _, _ in phase2] + (baseline_candidates(tasks) if baselines else [])
+        # Table 1's references (the half-width single-task networks) too: their spread over
+        # seeds is the noise a pair effect must exceed
+        scored = [c for c, _, _ in phase2] + (
+            _baseline_networks(tasks, budgets, records, by_name) if baselines else []) + [
+            by_name[n] for n in by_name if len(by_name[n].tasks) == 1
+            and by_name[n].width == 0.5]
         phase3 = [(c.with_seed(seed), None, "seed") for seed in seeds for c in scored]
         specs3 = _specs(base, phase3) + [_seeded(mgda, seed) for seed in seeds
                                          if mgda is not None]
@@ -364,6 +369,22 @@ def _keep_chosen_weights(out: Path, results: dict, log: Callable[[str], None]) -
     if freed:
         log(f"kept the weights of the {len(keep)} chosen networks; deleted the others' "
             f"({freed / 1e6:.0f} MB; search.keep_weights: all keeps them)")
+
+
+def _baseline_networks(tasks: Sequence[str], budgets: Sequence[float], records,
+                       by_name: Mapping[str, Candidate]) -> list[Candidate]:
+    """The networks the all-in-one and independent baselines field at ``budgets`` (chosen on
+    the first seed's validation losses, as they are scored): what the seeds phase repeats.
+    Single-task widths no budget uses are not trained again."""
+    from taskgrouper.grouping import baselines as bl
+
+    full = fully_trained(records.values())
+    singles = [Network(n, r.width, r.val_losses) for n, r in full.items() if len(r.tasks) == 1]
+    names = set()
+    for entry in bl.independent(singles, None, budgets, tasks):
+        names.update(entry.get("networks") or [])
+    everything = [n for n, c in by_name.items() if len(c.tasks) == len(tasks)]
+    return [by_name[n] for n in [*everything, *sorted(names)] if n in by_name]
 
 
 def _extra_seeds(config: ExperimentConfig) -> list[int]:
@@ -432,6 +453,31 @@ def _score_seeds(results: dict, config: ExperimentConfig, records, by_name, mgda
         comparisons[strategy] = rows
     results["seeds"] = [config.train.seed, *seeds]
     results["comparisons"] = comparisons
+    results["single_task_seeds"] = _single_task_seeds(results, records, seeds)
+
+
+def _single_task_seeds(results: dict, records, seeds: Sequence[int]) -> dict:
+    """Every single-task network trained with every seed: its test losses by seed, their mean,
+    standard deviation and the deviation relative to the mean (the seed-to-seed noise a pair
+    or width effect is measured against)."""
+    from taskgrouper.grouping.intervals import mean_interval
+
+    out = {}
+    for c in results["candidates"]:
+        if len(c["tasks"]) != 1:
+            continue
+        task = c["tasks"][0]
+        runs = [records.get(f"{c['run_id']}-s{seed}") for seed in seeds]
+        if any(r is None for r in runs):
+            continue
+        losses = [c["test"][task], *(r.test[task]["loss"] for r in runs)]
+        mean = math.fsum(losses) / len(losses)
+        sd = math.sqrt(math.fsum((v - mean) ** 2 for v in losses) / (len(losses) - 1))
+        interval = mean_interval(losses)
+        out[c["id"]] = {"task": task, "width": c["width"], "test": losses, "mean": mean,
+                        "sd": sd, "relative_sd": sd / mean if mean else None,
+                        "ci95": [interval["low"], interval["high"]]}
+    return out
 
 
 def _serve(runs, tasks) -> tuple[dict[str, str], float, float]:
@@ -530,7 +576,8 @@ def _results(config, tasks, budgets, strategies, records, full, estimates, raw_s
 
 def _convergence(config: ExperimentConfig, tasks, full) -> dict:
     """How the fully trained networks ended: how many stopped early, by the schedule, or at
-    the epoch cap, and the all-task network's validation curve."""
+    the epoch cap, the all-task network's validation curve, and its test metrics beside the
+    constant predictor's."""
     stops: dict[str, int] = {}
     for r in full.values():
         reason = r.extra.get("stopped") or "unknown"
@@ -539,7 +586,11 @@ def _convergence(config: ExperimentConfig, tasks, full) -> dict:
                        and abs(r.width - 1.0) < 1e-9), None)
     return {"networks": len(full), "stopped": stops, "epochs": config.train.epochs,
             "all_task_curve": everything.extra.get("val_curve") if everything else None,
-            "all_task_best_epoch": everything.best_epoch if everything else None}
+            "all_task_best_epoch": everything.best_epoch if everything else None,
+            # does each task learn? the all-task network's test metrics beside those of the
+            # constant predictor (the majority class, the training mean)
+            "all_task_test": everything.test if everything else None,
+            "constant_test": getattr(everything, "constant_test", None) if everything else None}
 
 
 def _planted_groups(config: ExperimentConfig) -> list[list[str]] | None:

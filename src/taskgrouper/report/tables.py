@@ -27,11 +27,14 @@ __all__ = [
     "fmt_pct",
     "groupings",
     "groupings_table",
+    "learning_table",
+    "noise_table",
     "order_table",
     "pair_matrix",
     "relationship_table",
     "table4",
     "tasks_of",
+    "width_table",
 ]
 
 #: Display names of strategies, in report order; others follow in results order.
@@ -477,3 +480,101 @@ def planted_table(planted: Mapping[str, Any], budgets: Sequence[float]) -> Table
     return Table(header, tuple(out), caption=(
         f"Adjusted Rand index (1: the planted groups exactly) of task -> serving network at "
         f"each budget. Planted groups: {groups}."))
+
+
+def _fraction_text(value: float) -> str:
+    """1/5, 1/3, 1/2, 1 for the widths of the candidate set; other values as numbers."""
+    from fractions import Fraction
+
+    f = Fraction(value).limit_denominator(12)
+    return str(f) if abs(float(f) - value) < 1e-6 else fmt_budget(value)
+
+
+def width_table(candidates: Sequence[Mapping[str, Any]], seeded: Mapping[str, Mapping[str, Any]],
+                tasks: Sequence[str]) -> Table | None:
+    """Single-task networks' test loss against width: does a larger network predict better?
+
+    A cell is the mean over seeds ± the 95% half-width where ``seeded`` (``results
+    ["single_task_seeds"]``) has the network, else its one run. The last column: the smallest
+    width's loss over the full width's, minus 1 (positive: the full width is better). None
+    when no task has networks of two widths."""
+    by_task: dict[str, dict[float, tuple[float, float | None]]] = {}
+    for c in candidates:
+        names = c.get("tasks") or []
+        if len(names) != 1 or names[0] not in tasks:
+            continue
+        t, w = names[0], _num(c.get("width"))
+        loss = _num((c.get("test") or {}).get(t))
+        if w is None or loss is None:
+            continue
+        seeds = seeded.get(str(c.get("id"))) or {}
+        if seeds.get("ci95"):
+            low, high = seeds["ci95"]
+            by_task.setdefault(t, {})[w] = (float(seeds["mean"]), (high - low) / 2)
+        else:
+            by_task.setdefault(t, {})[w] = (loss, None)
+    widths = sorted({w for v in by_task.values() for w in v})
+    if len(widths) < 2:
+        return None
+    rows = []
+    for t in tasks:
+        cells = by_task.get(t, {})
+        row = [t]
+        for w in widths:
+            if w not in cells:
+                row.append(DASH)
+                continue
+            mean, half = cells[w]
+            row.append(fmt_loss(mean) + (f" ± {fmt_loss(half)}" if half is not None else ""))
+        ws = sorted(cells)
+        rel = (cells[ws[0]][0] / cells[ws[-1]][0] - 1) if len(ws) > 1 and cells[ws[-1]][0] \
+            else None
+        row.append(fmt_pct(rel, sign=True) if rel is not None else DASH)
+        rows.append(tuple(row))
+    header = ("Task", *(f"width {_fraction_text(w)}" for w in widths), "smallest vs full")
+    return Table(header, tuple(rows), frozenset(),
+                 "Test loss of each task's single-task networks by width (fraction of the SNT "
+                 "network's cost); mean ± 95% half-width over seeds where they ran with every "
+                 "seed. Last column: the smallest width's loss over the full width's, minus 1 "
+                 "(positive: the larger network predicts better).")
+
+
+def noise_table(seeded: Mapping[str, Mapping[str, Any]], tasks: Sequence[str],
+                width: float = 0.5) -> Table | None:
+    """Seed-to-seed noise of the single-task networks of ``width`` (Table 1's references):
+    the standard deviation of the test loss over seeds, relative to its mean. None without
+    seeds."""
+    rows = []
+    for t in tasks:
+        entry = next((v for v in seeded.values() if v.get("task") == t
+                      and _num(v.get("width")) is not None
+                      and abs(float(v["width"]) - width) < 1e-9), None)
+        if entry is None:
+            continue
+        rows.append((t, str(len(entry.get("test") or [])), fmt_loss(entry.get("mean")),
+                     fmt_loss(entry.get("sd")), fmt_pct(entry.get("relative_sd"))))
+    if not rows:
+        return None
+    return Table(("Task", "Seeds", "Mean test loss", "Std over seeds", "Relative std"),
+                 tuple(rows), frozenset(),
+                 f"Seed-to-seed noise of the width-{fmt_budget(width)} single-task networks "
+                 "(Table 1's references): a pair effect within about twice the relative std "
+                 "of both tasks is not distinguishable from a different seed.")
+
+
+def learning_table(test: Mapping[str, Mapping[str, Any]],
+                   constant: Mapping[str, Mapping[str, Any]], tasks: Sequence[str]) -> Table:
+    """The all-task network against the constant predictor (the training set's majority class
+    or mean), per task: test loss, and mIoU where the task has one."""
+    rows = []
+    for t in tasks:
+        mine, base = test.get(t) or {}, constant.get(t) or {}
+        miou, base_miou = _num(mine.get("miou")), _num(base.get("miou"))
+        ratio = (f"{miou / base_miou:.2f}x" if miou is not None and base_miou else DASH)
+        rows.append((t, fmt_loss(mine.get("loss")), fmt_loss(base.get("loss")),
+                     fmt_loss(miou) if miou is not None else DASH,
+                     fmt_loss(base_miou) if base_miou is not None else DASH, ratio))
+    return Table(("Task", "Test loss", "Constant predictor's", "mIoU", "Majority class's",
+                  "mIoU ratio"), tuple(rows), frozenset(),
+                 "The all-task network against the constant predictor (the majority class for "
+                 "segmentation, the training mean for regression): does every task learn?")

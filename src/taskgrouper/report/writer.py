@@ -51,12 +51,15 @@ from taskgrouper.report.tables import (
     fmt_budget,
     groupings,
     groupings_table,
+    learning_table,
+    noise_table,
     order_table,
     pair_matrix,
     planted_table,
     relationship_table,
     table4,
     tasks_of,
+    width_table,
 )
 
 __all__ = ["FIGURES_DIR", "RESULTS_FILE", "ResultsFileError", "load_and_write", "write_report"]
@@ -179,6 +182,13 @@ def _convergence(results: Mapping[str, Any], cands: list[Mapping[str, Any]],
                             rows, frozenset(),
                             "Per network: the epoch of its lowest validation loss (the "
                             "weights kept), the epochs it trained and why it stopped."))
+    if conv.get("all_task_test") and conv.get("constant_test"):
+        blocks.append(learning_table(conv["all_task_test"], conv["constant_test"],
+                                     tasks_of(results)))
+    width = width_table(cands, results.get("single_task_seeds") or {}, tasks_of(results))
+    if width is not None:
+        blocks.append(Heading("Larger networks against smaller ones", 3))
+        blocks.append(width)
     curve = conv.get("all_task_curve")
     if curve:
         blocks.append(figure("curve", lambda p: figures.plot_curve(
@@ -393,6 +403,9 @@ def _relationships(results: Mapping[str, Any], cands: list[Mapping[str, Any]],
             "Table 1: the performance of each task (column) when trained in a full-width pair "
             "network with another task (row), relative to the task alone in a half-width "
             "network.", averages=True))
+        noise = noise_table(results.get("single_task_seeds") or {}, tasks)
+        if noise is not None:
+            blocks.append(noise)
         blocks.append(figure("table1", lambda p: figures.plot_heatmap(
             m1, tasks, tasks, "Table 1: performance on a task\nwhen trained with another",
             "Relative performance on", "Trained with", p),
