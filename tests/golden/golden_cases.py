@@ -113,16 +113,7 @@ def bench(tmp: Path) -> dict:
     return numbers(results)
 
 
-def demo_quick(tmp: Path) -> dict:
-    """``taskgrouper demo --quick`` (two workers)."""
-    import taskgrouper as tg
-
-    results = tg.run_demo(tmp / "demo", quick=True, workers=2, progress=False,
-                          log=lambda _: None)
-    return numbers(results)
-
-
-CASES = {"standley": standley, "search": search, "bench": bench, "demo_quick": demo_quick}
+CASES = {"standley": standley, "search": search, "bench": bench}
 
 
 def run(name: str, tmp: Path) -> dict:
