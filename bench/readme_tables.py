@@ -110,6 +110,15 @@ def replace(readme: str, name: str, body: str) -> str:
     return f"{head}{start}\n{body}\n{end}{tail}"
 
 
+def rewrite(readme: str, name: str, results: dict, source: str) -> str:
+    """``readme`` with its ``name`` table (and ``name-evidence`` block, where it has one)
+    rendered from ``results``."""
+    new = replace(readme, name, render(results, source))
+    if f"<!-- results:{name}-evidence start -->" in new:
+        new = replace(new, f"{name}-evidence", render_evidence(results, source))
+    return new
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("results", help="a results.json (of taskgrouper demo or search)")
@@ -118,10 +127,7 @@ def main() -> int:
     args = ap.parse_args()
     results = json.loads(Path(args.results).read_text())
     text = README.read_text()
-    source = Path(args.results).name
-    new = replace(text, args.name, render(results, source))
-    if f"<!-- results:{args.name}-evidence start -->" in new:
-        new = replace(new, f"{args.name}-evidence", render_evidence(results, source))
+    new = rewrite(text, args.name, results, Path(args.results).name)
     if args.check:
         if new != text:
             print(f"README.md's '{args.name}' table differs from {args.results}")

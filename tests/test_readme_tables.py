@@ -34,3 +34,35 @@ def test_only_the_marked_block_changes():
     assert new == "intro\n<!-- results:demo start -->\nNEW\n<!-- results:demo end -->\noutro\n"
     with pytest.raises(SystemExit, match="results:other"):
         replace(readme, "other", "x")
+
+
+def test_the_evidence_is_rendered_from_the_results():
+    from readme_tables import render_evidence
+
+    results = {**RESULTS, "comparisons": {"exhaustive": [
+        # paired differences -0.05 on a baseline mean of 1.0: -5.00%, interval below zero
+        {"budget": 2.0, "against": "all_in_one", "mean": -0.05, "low": -0.1, "high": -0.01,
+         "relative": -0.05, "significant": True},
+        {"budget": 2.0, "against": "independent", "mean": -0.01, "low": -0.04, "high": 0.02,
+         "relative": -0.01, "significant": False}]},
+        "convergence": {"networks": 3, "stopped": {"early_stopping": 2, "schedule": 1},
+                        "epochs": 60, "all_task_best_epoch": 12}}
+    text = render_evidence(results, "results.json")
+    assert "| 2 | -5.00% [-0.1000, -0.0100] better | -1.00% [-0.0400, +0.0200] within noise |" \
+        in text
+    assert "of 3 fully trained networks, 2 by early stopping, 1 by schedule (epoch cap 60)" \
+        in text
+
+
+@pytest.mark.parametrize("name,recorded", [("demo", "demo_full_results.json"),
+                                           ("quick", "demo_quick_results.json")])
+def test_the_readme_is_what_the_recorded_demo_runs_give(name, recorded):
+    """The README's demo tables are generated from the results.json of the measured runs
+    (kept in bench/recorded/): editing one without the other fails here."""
+    import json
+
+    from readme_tables import README, rewrite
+
+    path = Path(__file__).resolve().parents[1] / "bench" / "recorded" / recorded
+    text = README.read_text()
+    assert rewrite(text, name, json.loads(path.read_text()), recorded) == text
