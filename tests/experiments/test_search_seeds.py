@@ -50,13 +50,24 @@ def test_three_seeds_pair_every_method(tmp_path):
         assert r["significant"] == (r["high"] < 0 or r["low"] > 0)
         assert math.isfinite(r["half_width"])
 
-    # seeds repeat what is scored and nothing else: the chosen networks, the all-task network
-    # and the single-task networks the independent baseline fields at some budget
+    # seeds repeat what is scored and nothing else: the chosen networks, the all-task network,
+    # the single-task networks the independent baseline fields at some budget, and Table 1's
+    # references (the half-width single-task networks)
     run_id = {c["id"]: c["run_id"] for c in results["candidates"]}
     scored = {n for v in results["strategies"].values() for sel in v["selections"]
               for n in sel["networks"]}
     scored |= {n for name in ("all_in_one", "independent")
                for e in results["baselines"][name] for n in e["networks"]}
+    scored |= {c["id"] for c in results["candidates"]
+               if len(c["tasks"]) == 1 and c["width"] == 0.5}
+    # each of them has its losses by seed, their mean and spread
+    noise = results["single_task_seeds"]
+    for c in results["candidates"]:
+        if len(c["tasks"]) == 1 and c["width"] == 0.5:
+            entry = noise[c["id"]]
+            assert entry["test"][0] == c["test"][c["tasks"][0]] and len(entry["test"]) == 3
+            assert entry["mean"] == pytest.approx(sum(entry["test"]) / 3)
+            assert entry["relative_sd"] == pytest.approx(entry["sd"] / entry["mean"])
     seeded = {i[:-3] for i in ids if i.endswith("-s1") and "mgda" not in i}
     assert seeded == {run_id[n] for n in scored}
 
@@ -67,6 +78,11 @@ def test_three_seeds_pair_every_method(tmp_path):
     assert f"{first['test_total']:.4f} ± {half:.4f}" in report
     assert "Paired comparisons over seeds" in report and "3 seeds: 0, 1, 2" in report
     assert "Beats both the all-task and the independent networks" in report
+    # test loss against width, Table 1's seed noise, the all-task network against the
+    # constant predictor
+    assert "Larger networks against smaller ones" in report
+    assert "Seed-to-seed noise of the width-0.5 single-task networks" in report
+    assert "does every task learn?" in report
 
     # the folder keeps the weights of the chosen networks only (the store keeps every result)
     chosen = {n for v in results["strategies"].values() for sel in v["selections"]
