@@ -19,6 +19,8 @@ def test_demo_configs_are_the_documented_experiment():
         # converged, not capped: the plateau schedule ends a run after three halvings
         # (0.004 -> 0.002 -> 0.001 -> 0.0005) unless early stopping ends it first
         assert cfg.train.lr / cfg.train.min_lr == 8 and cfg.train.epochs >= 40
+    # fewer scenes for the quick look; the same network, schedule and seeds
+    assert (full.data.n_train, quick.data.n_train) == (600, 400)
     assert parse_budgets(full.search.budgets) == [1 + 0.5 * k for k in range(9)]
     assert parse_budgets(quick.search.budgets) == [1.0, 1.5, 2.0, 2.5, 3.0]
 

@@ -27,7 +27,7 @@ __all__ = ["DEMO", "QUICK", "demo_config", "run_demo"]
 #: field of view and 2-4 objects make objects large at 32x32; weak textures keep image edges
 #: mostly geometry edges (see the README's demo section for the structure this gives).
 DEMO: dict = {
-    "data": {"kind": "synthetic", "n_train": 400, "n_val": 200, "n_test": 400,
+    "data": {"kind": "synthetic", "n_train": 600, "n_val": 200, "n_test": 400,
              "resolution": 32, "seed": 0, "fov_deg": 35.0, "min_objects": 2,
              "max_objects": 4, "texture_strength": 0.3, "class_follows_shape": 1.0},
     "tasks": ["s", "d", "n", "k", "e"],
@@ -40,9 +40,11 @@ DEMO: dict = {
                "esa_epochs": 4, "random_trials": 1000, "seeds": 3},
 }
 
-#: ``--quick``: three tasks (segmentation, depth, keypoints), for a first look and for tests.
+#: ``--quick``: three tasks (segmentation, depth, keypoints) and 400 training scenes, for a
+#: first look and for tests.
 QUICK: dict = {
     **DEMO,
+    "data": {**DEMO["data"], "n_train": 400},
     "tasks": ["s", "d", "k"],
     "search": {**DEMO["search"], "budgets": "1:3:0.5"},
 }
