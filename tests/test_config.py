@@ -98,3 +98,16 @@ def test_scene_knobs_reach_the_scenes():
         return float((seg == 0).mean())
 
     assert background(fov_deg=30) < background(fov_deg=90)
+
+
+def test_table_row_finds_a_row_or_names_the_closest():
+    from collections import namedtuple
+
+    from taskgrouper.errors import InputError
+    from taskgrouper.tasks import table_row
+
+    Row = namedtuple("Row", "name value")
+    rows = (Row("uniform", 1), Row("uncertainty", 2))
+    assert table_row(rows, "uncertainty", "balancer").value == 2
+    with pytest.raises(InputError, match="unknown balancer 'uniforn'; did you mean 'uniform'"):
+        table_row(rows, "uniforn", "balancer")

@@ -56,6 +56,7 @@ __all__ = [
     "channel_values",
     "check_task_name",
     "closest",
+    "table_row",
     "fit_normalisation",
     "valid_mask",
 ]
@@ -105,6 +106,18 @@ def closest(name: str, choices) -> str:
     if match:
         return f"did you mean '{match[0]}'? (choices: {', '.join(choices)})"
     return f"choices: {', '.join(choices)}"
+
+
+def table_row(rows, name: str, what: str):
+    """The row of a name-keyed table (architectures, balancers, strategies) called ``name``.
+
+    Raises:
+        InputError: no row has that name; names ``what`` and suggests the closest.
+    """
+    for row in rows:
+        if row.name == name:
+            return row
+    raise InputError(f"unknown {what} '{name}'; {closest(name, [r.name for r in rows])}")
 
 
 #: Longest task name: names become parts of network names, run ids and folder names.

@@ -23,7 +23,7 @@ from taskgrouper.balancing.projection import CAGrad, GradDrop, PCGrad
 from taskgrouper.balancing.uncertainty import Uncertainty
 from taskgrouper.balancing.weighting import Fixed, Uniform
 from taskgrouper.errors import InputError
-from taskgrouper.tasks import closest
+from taskgrouper.tasks import closest, table_row
 
 __all__ = ["BALANCERS", "Balancer", "BalancerInfo", "Fixed", "Uniform", "balancer_info",
            "build_balancer"]
@@ -102,10 +102,7 @@ def balancer_info(name: str) -> BalancerInfo:
     Raises:
         ValueError: an unknown name (suggests the closest).
     """
-    table = {info.name: info for info in BALANCERS}
-    if name not in table:
-        raise InputError(f"unknown balancer '{name}'; {closest(name, table)}")
-    return table[name]
+    return table_row(BALANCERS, name, "balancer")
 
 
 def build_balancer(spec: str | Balancer, **params: Any) -> Balancer:

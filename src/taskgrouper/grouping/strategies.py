@@ -48,7 +48,7 @@ from taskgrouper.grouping.candidates import (
     search_candidates,
     singles,
 )
-from taskgrouper.tasks import closest
+from taskgrouper.tasks import closest, table_row
 
 __all__ = [
     "ESA",
@@ -370,10 +370,7 @@ def strategy_info(name: str) -> StrategyInfo:
     Raises:
         ValueError: an unknown name (suggests the closest).
     """
-    for row in STRATEGY_TABLE:
-        if row.name == name:
-            return row
-    raise InputError(f"unknown strategy '{name}'; {closest(name, STRATEGIES)}")
+    return table_row(STRATEGY_TABLE, name, "strategy")
 
 
 def get_strategy(name: str, *, fraction: float = 0.2, epochs: int = 1,

@@ -13,7 +13,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from taskgrouper.errors import InputError
 from taskgrouper.models.arch.adashare import build_adashare
 from taskgrouper.models.arch.base import MultiTaskModel, Outputs
 from taskgrouper.models.arch.branched import build_branched
@@ -25,7 +24,7 @@ from taskgrouper.models.arch.mtinet import build_mtinet
 from taskgrouper.models.arch.nddr import build_nddr
 from taskgrouper.models.arch.padnet import build_padnet
 from taskgrouper.models.arch.papnet import build_papnet
-from taskgrouper.tasks import closest
+from taskgrouper.tasks import table_row
 
 __all__ = ["ARCH_TABLE", "ArchInfo", "HardSharingNet", "MultiTaskModel", "Outputs", "arch_info"]
 
@@ -102,8 +101,4 @@ def arch_info(name: str) -> ArchInfo:
     Raises:
         ValueError: an unknown name (suggests the closest).
     """
-    for info in ARCH_TABLE:
-        if info.name == name:
-            return info
-    names = [i.name for i in ARCH_TABLE]
-    raise InputError(f"unknown architecture '{name}'; {closest(name, names)}")
+    return table_row(ARCH_TABLE, name, "architecture")
