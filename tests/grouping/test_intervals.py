@@ -16,7 +16,7 @@ def test_mean_interval_by_hand():
     # 1, 2, 3: mean 2, sample sd 1, half-width t * 1 / sqrt(3)
     got = mean_interval([1.0, 2.0, 3.0])
     half = T_975_2 / math.sqrt(3)
-    assert got["mean"] == 2.0 and got["n"] == 3
+    assert got["mean"] == 2.0 and got["sd"] == 1.0 and got["n"] == 3
     assert got["half_width"] == pytest.approx(half)
     assert (got["low"], got["high"]) == pytest.approx((2 - half, 2 + half))
 

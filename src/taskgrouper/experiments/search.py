@@ -471,12 +471,11 @@ def _single_task_seeds(results: dict, records, seeds: Sequence[int]) -> dict:
         if any(r is None for r in runs):
             continue
         losses = [c["test"][task], *(r.test[task]["loss"] for r in runs)]
-        mean = math.fsum(losses) / len(losses)
-        sd = math.sqrt(math.fsum((v - mean) ** 2 for v in losses) / (len(losses) - 1))
-        interval = mean_interval(losses)
+        stats = mean_interval(losses)
+        mean, sd = stats["mean"], stats["sd"]
         out[c["id"]] = {"task": task, "width": c["width"], "test": losses, "mean": mean,
                         "sd": sd, "relative_sd": sd / mean if mean else None,
-                        "ci95": [interval["low"], interval["high"]]}
+                        "ci95": [stats["low"], stats["high"]]}
     return out
 
 

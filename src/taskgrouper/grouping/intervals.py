@@ -26,7 +26,8 @@ def mean_interval(values: Sequence[float], level: float = 0.95) -> dict[str, flo
     """Mean and two-sided ``level`` Student-t interval of ``values`` (one per seed).
 
     Returns:
-        ``{"mean", "low", "high", "half_width", "n"}``; with one value the interval is NaN.
+        ``{"mean", "sd", "low", "high", "half_width", "n"}`` (``sd``: the sample standard
+        deviation); with one value the spread and the interval are NaN.
 
     Raises:
         InputError: no value, or a value that is not finite.
@@ -37,10 +38,12 @@ def mean_interval(values: Sequence[float], level: float = 0.95) -> dict[str, flo
     n = len(xs)
     mean = math.fsum(xs) / n
     if n < 2:
-        return {"mean": mean, "low": math.nan, "high": math.nan, "half_width": math.nan, "n": n}
+        return {"mean": mean, "sd": math.nan, "low": math.nan, "high": math.nan,
+                "half_width": math.nan, "n": n}
     sd = math.sqrt(math.fsum((x - mean) ** 2 for x in xs) / (n - 1))
     half = _t(level, n - 1) * sd / math.sqrt(n)
-    return {"mean": mean, "low": mean - half, "high": mean + half, "half_width": half, "n": n}
+    return {"mean": mean, "sd": sd, "low": mean - half, "high": mean + half, "half_width": half,
+            "n": n}
 
 
 def paired_difference(a: Sequence[float], b: Sequence[float],
