@@ -134,6 +134,15 @@ class DataConfig(_Section):
     in_memory: bool | Literal["auto"] = "auto"
     memory_gb: float = Field(4.0, gt=0.0)
 
+    @field_validator("max_objects")
+    @classmethod
+    def _objects_in_order(cls, value: int, info: ValidationInfo) -> int:
+        low = info.data.get("min_objects")
+        if low is not None and value < low:
+            raise InputError(f"data.max_objects ({value}) is below data.min_objects ({low}); "
+                             f"raise max_objects or lower min_objects")
+        return value
+
     @field_validator("kind")
     @classmethod
     def _known_kind(cls, value: str) -> str:

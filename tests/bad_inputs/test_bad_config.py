@@ -63,6 +63,15 @@ YAML_CASES = [
     ("unknown backbone", {"model": {"backbone": "vit"}}, ["vit"]),
     ("unknown balancer", {"balancer": {"name": "magic"}}, ["magic"]),
     ("unknown architecture", {"model": {"architecture": "towers"}}, ["towers"]),
+    # the knobs of the re-sized demo
+    ("no seed", {"search": {"seeds": 0}}, ["search.seeds", "greater than or equal to 1"]),
+    ("too many seeds", {"search": {"seeds": 101}}, ["search.seeds", "less than or equal to 100"]),
+    ("keep some weights", {"search": {"keep_weights": "some"}}, ["search.keep_weights"]),
+    ("scale zero", {"model": {"scale": 0}}, ["model.scale"]),
+    ("min_lr zero", {"train": {"min_lr": 0}}, ["train.min_lr"]),
+    ("field of view 5", {"data": {"fov_deg": 5}}, ["data.fov_deg"]),
+    ("objects out of order", {"data": {"min_objects": 5, "max_objects": 2}},
+     ["data.max_objects (2)", "data.min_objects (5)"]),
 ]
 
 
