@@ -8,6 +8,9 @@ outputs ordered from shallow to deep, and which exposes:
 * ``width``: the channel multiplier it was built with;
 * ``spatial``: ``True`` for image backbones (stage outputs are ``(B, C, H, W)`` maps),
   ``False`` for vector backbones (``(B, C)``);
+* ``decoder_scale`` (set by :func:`build_backbone`): the ``model.scale`` it was built with,
+  which narrows the dense decoders built on it (:func:`taskgrouper.models.heads.decoder_hidden`;
+  a backbone built directly has none and its decoders keep their full width);
 * ``stages()``: the backbone as a chain of modules, one per stage output: stage ``i`` maps
   stage ``i - 1``'s output (the input for ``i = 0``) to output ``i`` of ``forward``.
   Architectures that interleave layers between stages (cross-stitch, NDDR) or gate blocks
@@ -364,6 +367,12 @@ class MLPEncoder(nn.Module):
         return [self.net(x.flatten(1))]
 
 
+#: The image backbones by name (``mlp`` is built apart: it sizes itself by ``hidden``).
+_IMAGE_BACKBONES: dict[str, type[nn.Module]] = {
+    "xception": XceptionEncoder, "resnet": DilatedResNet, "hrnet": HRNetEncoder,
+    "shallow": ShallowEncoder}
+
+
 def build_backbone(name: str, in_shape: tuple[int, ...], width: float = 1.0,
                    hidden: Sequence[int] | None = None, scale: float = 1.0) -> nn.Module:
     """Build a backbone by name for samples of shape ``in_shape``.
@@ -406,9 +415,7 @@ def build_backbone(name: str, in_shape: tuple[int, ...], width: float = 1.0,
     if len(in_shape) != 3:
         raise InputError(f"backbone '{name}' needs image samples (C, H, W), got shape "
                          f"{in_shape}; use 'mlp' for vector inputs")
-    classes = {"xception": XceptionEncoder, "hrnet": HRNetEncoder, "shallow": ShallowEncoder,
-               "resnet": DilatedResNet}
-    encoder = classes[name](in_shape[0], width=mult)
+    encoder = _IMAGE_BACKBONES[name](in_shape[0], width=mult)
     # the decoders built on it are narrowed by the same scale (heads.decoder_hidden)
     encoder.decoder_scale = float(scale)
     return encoder
