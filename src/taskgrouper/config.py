@@ -203,6 +203,9 @@ class TrainConfig(_Section):
     #: :mod:`taskgrouper.train.affinity`) at the first and every k-th training step (0: off).
     affinity_every: int = Field(0, ge=0)
     train_fraction: float = Field(1.0, gt=0.0, le=1.0)
+    #: ``flip``: mirror each training image and its dense labels left-right with probability
+    #: 1/2 (Standley et al.'s training; :mod:`taskgrouper.train.augment`); ``none``: as stored.
+    augment: Literal["none", "flip"] = "none"
     seed: int = 0
     device: str = "auto"
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
@@ -357,6 +360,8 @@ def run_identity(config: ExperimentConfig) -> dict:
     for key in ("affinity_every", "min_lr"):
         if not dump["train"].get(key):
             dump["train"].pop(key, None)
+    if dump["train"].get("augment") == "none":
+        dump["train"].pop("augment")
     if dump["model"].get("hidden") is None:
         dump["model"].pop("hidden", None)
     if dump["model"].get("scale") == 1.0:

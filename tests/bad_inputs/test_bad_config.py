@@ -70,6 +70,9 @@ YAML_CASES = [
     ("scale zero", {"model": {"scale": 0}}, ["model.scale"]),
     ("min_lr zero", {"train": {"min_lr": 0}}, ["train.min_lr"]),
     ("field of view 5", {"data": {"fov_deg": 5}}, ["data.fov_deg"]),
+    ("augment unknown", {"train": {"augment": "mirror"}}, ["train.augment", "'flip'"]),
+    ("flip on tabular inputs", {"train": {"augment": "flip"}},
+     ["train.augment: flip mirrors images", "set train.augment: none"]),
     ("objects out of order", {"data": {"min_objects": 5, "max_objects": 2}},
      ["data.max_objects (2)", "data.min_objects (5)"]),
 ]

@@ -46,6 +46,7 @@ from taskgrouper.errors import InputError, TaskgrouperError
 from taskgrouper.io import temp_files, write_json_atomic
 from taskgrouper.models.checkpoint import load_checkpoint, save_checkpoint
 from taskgrouper.tasks import TaskSpec
+from taskgrouper.train.augment import check_augment, draw_flips, flip_batch
 from taskgrouper.train.compat import check_compatible
 from taskgrouper.train.device import autocast_dtype, input_memory_format, resolve_device
 from taskgrouper.train.evaluation import (
@@ -231,6 +232,7 @@ def _train(config: ExperimentConfig, out: Path, ctx, data: MultiTaskData | None,
                         width=config.model.width, architecture=config.model.architecture,
                         options=config.model.options, hidden=config.model.hidden,
                         scale=config.model.scale).to(device)
+    check_augment(tc.augment, data.input_shape, data.name or "dataset")
     memory_format = input_memory_format(tc.memory_format, data.input_shape)
     model = model.to(memory_format=memory_format)
     if ctx.active:
@@ -324,6 +326,9 @@ def _train(config: ExperimentConfig, out: Path, ctx, data: MultiTaskData | None,
         bar = _progress(train_t.batches(order, tc.batch_size), progress,
                         f"epoch {epoch}/{tc.epochs}", total=steps_per_epoch)
         for step, (x, batch_targets, _, n_batch) in enumerate(bar):
+            if tc.augment == "flip":  # drawn for the global batch, so every rank agrees
+                x, batch_targets = flip_batch(x, batch_targets, specs,
+                                              draw_flips(n_batch, generator))
             if ctx.active:  # this rank's rows of the global batch
                 x = x[ctx.rank::ctx.world]
                 batch_targets = {t: v[ctx.rank::ctx.world] for t, v in batch_targets.items()}
