@@ -38,6 +38,7 @@ _API: dict[str, str] = {
     "select_runs": "taskgrouper.experiments.select",
     "run_demo": "taskgrouper.experiments.demo",
     "run_bench": "taskgrouper.experiments.bench",
+    "transfer_relationships": "taskgrouper.experiments.relationships",
     "TaskgrouperError": "taskgrouper.errors",
     "Strategy": "taskgrouper.grouping.strategies",
     "Exhaustive": "taskgrouper.grouping.strategies",
@@ -75,6 +76,7 @@ __all__ = [
     "select_many",
     "select_runs",
     "train",
+    "transfer_relationships",
     "__version__",
 ]
 
@@ -86,6 +88,7 @@ if TYPE_CHECKING:  # editors resolve every name; at run time each loads on first
     from taskgrouper.evaluate.metrics import delta_mtl
     from taskgrouper.experiments.bench import run_bench
     from taskgrouper.experiments.demo import run_demo
+    from taskgrouper.experiments.relationships import transfer_relationships
     from taskgrouper.experiments.search import search
     from taskgrouper.experiments.select import select_runs
     from taskgrouper.grouping.select import (

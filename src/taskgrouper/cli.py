@@ -84,6 +84,22 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_relationships(args: argparse.Namespace) -> int:
+    from taskgrouper.config import load_config
+    from taskgrouper.experiments.relationships import (
+        format_relationships,
+        transfer_relationships,
+    )
+
+    overrides = {"train.device": args.device} if args.device else {}
+    config = load_config(args.config, overrides)
+    results = transfer_relationships(config, args.out, search_dir=args.search,
+                                     workers=args.workers, executor=_executor(args),
+                                     progress=not args.quiet)
+    print(format_relationships(results, args.out))
+    return 0
+
+
 def _cmd_data_planted(args: argparse.Namespace) -> int:
     from taskgrouper.data.planted import read_truth, write_planted
 
@@ -143,6 +159,15 @@ def _executor(args: argparse.Namespace):
     return build_executor(name, getattr(args, "workers", None), **ray)
 
 
+def _add_run_options(p: argparse.ArgumentParser) -> None:
+    """What every command that trains many runs takes: workers, executor, device, quiet."""
+    p.add_argument("--workers", type=_positive_int, default=1,
+                   help="parallel training processes")
+    _add_executor_options(p)
+    p.add_argument("--device", help="auto (default), cpu, cuda, ...")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
 def _add_executor_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--executor", default="local",
                    help="local (default: a process pool on this machine) or ray (a Ray "
@@ -168,11 +193,13 @@ def _cmd_select(args: argparse.Namespace) -> int:
         if args.test:
             raise UsageError("select --runs scores on the runs' own test losses; drop --test")
         result = select_runs(args.runs, budgets=budgets, hoa=args.hoa,
-                             constraints=constraints or None)
+                             constraints=constraints or None, baselines=args.baselines,
+                             trials=args.trials)
     else:
         result = select_table(args.table, fmt=args.format, budgets=budgets,
                               test_path=args.test, hoa=args.hoa,
-                              constraints=constraints or None)
+                              constraints=constraints or None, baselines=args.baselines,
+                              trials=args.trials)
     if args.json:
         print(json.dumps(result))
     else:
@@ -228,11 +255,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--strategy", help="exhaustive, esa, hoa, lookahead, gradcos "
                                       "(comma-separated for several); default: "
                                       "search.strategy of the config")
-    p.add_argument("--workers", type=_positive_int, default=1,
-                   help="parallel training processes")
-    _add_executor_options(p)
-    p.add_argument("--device", help="auto (default), cpu, cuda, ...")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    _add_run_options(p)
     p.set_defaults(func=_cmd_search)
 
     p = sub.add_parser("bench", help="architectures x balancers against single-task networks: "
@@ -240,11 +263,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("config", help="experiment YAML with a bench section (see configs/)")
     p.add_argument("--out", required=True, type=_folder,
                    help="bench folder; an existing one is resumed")
-    p.add_argument("--workers", type=_positive_int, default=1,
-                   help="parallel training processes")
-    _add_executor_options(p)
-    p.add_argument("--device", help="auto (default), cpu, cuda, ...")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    _add_run_options(p)
     p.set_defaults(func=_cmd_bench)
 
     p = sub.add_parser("demo", help="the whole framework on the synthetic scenes")
@@ -261,6 +280,20 @@ def _parser() -> argparse.ArgumentParser:
                                       "(or bench.json)")
     p.add_argument("dir", help="a search, demo or bench folder")
     p.set_defaults(func=_cmd_report)
+
+    p = sub.add_parser("relationships",
+                       help="transfer affinity (readouts on frozen single-task encoders, "
+                            "Table 3) against multi-task affinity (Table 2, Figure 3)")
+    p.add_argument("config", help="experiment YAML (architecture hard_sharing, 2+ tasks)")
+    p.add_argument("--out", required=True, type=_folder,
+                   help="folder for the runs and relationships.json/.md; an existing one is "
+                        "resumed, and a search folder of the same config lends its "
+                        "single-task networks and Table 2")
+    p.add_argument("--search", type=_folder,
+                   help="a search folder whose results.json gives the multi-task affinity "
+                        "(Table 2) to correlate with (default: --out, when it holds one)")
+    _add_run_options(p)
+    p.set_defaults(func=_cmd_relationships)
 
     p = sub.add_parser("data", help="make datasets")
     data_sub = p.add_subparsers(dest="data_command", required=True)
@@ -290,6 +323,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="write into a non-empty folder that holds no planted family")
     p.set_defaults(func=_cmd_data_planted)
 
+    from taskgrouper.grouping.api import DEFAULT_TRIALS  # no torch: cheap
+
     p = sub.add_parser("select", help="choose networks under inference-time budgets")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--runs", help="a sweep folder (runs.sqlite)")
@@ -303,6 +338,11 @@ def _parser() -> argparse.ArgumentParser:
                    help="replace losses of 3+ task networks by the mean of their pairs")
     p.add_argument("--constraint", action="append", default=[], metavar="TASK<=VALUE",
                    help="the chosen set must reach this loss on TASK (repeatable)")
+    p.add_argument("--baselines", action="store_true",
+                   help="also the baselines the table allows: random (budget-filling draws) "
+                        "and pessimal always, all-in-one and independent where it has them")
+    p.add_argument("--trials", type=_positive_int, default=DEFAULT_TRIALS,
+                   help=f"random draws per budget for --baselines (default {DEFAULT_TRIALS})")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=_cmd_select)
     return parser

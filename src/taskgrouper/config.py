@@ -7,7 +7,7 @@ An experiment YAML has the sections ``data``, ``tasks``, ``model``, ``balancer``
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
@@ -228,6 +228,15 @@ class SearchConfig(_Section):
     #: Most tasks one network may predict (null: any). Needed above 20 tasks, where every
     #: subset would be too many networks.
     max_group_size: int | None = Field(None, ge=1)
+    #: Widths of further single-task networks selection may choose (e.g. [0.2, 0.25]). The
+    #: paper's pool (C0) is every subset at full width and each task alone at half width; its
+    #: narrower single-task networks serve the independent baseline only.
+    selection_widths: list[Annotated[float, Field(gt=0.0, lt=1.0)]] = Field(default_factory=list)
+    #: Widths (costs in SNT) of the all-task baselines, uniform and MGDA-UB (null: 1 and every
+    #: whole-number budget above it); each budget fields the best that fits.
+    baseline_widths: list[Annotated[float, Field(gt=0.0, le=16.0)]] | None = None
+    #: Train the all-task network with MGDA-UB too (Sener and Koltun, the paper's baseline).
+    mgda_baseline: bool = True
     #: lookahead, gradcos: the all-task run records affinities at every this many steps.
     affinity_every: int = Field(5, ge=1)
     #: lookahead, gradcos: each task's this many highest-affinity partners are trained as
@@ -245,6 +254,11 @@ class SearchConfig(_Section):
     #: ``chosen``, the networks some strategy chose at some budget (what a user deploys; the
     #: store keeps every run's results either way), or ``all``.
     keep_weights: Literal["chosen", "all"] = "chosen"
+    #: After the candidates, also train the transfer readouts (task j on the frozen encoder of
+    #: task i's full-width single-task network, for every ordered pair) and report transfer
+    #: affinity (Table 3) and its correlation with multi-task affinity (Figure 3) under
+    #: ``relationships.transfer`` in results.json. Needs architecture hard_sharing.
+    transfer: bool = False
 
 
 #: Optimisers a training run (and a bench grid) may use.

@@ -28,7 +28,7 @@ def shared_data():
     return Path(__file__).resolve().parents[1] / "fixtures"
 
 
-def _search(tmp_path, capsys, names, budgets="0.6:1:0.4", out="sweep", **search):
+def _search(tmp_path, capsys, names, budgets="1:1.5:0.5", out="sweep", **search):
     data = write_named_tasks(tmp_path / "data", names)
     config = write_yaml(tmp_path / "search.yaml", search_config(data, budgets, **search))
     result = run_cli(["search", config, "--out", tmp_path / out, "--quiet"], capsys)
@@ -41,13 +41,15 @@ def _stored_ids(folder):
 
 
 @pytest.mark.slow
-def test_tasks_a_b_and_ab_get_twenty_distinct_runs(tmp_path, capsys):
-    """With tasks a, b and ab the {a, b} network and ab's own were both run "ab": 19 runs
-    planned instead of 20 and a "duplicate network name" after training."""
+def test_tasks_a_b_and_ab_get_distinct_runs(tmp_path, capsys):
+    """With tasks a, b and ab the {a, b} network and ab's own were both run "ab": one run
+    planned too few and a "duplicate network name" after training."""
     _, result = _search(tmp_path, capsys, ["a", "b", "ab"])
     assert result.code == 0, result.err
     ids = _stored_ids(tmp_path / "sweep")
-    assert len(ids) == len(set(ids)) == 20  # 19 candidates (7 subsets + 12 singles) + MGDA-UB
+    # C0 (7 subsets + 3 half-width singles), the independent baseline's third-width singles
+    # (1/k for k up to 3 tasks), and MGDA-UB
+    assert len(ids) == len(set(ids)) == 7 + 3 + 3 + 1
     assert {"a+b", "ab", "a+b+ab"} <= set(ids)
     results = json.loads((tmp_path / "sweep" / "results.json").read_text())
     networks = {c["id"]: c["tasks"] for c in results["candidates"]}
@@ -65,22 +67,22 @@ def test_unicode_and_spaces_in_task_names_search_as_they_train(tmp_path, capsys)
 
 
 def test_every_budget_infeasible_is_refused_before_training(tmp_path, capsys):
-    # three tasks: the cheapest cover is three fifth-width networks, 0.6 SNT
+    # three tasks: the cheapest cover in C0 is the all-task network, 1 SNT
     data = write_named_tasks(tmp_path / "data", ["a", "b", "c"])
     config = write_yaml(tmp_path / "s.yaml", search_config(data, "0.2:0.5:0.1"))
     refused(["search", config, "--out", tmp_path / "sweep"], capsys,
-            "every budget is below 0.6", "nothing was trained")
+            "every budget is below 1 snt", "nothing was trained")
     assert not (tmp_path / "sweep").exists()
 
 
 @pytest.mark.slow
 def test_some_budgets_infeasible_trains_and_names_them(tmp_path, capsys):
-    config, result = _search(tmp_path, capsys, ["a", "b", "c"], budgets="0.4:1:0.6")
+    config, result = _search(tmp_path, capsys, ["a", "b", "c"], budgets="0.5:1.1:0.6")
     assert result.code == 0, result.err
-    assert "budgets 0.4 are below 0.6" in result.out
+    assert "budgets 0.5 are below 1" in result.out  # C0's cheapest cover: the all-task network
     results = json.loads((tmp_path / "sweep" / "results.json").read_text())
     first, second = results["selections"]
-    assert first["networks"] == [] and "0.6" in first["error"]
+    assert first["networks"] == [] and "cost 1" in first["error"]
     assert second["networks"]
 
     # budgets alone changed: the folder resumes, re-selects and trains nothing

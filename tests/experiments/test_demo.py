@@ -11,7 +11,7 @@ from taskgrouper.grouping.tables import parse_budgets
 
 def test_demo_configs_are_the_documented_experiment():
     full, quick = demo_config(), demo_config(quick=True)
-    assert full.tasks == ["s", "d", "n", "k", "e"] and quick.tasks == ["s", "d", "k"]
+    assert full.tasks == ["s", "d", "n", "k", "e"] and quick.tasks == ["d", "n", "e"]
     for cfg in (full, quick):
         # three seeds of every scored network; the SNT network is the shallow encoder at 0.4
         assert cfg.search.seeds == 3
@@ -23,6 +23,9 @@ def test_demo_configs_are_the_documented_experiment():
     assert (full.data.n_train, quick.data.n_train) == (600, 400)
     assert parse_budgets(full.search.budgets) == [1 + 0.5 * k for k in range(9)]
     assert parse_budgets(quick.search.budgets) == [1.0, 1.5, 2.0, 2.5, 3.0]
+    # the full demo: the all-task baselines at widths 1 and 2, and Table 3's readouts
+    assert full.search.baseline_widths == [1.0, 2.0] and full.search.transfer
+    assert full.search.mgda_baseline and not quick.search.mgda_baseline
 
 
 @pytest.mark.slow
@@ -44,3 +47,8 @@ def test_quick_demo_config_runs_end_to_end(tmp_path):
         assert len(sel["test_totals"]) == 2
     assert (tmp_path / "report.md").is_file()
     assert DEMO["model"] == QUICK["model"] and DEMO["train"] == QUICK["train"]
+    # the quick look leaves out MGDA-UB (search.mgda_baseline: false): no such run or row
+    assert "mgda_ub" not in results["baselines"]
+    assert not any("mgda" in p.name for p in (tmp_path / "runs").iterdir())
+    # both test scores, on every scored selection
+    assert all(s["test_total_min"] <= s["test_total"] + 1e-12 for s in results["selections"])

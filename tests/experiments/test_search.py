@@ -19,7 +19,7 @@ TINY = {
     "tasks": ["s", "d"],
     "model": {"backbone": "xception"},
     "train": {"epochs": 2, "batch_size": 8, "device": "cpu", "threads": 1},
-    "search": {"strategy": "exhaustive,esa,hoa", "budgets": "0.3:1.8:0.5", "esa_fraction": 1.0,
+    "search": {"strategy": "exhaustive,esa,hoa", "budgets": "0.5:2:0.5", "esa_fraction": 1.0,
                "esa_epochs": 1, "random_trials": 50},  # ESA runs see all the data, for 1 epoch
 }
 
@@ -38,20 +38,19 @@ def test_search_writes_everything_and_selects_exactly(tiny_search):
     for name in ("runs.sqlite", "results.json", "report.md", "report.html", "search.json"):
         assert (out / name).is_file(), name
     assert json.loads((out / "results.json").read_text()) == json.loads(json.dumps(results))
-    assert results["tasks"] == ["s", "d"] and results["budgets"] == [0.3, 0.8, 1.3, 1.8]
+    assert results["tasks"] == ["s", "d"] and results["budgets"] == [0.5, 1.0, 1.5, 2.0]
     cands = {c["id"]: c for c in results["candidates"]}
     # Candidates are the fully trained runs, never ESA's one-epoch runs of the same network.
     assert all("-e" not in c["run_id"] for c in cands.values())
-    # C0 of two tasks (s, d, sd, s@0.5, d@0.5) and the baselines' singles at 1/5, 1/4, 1/3
-    assert {"s", "d", "sd", "s@0.5", "d@0.5", "s@0.2", "d@0.25", "s@0.333"} <= set(cands)
+    # C0 of two tasks (s, d, sd, s@0.5, d@0.5); the independent baseline's widths for two
+    # tasks are 1/2 and 1 (C0's); the all-task baseline also at width 2 (whole budget 2)
+    assert set(cands) == {"s", "d", "sd", "s@0.5", "d@0.5", "sd@2"}
     assert cands["s@0.5"]["cost"] == pytest.approx(0.5, abs=0.02)
-    # Budget 0.3 cannot cover two tasks (the cheapest cover is s@0.2 + d@0.2 = 0.4).
+    # Budget 0.5 cannot cover two tasks (the cheapest cover is sd, or s@0.5 + d@0.5: 1.0).
     first = results["selections"][0]
     assert first["networks"] == [] and "cheapest" in first["error"]
-    # Exhaustive = the exact optimum over the candidates' validation losses (C0 and the
-    # singles at 1/5, 1/4, 1/3), re-derived by brute force.
-    c0 = ["s", "d", "sd", "s@0.5", "d@0.5", "s@0.2", "d@0.2", "s@0.25", "d@0.25", "s@0.333",
-          "d@0.333"]
+    # Exhaustive = the exact optimum over C0's validation losses, re-derived by brute force.
+    c0 = ["s", "d", "sd", "s@0.5", "d@0.5"]
     nets = [Network(n, cands[n]["cost"], cands[n]["val"]) for n in c0]
     for entry in results["selections"][1:]:
         best = select(nets, entry["budget"], solver="brute")
@@ -59,9 +58,17 @@ def test_search_writes_everything_and_selects_exactly(tiny_search):
         assert entry["val_total"] == pytest.approx(best.total)
         assert entry["test_total"] == pytest.approx(
             sum(cands[entry["assignment"][t]]["test"][t] for t in ("s", "d")))
-    # The all-task network is the all-in-one baseline wherever it fits (cost 1).
+        assert entry["test_total_min"] == pytest.approx(
+            sum(min(cands[n]["test"][t] for n in entry["networks"] if t in cands[n]["test"])
+                for t in ("s", "d")))
+    # The all-task network is the all-in-one baseline wherever it fits (cost 1); at budget 2
+    # the one of the two widths with the lower validation total
     aio = results["baselines"]["all_in_one"]
-    assert aio[2]["test_total"] == pytest.approx(sum(cands["sd"]["test"].values()))
+    assert aio[1]["networks"] == ["sd"]
+    assert aio[1]["test_total"] == pytest.approx(sum(cands["sd"]["test"].values()))
+    wide = min(("sd", "sd@2"), key=lambda n: (sum(cands[n]["val"].values()), n))
+    assert aio[3]["networks"] == [wide]
+    assert [e["networks"] for e in results["baselines"]["mgda_ub"][1:]][0] == ["sd-mgda_ub"]
     # ESA trains every C0 network on half the data once: less compute than exhaustive.
     strat = results["strategies"]
     assert strat["esa"]["compute"]["train_samples"] < strat["exhaustive"]["compute"][
@@ -94,10 +101,11 @@ def test_second_search_trains_nothing(tiny_search):
 @pytest.mark.slow
 def test_select_runs_on_the_sweep_folder(tiny_search, capsys):
     out, results = tiny_search
-    assert main(["select", "--runs", str(out), "--budget", "1.3", "--json"]) == 0
+    assert main(["select", "--runs", str(out), "--budget", "1.5", "--json"]) == 0
     got = json.loads(capsys.readouterr().out)["selections"][0]
-    # The same fully trained networks and validation losses as the search: the same choice.
-    c0 = next(s for s in results["selections"] if s["budget"] == 1.3)
+    # The same fully trained networks and validation losses as the search (the wider
+    # all-task baseline costs 2, more than the budget): the same choice.
+    c0 = next(s for s in results["selections"] if s["budget"] == 1.5)
     assert got["networks"] == c0["networks"]
     assert got["val_total"] == pytest.approx(c0["val_total"])
 

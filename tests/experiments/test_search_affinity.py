@@ -58,9 +58,9 @@ def test_nan_affinity_stops_with_a_clear_error_and_keeps_every_run(tmp_path, mon
         search(config, tmp_path, progress=False, log=lambda *_: None, baselines=False)
     with RunStore(tmp_path) as store:
         done = store.done_ids()
-    # the phase-1 runs are all stored: 2 tasks x 5 widths of single-task networks + the
-    # recording run
-    assert len(done) == 11 and "sd-a1" in done
+    # the phase-1 runs are all stored: 2 tasks x the 2 widths selection chooses among (C0's
+    # full and half) + the recording run
+    assert len(done) == 5 and "sd-a1" in done
     # from the command line: exit status 2 and the same message; the stored runs are kept
     # (the command line also trains the baselines' networks, which the call above left out)
     import yaml
@@ -76,7 +76,7 @@ def test_nan_affinity_stops_with_a_clear_error_and_keeps_every_run(tmp_path, mon
     monkeypatch.undo()
     results = search(config, tmp_path, strategies="gradcos", progress=False,
                      log=lambda *_: None, baselines=False)
-    assert results["strategies"]["gradcos"]["estimation_compute"]["runs"] == 11
+    assert results["strategies"]["gradcos"]["estimation_compute"]["runs"] == 5
     stats = results["strategies"]["gradcos"]["stats"]
     assert stats["affinity_run"] == "sd-a1" and stats["recorded_steps"] == 2
     assert stats["affinity"]["s"]["d"] == pytest.approx(stats["affinity"]["d"]["s"])

@@ -56,13 +56,13 @@ def test_every_strategy_recovers_the_two_planted_clusters(tmp_path):
         assert chosen == ["t00+t01+t02", "t03+t04+t05"], (name, chosen)
         assert results["planted"]["agreement"][name][0]["ari"] == pytest.approx(1.0)
     rows = results["evaluation"]["rows"]
-    # exhaustive: 41 subsets of up to 3 tasks + 6 tasks x 4 reduced widths = 65 networks;
-    # hoa: 6 singles + 15 pairs + 24 reduced singles = 45; lookahead and gradcos share the
-    # 30 single-task networks and one all-task recording run, and each adds its calibration
-    # pairs (each task's highest-affinity partner, search.calibration_pairs = 1: six picks,
-    # of which 3 to 6 are distinct pairs) = 34 to 37.
-    assert [rows[n]["runs"] for n in ("exhaustive", "hoa")] == [65, 45]
-    assert 34 <= rows["lookahead"]["runs"] <= 37 and 34 <= rows["gradcos"]["runs"] <= 37
+    # exhaustive: C0, 41 subsets of up to 3 tasks + 6 half-width singles = 47 networks;
+    # hoa: 6 singles + 15 pairs + 6 half-width singles = 27; lookahead and gradcos share the
+    # 12 single-task networks (full and half) and one all-task recording run, and each adds
+    # its calibration pairs (each task's highest-affinity partner, search.calibration_pairs =
+    # 1: six picks, of which 3 to 6 are distinct pairs) = 16 to 19.
+    assert [rows[n]["runs"] for n in ("exhaustive", "hoa")] == [47, 27]
+    assert 16 <= rows["lookahead"]["runs"] <= 19 and 16 <= rows["gradcos"]["runs"] <= 19
     for name in ("hoa", "lookahead", "gradcos"):
         assert rows[name]["regret"] == [pytest.approx(0.0)]
         assert rows[name]["samples_fraction"] < 0.75

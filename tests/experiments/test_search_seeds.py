@@ -19,7 +19,7 @@ from taskgrouper.experiments.search import search  # noqa: E402
 @pytest.mark.slow
 def test_three_seeds_pair_every_method(tmp_path):
     data = write_named_tasks(tmp_path / "data", ["a", "b", "c"], n=48)
-    raw = search_config(data, "0.6:1.6:0.5", seeds=3)
+    raw = search_config(data, "1:2:0.5", seeds=3)
     config = parse_config(raw)
     out = tmp_path / "sweep"
     results = search(config, out, progress=False, log=lambda _: None)

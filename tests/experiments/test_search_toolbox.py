@@ -3,6 +3,7 @@ networks, and the all-task MGDA-UB network as a baseline (Standley et al. 2020, 
 
 from __future__ import annotations
 
+import importlib
 import json
 from types import SimpleNamespace
 
@@ -12,10 +13,12 @@ import pytest
 from taskgrouper import balancing
 from taskgrouper.balancing import BalancerInfo, Uniform
 from taskgrouper.config import ExperimentConfig
-from taskgrouper.experiments import search as search_module
 from taskgrouper.grouping.candidates import baseline_candidates, search_candidates
 from taskgrouper.models import arch as arch_module
 from taskgrouper.models.arch import ArchInfo, build_hard_sharing
+
+# the module, not the package's lazily bound search() function of the same name
+search_module = importlib.import_module("taskgrouper.experiments.search")
 
 #: A stand-in for the MGDA-UB row (trains like uniform; the flags are the real one's).
 MGDA_STANDIN = BalancerInfo("mgda_ub", Uniform, needs_task_grads=True, supports_rep_grad=True,
@@ -71,9 +74,12 @@ def test_model_and_balancer_flow_into_every_candidate_run():
 def test_mgda_baseline_run_needs_the_row(with_mgda):
     config = _config()
     base = config.model_dump(mode="json")
-    spec = search_module._mgda_spec(base, config, ["s", "d", "n"], True, print)
+    spec, wide = search_module._mgda_specs(base, config, ["s", "d", "n"], True, [1.0, 2.0],
+                                           print)
     assert spec.id == "sdn-mgda_ub" and spec.group == "baseline"
     assert spec.config["tasks"] == ["s", "d", "n"] and spec.config["model"]["width"] == 1.0
+    # one run per all-task width: the paper's baselines at several encoder sizes
+    assert wide.id == "sdn-w2-mgda_ub" and wide.config["model"]["width"] == 2.0
     assert spec.config["balancer"] == {"name": "mgda_ub", "weights": None, "options": {}}
     # everything else as the experiment
     assert spec.config["train"] == base["train"]
@@ -84,13 +90,14 @@ def test_no_mgda_baseline_without_the_row_or_a_shared_representation(without_mgd
                                                                       monkeypatch):
     config = _config()
     base = config.model_dump(mode="json")
-    assert search_module._mgda_spec(base, config, ["s", "d"], True, print) is None
+    assert search_module._mgda_specs(base, config, ["s", "d"], True, [1.0], print) == []
     monkeypatch.setattr(balancing, "BALANCERS", balancing.BALANCERS + (MGDA_STANDIN,))
     lonely = ArchInfo("lonely", build_hard_sharing, shared_representation=False)
     monkeypatch.setattr(arch_module, "ARCH_TABLE", arch_module.ARCH_TABLE + (lonely,))
     said = []
     config = _config(model={"architecture": "lonely"})
-    assert search_module._mgda_spec(base, config, ["s", "d"], True, said.append) is None
+    assert search_module._mgda_specs(base, config, ["s", "d"], True, [1.0],
+                                     said.append) == []
     assert "shared representation" in said[0]
 
 
@@ -103,12 +110,19 @@ def test_mgda_baseline_at_every_budget():
                                  test_losses={"d": 2.1})}
     mgda = SimpleNamespace(id="sd-mgda_ub", width=1.0, val_losses={"s": 1.2, "d": 1.9},
                            test_losses={"s": 1.3, "d": 2.2})
-    out = search_module._baselines(["s", "d"], [0.5, 1.0, 2.0], full, [], 10, mgda)
+    # the same network at width 2: better on validation (2.9 < 3.1), fielded from budget 2
+    wide = SimpleNamespace(id="sd-w2-mgda_ub", width=2.0, val_losses={"s": 1.1, "d": 1.8},
+                           test_losses={"s": 1.2, "d": 2.0})
+    out = search_module._baselines(["s", "d"], [0.5, 1.0, 2.0], full, [], 10, [mgda, wide])
     entries = out["mgda_ub"]
     assert entries[0]["networks"] == [] and "below" in entries[0]["error"]
-    for e in entries[1:]:  # the one network wherever it fits: 1.3 + 2.2 = 3.5 on test
-        assert e["networks"] == ["sd-mgda_ub"]
-        assert e["test_total"] == pytest.approx(3.5) and e["val_total"] == pytest.approx(3.1)
+    # budget 1: only width 1 fits: 1.3 + 2.2 = 3.5 on test, 3.1 on validation
+    assert entries[1]["networks"] == ["sd-mgda_ub"]
+    assert entries[1]["test_total"] == pytest.approx(3.5)
+    assert entries[1]["val_total"] == pytest.approx(3.1)
+    # budget 2: the wider one: 1.2 + 2.0 = 3.2
+    assert entries[2]["networks"] == ["sd-w2-mgda_ub"]
+    assert entries[2]["test_total"] == pytest.approx(3.2)
     assert "mgda_ub" not in search_module._baselines(["s", "d"], [1.0], full, [], 10)
 
 
@@ -161,3 +175,14 @@ def test_search_trains_candidates_with_the_configured_balancer_and_mgda(tmp_path
     assert entries[0]["networks"] == []
     assert entries[1]["test_total"] == pytest.approx(sum(mgda.test_losses.values()))
     assert "All-in-one (MGDA-UB)" in (out / "report.md").read_text()
+
+
+def test_all_task_baseline_widths():
+    # by default 1 and every whole-number budget above it: budgets 1, 1.5, ..., 5 -> 1..5
+    config = _config()
+    budgets = [1.0 + 0.5 * k for k in range(9)]
+    assert search_module.all_task_widths(config, budgets) == [1.0, 2.0, 3.0, 4.0, 5.0]
+    assert search_module.all_task_widths(config, [0.5, 1.5]) == [1.0]
+    # or as configured, once each, ascending
+    config = _config(search={"baseline_widths": [2, 1, 2]})
+    assert search_module.all_task_widths(config, budgets) == [1.0, 2.0]

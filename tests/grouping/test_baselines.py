@@ -53,64 +53,135 @@ def test_independent():
     assert out[2]["networks"] == ["a", "b", "c"] and out[2]["val_total"] == pytest.approx(0.9)
 
 
-def test_pessimal():
-    out = pessimal(nets("val"), nets("test"), BUDGETS, TASKS)
-    # 1.0: abc is the only cover -> 0.9
-    assert out[0]["networks"] == ["abc"] and out[0]["val_total"] == pytest.approx(0.9)
-    # 1.5 and 3.0: the worst per task is a 0.45 (ab), b 0.5 (ab), c 0.32 (c@0.5), and
-    # {ab, c@0.5} (cost 1.5) reaches all three: 1.27 (test 1.57). The halves give 1.12.
-    for e in out[1:]:
-        assert e["networks"] == ["ab", "c@0.5"]
-        assert e["val_total"] == pytest.approx(1.27) and e["test_total"] == pytest.approx(1.57)
-        assert e["assignment"] == {"a": "ab", "b": "ab", "c": "c@0.5"}
+# Two tasks a, b and three networks; the released procedure's draws are worked by hand below.
+#            cost  val           test
+# ab         1.0   a .30 b .50   a .40 b .70
+# a          0.5   a .35         a .50
+# b          0.5   b .55         b .60
+FILL_VAL = [Network("ab", 1.0, {"a": 0.30, "b": 0.50}), Network("a", 0.5, {"a": 0.35}),
+            Network("b", 0.5, {"b": 0.55})]
+FILL_TEST = [Network("ab", 1.0, {"a": 0.40, "b": 0.70}), Network("a", 0.5, {"a": 0.50}),
+             Network("b", 0.5, {"b": 0.60})]
 
 
-@pytest.mark.parametrize("max_tasks", [12, 0])  # 0: the MILP instead of the enumeration
-def test_pessimal_matches_brute_force_on_random_instances(max_tasks):
+def test_budget_filling_draws_worked_by_hand():
+    # Budget 1.5, cheapest cost 0.5: walk a random order of the three networks (6 orders, each
+    # 1/6), adding each that fits, stopping once less than 0.5 is left.
+    #   ab,a,b -> ab (0.5 left), a (0 left): {ab, a}      ab,b,a -> {ab, b}
+    #   a,ab,b -> a (1.0 left), ab (0 left): {a, ab}      b,ab,a -> {b, ab}
+    #   a,b,ab -> a, b (0.5 left), ab does not fit, the order runs out: thrown away
+    #   b,a,ab -> thrown away likewise
+    # Kept: {ab, a} and {ab, b}, 1/2 each; 2 of 6 draws thrown away.
+    # Paper's score (lowest test loss per task): {ab, a}: a min(.4, .5) = .4, b .7 -> 1.1;
+    #   {ab, b}: a .4, b min(.7, .6) = .6 -> 1.0; mean 1.05, sd 0.05.
+    # Validation assignment: {ab, a}: a -> ab (.30 < .35), b -> ab: test .4 + .7 = 1.1;
+    #   {ab, b}: a -> ab, b -> ab (.50 < .55): 1.1 too; mean 1.1. Validation totals 0.8 both.
+    # 8000 draws: the mean of the min score has standard error 0.05 / sqrt(8000) = 0.0006.
+    e = random_groupings(FILL_VAL, FILL_TEST, [1.5], ["a", "b"], trials=8000, seed=2)[0]
+    assert e["fill"] == "budget" and e["trials"] == 8000
+    assert e["test_total_min"] == pytest.approx(1.05, abs=0.003)
+    assert e["std_min"] == pytest.approx(0.05, abs=0.003)
+    assert e["test_total"] == pytest.approx(1.1) and e["std"] == pytest.approx(0.0, abs=1e-12)
+    assert e["val_total"] == pytest.approx(0.8)
+    # thrown away: 1/3 of all draws, so about 4000 for 8000 kept (sd of the count ~ 65)
+    assert 3700 < e["rejected"] < 4300
+    # Budget 1: ab first (1/3) -> {ab} (0 left); a or b first -> then the other single fits
+    # whatever comes between -> {a, b}. Min score: {ab} .4 + .7 = 1.1, {a, b} .5 + .6 = 1.1.
+    # Assignment: the same networks serve -> 1.1 always; no draw is thrown away.
+    e1 = random_groupings(FILL_VAL, FILL_TEST, [1.0], ["a", "b"], trials=500, seed=2)[0]
+    assert e1["test_total_min"] == pytest.approx(1.1) and e1["rejected"] == 0
+    # The earlier covering sampler stops once a and b are covered: at 1.5 it keeps {ab} alone
+    # (1/3: ab first) and {a, b} or {a, ab}... so it differs; it stays available.
+    cover = random_groupings(FILL_VAL, FILL_TEST, [1.5], ["a", "b"], trials=500, seed=2,
+                             fill="cover")[0]
+    assert cover["fill"] == "cover" and cover["test_total_min"] != pytest.approx(1.05, abs=0.01)
+
+
+def test_budget_filling_is_reproducible_and_names_what_cannot_fill():
+    a = random_groupings(FILL_VAL, FILL_TEST, [1.5, 2.0], ["a", "b"], trials=300, seed=5)
+    b = random_groupings(FILL_VAL, FILL_TEST, [1.5, 2.0], ["a", "b"], trials=300, seed=5)
+    assert a == b
+    # Budget 2: every order takes all three networks (cost 2, 0 left): a .4, b .6 -> 1.0
+    assert a[1]["test_total_min"] == pytest.approx(1.0) and a[1]["std_min"] == 0
+    # Budget 3: all three cost 2, leaving 1.0 >= 0.5: no draw ever fills the budget
+    none = random_groupings(FILL_VAL, FILL_TEST, [3.0], ["a", "b"], trials=10)[0]
+    assert none["networks"] == [] and "fills budget 3" in none["error"]
+    with pytest.raises(ValueError, match="fill"):
+        random_groupings(FILL_VAL, FILL_TEST, [1.0], ["a", "b"], fill="greedy")
+
+
+def test_pessimal_worked_by_hand():
+    # Budget-filling sets cost more than budget - 0.5 and at most budget, and cover a and b.
+    # 1.0: {ab} (min score 1.1) and {a, b} (1.1): tie on the score -> the cheaper, then fewer
+    #      networks: both cost 1 -> {ab} (one network). Either way 1.1.
+    # 1.5: {ab, a} (1.1) and {ab, b} (1.0); {a, b} costs 1.0, not above 1.0 -> {ab, a}, 1.1;
+    #      its validation assignment serves a and b by ab: test .4 + .7 = 1.1.
+    # 2.0: only {ab, a, b}: a .4, b .6 -> 1.0 (assignment: a -> ab .4, b -> ab .7 -> 1.1).
+    # 3.0: nothing costs more than 2.5 -> infeasible, saying why.
+    out = pessimal(FILL_VAL, FILL_TEST, [1.0, 1.5, 2.0, 3.0], ["a", "b"])
+    assert out[0]["test_total_min"] == pytest.approx(1.1)
+    assert out[1]["networks"] == ["a", "ab"] and out[1]["test_total_min"] == pytest.approx(1.1)
+    assert out[1]["test_total"] == pytest.approx(1.1)
+    assert out[2]["networks"] == ["a", "ab", "b"]
+    assert out[2]["test_total_min"] == pytest.approx(1.0)
+    assert out[2]["test_total"] == pytest.approx(1.1)
+    assert out[3]["networks"] == [] and "fills budget 3" in out[3]["error"]
+    # below the cheapest cover (0.5 + 0.5 = 1.0 or ab's 1.0): says so
+    low = pessimal(FILL_VAL, FILL_TEST, [0.5], ["a", "b"])[0]
+    assert low["networks"] == [] and "cheapest cover" in low["error"]
+
+
+def test_pessimal_matches_brute_force_on_random_instances():
     rng = np.random.default_rng(1)
-    for _ in range(30):
+    for _ in range(60):
         tasks = ["p", "q", "r", "s"][: int(rng.integers(2, 5))]
         pool = []
         for k in range(1, len(tasks) + 1):
             for combo in itertools.combinations(tasks, k):
                 if rng.random() < 0.7 or k == 1:
                     cost = float(rng.choice([0.5, 1.0]))
+                    # ties on purpose: losses on a coarse grid
                     pool.append(Network("".join(combo) + f"@{cost}", cost,
-                                        {t: float(rng.uniform(0.1, 1)) for t in combo}))
-        budget = float(rng.choice([1.0, 2.0, 3.0]))
+                                        {t: float(rng.integers(1, 6)) / 10 for t in combo}))
+        budget = float(rng.choice([1.0, 1.5, 2.0, 3.0]))
+        cmin = min(n.cost for n in pool)
         worst = None
         for r in range(1, len(pool) + 1):
             for subset in itertools.combinations(pool, r):
-                if sum(n.cost for n in subset) > budget + 1e-9:
-                    continue
+                cost = sum(n.cost for n in subset)
+                if cost > budget + 1e-9 or cost <= budget - cmin + 1e-9:
+                    continue  # not a set a budget-filling draw can end in
                 if not all(any(t in n.losses for n in subset) for t in tasks):
                     continue
                 total = sum(min(n.losses[t] for n in subset if t in n.losses) for t in tasks)
                 worst = total if worst is None else max(worst, total)
-        got = pessimal(pool, None, [budget], tasks, max_tasks=max_tasks)[0]
+        got = pessimal(pool, None, [budget], tasks)[0]
         if worst is None:
             assert got["networks"] == [] and "error" in got
-        else:
-            assert got["val_total"] == pytest.approx(worst)
-            chosen = [n for n in pool if n.name in got["networks"]]
-            assert sum(n.cost for n in chosen) <= budget + 1e-9
-            # irredundant: dropping any chosen network uncovers a task
-            for n in chosen:
-                rest = [k for k in chosen if k is not n]
-                assert not all(any(t in k.losses for k in rest) for t in tasks)
+            continue
+        assert got["test_total_min"] == pytest.approx(worst)
+        chosen = [n for n in pool if n.name in got["networks"]]
+        assert budget - cmin < sum(n.cost for n in chosen) <= budget + 1e-9
+        # and no random draw is worse
+        for e in random_groupings(pool, None, [budget], tasks, trials=50, seed=3):
+            if e.get("trials"):
+                assert e["test_total_min"] <= worst + 1e-9
 
 
-def test_random_groupings():
+def test_random_groupings_covering():
     # At budget 1.0 the only valid solution is {abc}: every trial scores test 1.2.
-    out = random_groupings(nets("val"), nets("test"), [1.0, 3.0], TASKS, trials=200, seed=0)
+    out = random_groupings(nets("val"), nets("test"), [1.0, 3.0], TASKS, trials=200, seed=0,
+                           fill="cover")
     assert out[0]["test_total"] == pytest.approx(1.2) and out[0]["std"] == pytest.approx(0)
     assert out[0]["trials"] == 200
     # At 3.0 the mean lies between the best and the worst valid solutions, and is
     # reproducible by seed.
     assert 0.9 + 0.3 - 1e-9 <= out[1]["test_total"] <= 1.57 + 1e-9
-    again = random_groupings(nets("val"), nets("test"), [3.0], TASKS, trials=200, seed=0)
+    again = random_groupings(nets("val"), nets("test"), [3.0], TASKS, trials=200, seed=0,
+                             fill="cover")
     assert again[0]["test_total"] == out[1]["test_total"]
-    assert random_groupings(nets("val"), None, [0.4], TASKS, trials=5)[0]["networks"] == []
+    assert random_groupings(nets("val"), None, [0.4], TASKS, trials=5,
+                            fill="cover")[0]["networks"] == []
 
 
 def test_pessimal_beyond_the_enumeration():
@@ -154,7 +225,7 @@ def test_random_groupings_draw_uniformly_among_feasible_networks():
     # mean of 4000 trials has a standard error of 0.0022.
     val = [Network("ab", 1.0, {"a": 0.4, "b": 0.4}), Network("a", 0.5, {"a": 0.5}),
            Network("b", 0.5, {"b": 0.6})]
-    out = random_groupings(val, val, [1.0], ["a", "b"], trials=4000, seed=1)[0]
+    out = random_groupings(val, val, [1.0], ["a", "b"], trials=4000, seed=1, fill="cover")[0]
     assert out["test_total"] == pytest.approx(1.0, abs=0.01)
     assert out["std"] == pytest.approx(0.3 * (2 / 9) ** 0.5, abs=0.01)
 
@@ -168,11 +239,12 @@ def test_random_groupings_at_a_tight_budget_on_many_tasks():
     for size in (1, 2, 3):
         for group in itertools.combinations(tasks, size):
             pool.append(Network("+".join(group), 1.0, {t: 0.1 * size for t in group}))
-    out = random_groupings(pool, pool, [4.0], tasks, trials=20, seed=0)[0]
+    out = random_groupings(pool, pool, [4.0], tasks, trials=20, seed=0, fill="cover")[0]
     assert out["trials"] == 20 and "stopped" not in out
     assert out["test_total"] == pytest.approx(12 * 0.3) and out["std"] == pytest.approx(0)
     # a time limit of 0 s stops after the first trial, and says so
-    quick = random_groupings(pool, pool, [4.0], tasks, trials=20, seed=0, time_limit=0)[0]
+    quick = random_groupings(pool, pool, [4.0], tasks, trials=20, seed=0, time_limit=0,
+                             fill="cover")[0]
     assert quick["trials"] == 1 and quick["stopped"] == "time limit"
 
 

@@ -49,8 +49,11 @@ def test_names_of_the_three_task_example():
     assert full[("a", "b")] == "a+b"
     assert full[("ab",)] == "ab"
     assert full[("a", "b", "ab")] == "a+b+ab"
-    # 7 subsets at full width + 3 tasks x 4 smaller widths: 19 distinct runs
-    assert len({c.run_id for c in plan}) == 19
+    # C0: 7 subsets at full width + 3 tasks at half width: 10 distinct runs
+    assert len({c.run_id for c in plan}) == 10
+    # two further selection widths (0.5 is C0's already): 3 tasks x 2 more
+    assert len({c.run_id for c in search_candidates(("a", "b", "ab"),
+                                                    widths=(0.2, 0.25, 0.5))}) == 16
     # the paper's names are unchanged
     assert {c.name for c in search_candidates(("s", "d")) if c.width == 1.0} == {"s", "d",
                                                                                  "sd"}

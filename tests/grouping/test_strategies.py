@@ -10,6 +10,7 @@ from taskgrouper.grouping.candidates import (
     Candidate,
     baseline_candidates,
     fully_trained,
+    independent_widths,
     network_name,
     pairs_and_singles,
     paper_candidates,
@@ -36,15 +37,22 @@ def test_names_widths_and_fractions():
     base = [c.name for c in baseline_candidates("sd")]
     assert base == ["s@0.2", "d@0.2", "s@0.25", "d@0.25", "s@0.333", "d@0.333",
                     "s@0.5", "d@0.5", "s", "d", "sd"]
-    # HOA: 3 singles + 3 pairs + the 3 singles at each reduced width (1/5, 1/4, 1/3, 1/2)
+    # HOA: 3 singles + 3 pairs + the 3 singles at half width (C0's); selection widths add
     hoa = [c.name for c in pairs_and_singles("abc")]
-    assert hoa[:6] == ["a", "b", "c", "ab", "ac", "bc"] and len(hoa) == 6 + 12
-    assert hoa[6:9] == ["a@0.2", "b@0.2", "c@0.2"] and hoa[-1] == "c@0.5"
-    # The search's candidate set: C0 (7 + 3 halves) + singles at 1/5, 1/4, 1/3 (9)
+    assert hoa[:6] == ["a", "b", "c", "ab", "ac", "bc"] and len(hoa) == 6 + 3
+    assert len(pairs_and_singles("abc", widths=(0.2,))) == 6 + 3 + 3
+    # the independent baseline's widths: 1/k for k up to the number of tasks (at most 5)
+    assert independent_widths(2) == (0.5, 1.0)
+    assert independent_widths(5) == (0.2, 0.25, 1 / 3, 0.5, 1.0)
+    assert independent_widths(9) == independent_widths(5)
+    assert hoa[6:9] == ["a@0.5", "b@0.5", "c@0.5"]
+    # The search's candidate set is C0 (7 + 3 halves), as in the paper ...
     full = search_candidates("abc")
-    assert len(full) == 19 and {c.name for c in paper_candidates("abc")} < {
-        c.name for c in full}
-    esa = search_candidates("abc", fraction=0.2, epochs=1)
+    assert {c.name for c in full} == {c.name for c in paper_candidates("abc")}
+    # ... plus search.selection_widths' singles when asked
+    more = search_candidates("abc", widths=(1 / 3,))
+    assert len(more) == 13 and more[-1].name == "c@0.333"
+    esa = search_candidates("abc", fraction=0.2, epochs=1, widths=(1 / 3,))
     assert esa[0].run_id == "a-f0.2-e1" and esa[-1].run_id == "c-w0.333-f0.2-e1"
 
 
@@ -100,7 +108,9 @@ def test_strategy_plans_and_estimates():
     assert est["a"] == {"a": 1.0} and est["abc"] == {"a": 7.0, "b": 7.0, "c": 7.0}
     assert set(est) == {c.name for c in esa.selectable(tasks)}
     hoa = get_strategy("hoa")
-    assert len(hoa.plan(tasks)) == 18
+    assert len(hoa.plan(tasks)) == 9  # 3 singles, 3 pairs, 3 half-width singles
+    wide = get_strategy("hoa", selection_widths=[0.25, 0.2, 0.25])
+    assert wide.selection_widths == (0.2, 0.25) and len(wide.plan(tasks)) == 15
     with pytest.raises(KeyError, match="'a'"):
         hoa.estimate(tasks, {})
     with pytest.raises(ValueError, match="did you mean 'esa'"):

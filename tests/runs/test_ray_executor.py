@@ -69,7 +69,9 @@ def test_a_search_on_ray_selects_as_the_local_executor(cluster, tmp_path):
                   for s in on_ray["strategies"][name]["selections"]]
         assert picked == [(s["budget"], s["networks"], s["test_total"])
                           for s in local["strategies"][name]["selections"]]
-    assert len(on_ray["candidates"]) == len(local["candidates"]) == 15 + 4 * 5 - 4
+    # C0 (15 subsets, 4 half-width singles), the independent baseline's 1/4 and 1/3 widths
+    # (4 tasks x 2), the all-task network at widths 2 and 3 (whole budgets)
+    assert len(on_ray["candidates"]) == len(local["candidates"]) == 15 + 4 + 4 * 2 + 2
 
 
 def test_a_killed_ray_worker_is_retried_and_its_run_stored_once(cluster, tmp_path):

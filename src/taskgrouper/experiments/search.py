@@ -33,6 +33,7 @@ from taskgrouper.grouping.candidates import (
     Candidate,
     baseline_candidates,
     fully_trained,
+    independent_widths,
     search_candidates,
 )
 from taskgrouper.grouping.select import InfeasibleBudget, Network, cheapest_cover, select_many
@@ -57,7 +58,8 @@ def strategies_of(config: ExperimentConfig,
                               fraction=sc.esa_fraction, epochs=sc.esa_epochs,
                               max_group_size=sc.max_group_size,
                               affinity_every=sc.affinity_every,
-                              calibration_pairs=sc.calibration_pairs)
+                              calibration_pairs=sc.calibration_pairs,
+                              selection_widths=sc.selection_widths)
 
 
 def _check_strategies(config: ExperimentConfig, strategies: Sequence[Strategy]) -> None:
@@ -109,11 +111,11 @@ def _specs(base: dict[str, Any], candidates: Sequence[tuple[Candidate, Strategy 
 MGDA_BALANCER = "mgda_ub"
 
 
-def _mgda_spec(base: dict[str, Any], config: ExperimentConfig, tasks: Sequence[str],
-               spatial: bool, log: Callable[[str], None]):
-    """The all-task, full-width network trained with ``mgda_ub`` (everything else as the
-    experiment), as a run spec; None when the balancer table has no ``mgda_ub`` row or the
-    architecture cannot take it (then the baseline is left out, with a log line)."""
+def _mgda_specs(base: dict[str, Any], config: ExperimentConfig, tasks: Sequence[str],
+                spatial: bool, widths: Sequence[float], log: Callable[[str], None]) -> list:
+    """The all-task network trained with ``mgda_ub`` (everything else as the experiment) at
+    each of ``widths``, as run specs; none when the balancer table has no ``mgda_ub`` row or
+    the architecture cannot take it (then the baseline is left out, with a log line)."""
     from taskgrouper import balancing
     from taskgrouper.models.arch import arch_info
     from taskgrouper.runs.store import RunSpec
@@ -121,24 +123,40 @@ def _mgda_spec(base: dict[str, Any], config: ExperimentConfig, tasks: Sequence[s
 
     rows = {b.name: b for b in balancing.BALANCERS}
     if MGDA_BALANCER not in rows:
-        return None
+        return []
     why = incompatibility(arch_info(config.model.architecture), rows[MGDA_BALANCER],
                           len(tasks), spatial)
     if why is not None:
         log(f"no {MGDA_BALANCER} baseline: {why}")
-        return None
-    c = Candidate(tuple(tasks), 1.0)
-    cfg = _run_config(base, c)
-    cfg["balancer"] = {"name": MGDA_BALANCER, "weights": None, "options": {}}
-    run_id = f"{c.run_id}-{MGDA_BALANCER}"
-    return RunSpec(run_id, "baseline", cfg, {"tasks": list(c.tasks), "width": 1.0,
-                                             "fraction": 1.0, "network": run_id,
-                                             "balancer": MGDA_BALANCER})
+        return []
+    specs = []
+    for width in widths:
+        c = Candidate(tuple(tasks), width)
+        cfg = _run_config(base, c)
+        cfg["balancer"] = {"name": MGDA_BALANCER, "weights": None, "options": {}}
+        run_id = f"{c.run_id}-{MGDA_BALANCER}"
+        specs.append(RunSpec(run_id, "baseline", cfg, {
+            "tasks": list(c.tasks), "width": width, "fraction": 1.0, "network": run_id,
+            "balancer": MGDA_BALANCER}))
+    return specs
+
+
+def all_task_widths(config: ExperimentConfig, budgets: Sequence[float]) -> list[float]:
+    """Widths of the all-task baselines (uniform and MGDA-UB): ``search.baseline_widths``, or
+    by default 1 and every whole-number budget above it (the paper evaluated each baseline
+    "with multiple encoder sizes")."""
+    chosen = config.search.baseline_widths if config.search is not None else None
+    if chosen:
+        return sorted({float(w) for w in chosen})
+    whole = {float(b) for b in budgets if b > 1 and float(b).is_integer()}
+    return sorted({1.0} | whole)
 
 
 #: Search settings that change no trained run, only what is selected or reported from the
-#: runs: a folder searched with other values resumes (and re-selects without training).
-_NOT_IDENTITY = ("budgets", "select_time_limit", "random_trials", "seeds", "keep_weights")
+#: runs (``transfer`` adds the readouts beside them): a folder searched with other values
+#: resumes (and re-selects without training).
+_NOT_IDENTITY = ("budgets", "select_time_limit", "random_trials", "seeds", "keep_weights",
+                 "transfer")
 
 
 def _searched(search: dict | None) -> dict | None:
@@ -148,7 +166,8 @@ def _searched(search: dict | None) -> dict | None:
     searched = dict(search)
     # settings added later count only when set (older folders resume)
     for key, default in (("max_group_size", None), ("affinity_every", 5),
-                         ("calibration_pairs", 1)):
+                         ("calibration_pairs", 1), ("selection_widths", []),
+                         ("baseline_widths", None), ("mgda_baseline", True)):
         if searched.get(key, default) == default:
             searched.pop(key, None)
     for key in _NOT_IDENTITY:
@@ -253,8 +272,16 @@ def search(config: ExperimentConfig, out_dir: str | Path, *,
 
     data = load_dataset(config.data, config.tasks)  # read once; decoded after the checks
     tasks = list(data.tasks)
+    transfer = None
+    if config.search is not None and config.search.transfer:  # refuse before training
+        from taskgrouper.experiments import relationships as transfer
+
+        transfer.check_transfer(config, tasks, where="this search (search.transfer: true)")
     max_size = config.search.max_group_size if config.search else None
-    c0 = search_candidates(tasks, max_size=max_size)  # what every strategy chooses among
+    extra_widths = config.search.selection_widths if config.search else []
+    c0 = search_candidates(tasks, max_size=max_size, widths=extra_widths)  # selection's pool
+    wide = all_task_widths(config, budgets)
+    own = baseline_candidates(tasks, independent_widths(len(tasks)), wide)  # baselines' nets
     _check_feasible(tasks, c0, budgets, budget_text, log)
     out.mkdir(parents=True, exist_ok=True)
     _identity_check(out, config)
@@ -267,12 +294,13 @@ def search(config: ExperimentConfig, out_dir: str | Path, *,
         phase1 += [(c, s, "affinity" if c.affinity_every else s.run_group)
                    for c in s.plan(tasks)]
     if baselines:
-        phase1 += [(c, None, "baseline") for c in baseline_candidates(tasks)]
-    mgda = (_mgda_spec(base, config, tasks, len(data.input_shape) == 3, log) if baselines
-            else None)
+        phase1 += [(c, None, "baseline") for c in own]
+    with_mgda = baselines and (config.search is None or config.search.mgda_baseline)
+    mgda = (_mgda_specs(base, config, tasks, len(data.input_shape) == 3, wide, log)
+            if with_mgda else [])
     with open_session(out, data, workers=workers, executor=executor, progress=progress,
                       log=log) as session:
-        specs = _specs(base, phase1) + ([mgda] if mgda is not None else [])
+        specs = _specs(base, phase1) + mgda
         log(f"phase 1: {len(specs)} runs ({session.todo(specs)} to train)")
         session.run(specs)
         records = session.records()
@@ -309,7 +337,7 @@ def search(config: ExperimentConfig, out_dir: str | Path, *,
                         f"optimum (raise the limit, or null for none, to prove it)")
 
         # Phase 2: the chosen networks, trained to convergence.
-        by_name = {c.name: c for c in c0 + baseline_candidates(tasks)}
+        by_name = {c.name: c for c in c0 + own}
         phase2 = []
         for s in chosen_strategies:
             for sel in raw_selections[s.name]:
@@ -329,20 +357,26 @@ def search(config: ExperimentConfig, out_dir: str | Path, *,
             by_name[n] for n in by_name if len(by_name[n].tasks) == 1
             and by_name[n].width == 0.5]
         phase3 = [(c.with_seed(seed), None, "seed") for seed in seeds for c in scored]
-        specs3 = _specs(base, phase3) + [_seeded(mgda, seed) for seed in seeds
-                                         if mgda is not None]
+        fielded = _fielded_mgda(mgda, records, budgets, tasks)
+        specs3 = _specs(base, phase3) + [_seeded(m, seed) for seed in seeds for m in fielded]
         specs3 = [sp for sp in specs3 if sp.id not in records]
         if seeds:
             log(f"seeds {', '.join(map(str, seeds))}: {len(specs3)} runs to train")
             session.run(specs3)
+        # Table 3, Figure 3: readouts on the frozen encoders of the full-width single-task runs
+        readouts = (transfer.train_readouts(session, config, tasks, log=log)
+                    if transfer is not None else None)
         records = session.records()
 
     full = fully_trained(records.values())
     results = _results(config, tasks, budgets, chosen_strategies, records, full, estimates,
                        raw_selections, c0, baselines,
-                       records.get(mgda.id) if mgda is not None else None)
+                       [records[m.id] for m in mgda if m.id in records])
     if seeds:
         _score_seeds(results, config, records, by_name, mgda, seeds)
+    if readouts is not None:
+        results["relationships"]["transfer"] = transfer.transfer_section(
+            readouts, results["relationships"].get("affinity"))
     for cand in results["candidates"]:
         cand["cost_measured"] = measured_snt.get(cand["width"])
     results = write_results(results, out / "results.json", version=RESULTS_VERSION,
@@ -375,7 +409,7 @@ def _baseline_networks(tasks: Sequence[str], budgets: Sequence[float], records,
                        by_name: Mapping[str, Candidate]) -> list[Candidate]:
     """The networks the all-in-one and independent baselines field at ``budgets`` (chosen on
     the first seed's validation losses, as they are scored): what the seeds phase repeats.
-    Single-task widths no budget uses are not trained again."""
+    Widths no budget uses are not trained again."""
     from taskgrouper.grouping import baselines as bl
 
     full = fully_trained(records.values())
@@ -383,8 +417,11 @@ def _baseline_networks(tasks: Sequence[str], budgets: Sequence[float], records,
     names = set()
     for entry in bl.independent(singles, None, budgets, tasks):
         names.update(entry.get("networks") or [])
-    everything = [n for n, c in by_name.items() if len(c.tasks) == len(tasks)]
-    return [by_name[n] for n in [*everything, *sorted(names)] if n in by_name]
+    everything = [Network(n, r.width, r.val_losses) for n, r in full.items()
+                  if len(r.tasks) == len(tasks)]
+    for entry in bl.all_in_one(everything, None, budgets, tasks):
+        names.update(entry.get("networks") or [])
+    return [by_name[n] for n in sorted(names) if n in by_name]
 
 
 def _extra_seeds(config: ExperimentConfig) -> list[int]:
@@ -402,11 +439,23 @@ def _seeded(spec, seed: int):
     return RunSpec(f"{spec.id}-s{seed}", "seed", cfg, {**spec.tags, "seed": seed})
 
 
+def _fielded_mgda(specs, records, budgets, tasks) -> list:
+    """The MGDA-UB runs the baseline fields at some budget (on the first seed's validation
+    losses, as it is scored): what the seeds phase repeats."""
+    from taskgrouper.grouping import baselines as bl
+
+    done = [records[m.id] for m in specs if m.id in records]
+    nets = [Network(r.id, r.width, r.val_losses) for r in done]
+    used = {n for e in bl.all_in_one(nets, None, budgets, tasks) for n in e.get("networks")}
+    return [m for m in specs if m.id in used]
+
+
 def _score_seeds(results: dict, config: ExperimentConfig, records, by_name, mgda,
                  seeds: Sequence[int]) -> None:
     """Add ``test_totals`` (seed ``train.seed`` first, then ``seeds``), their mean as
     ``test_total`` and its 95% interval to every selection and to the all-in-one, independent
-    and MGDA-UB baselines, then the paired comparisons of each strategy with those baselines.
+    and MGDA-UB baselines (and the paper's score alike: ``test_totals_min``, mean
+    ``test_total_min``), then the paired comparisons of each strategy with those baselines.
 
     Each seed is scored as the first: every task served by the entry's network with the lowest
     validation loss *of that seed*. Random and pessimal groupings stay on the first seed (their
@@ -414,24 +463,28 @@ def _score_seeds(results: dict, config: ExperimentConfig, records, by_name, mgda
     from taskgrouper.grouping.intervals import mean_interval, paired_difference
 
     def record(name: str, seed: int):
-        if mgda is not None and name == mgda.id:
-            return records.get(f"{mgda.id}-s{seed}")
+        if name in {m.id for m in mgda}:
+            return records.get(f"{name}-s{seed}")
         c = by_name.get(name)
         return None if c is None else records.get(c.full().with_seed(seed).run_id)
 
     def score(entry: dict) -> None:
         if not entry.get("networks") or entry.get("test_total") is None:
             return
-        totals = [entry["test_total"]]
+        totals, mins = [entry["test_total"]], [entry.get("test_total_min")]
         for seed in seeds:
             runs = {n: record(n, seed) for n in entry["networks"]}
             if any(r is None for r in runs.values()):
                 return  # a run failed or was not trained: no error bar for this entry
-            totals.append(_serve(runs, results["tasks"])[2])
+            _, _, total, least = _serve(runs, results["tasks"])
+            totals.append(total)
+            mins.append(least)
         interval = mean_interval(totals)
         entry.update(test_total_seed0=totals[0], test_totals=totals,
                      test_total=interval["mean"],
                      test_total_ci95=[interval["low"], interval["high"]])
+        if mins[0] is not None:
+            entry.update(test_totals_min=mins, test_total_min=sum(mins) / len(mins))
 
     for v in results["strategies"].values():
         for entry in v["selections"]:
@@ -479,27 +532,32 @@ def _single_task_seeds(results: dict, records, seeds: Sequence[int]) -> dict:
     return out
 
 
-def _serve(runs, tasks) -> tuple[dict[str, str], float, float]:
+def _serve(runs, tasks) -> tuple[dict[str, str], float, float, float]:
     """Each task served by the network of ``runs`` (name -> record) with the lowest validation
-    loss for it (ties by name): the assignment, and the validation and test totals."""
-    assignment, val_total, test_total = {}, 0.0, 0.0
+    loss for it (ties by name): the assignment, the validation and test totals, and the
+    paper's test score (each task's lowest test loss among ``runs``)."""
+    assignment, val_total, test_total, test_min = {}, 0.0, 0.0, 0.0
     for t in tasks:
         serving = [n for n in runs if t in runs[n].val]
         best = min(serving, key=lambda n: (runs[n].val[t]["loss"], n))
         assignment[t] = best
         val_total += runs[best].val[t]["loss"]
         test_total += runs[best].test[t]["loss"]
-    return assignment, val_total, test_total
+        test_min += min(runs[n].test[t]["loss"] for n in serving)
+    return assignment, val_total, test_total, test_min
 
 
 def _final_selection(budget: float, sel, full, tasks, estimate_total=None) -> dict:
     """Score a choice with its fully trained networks: assign by final validation loss."""
     if isinstance(sel, InfeasibleBudget):
         return {"budget": budget, "networks": [], "cost": None, "val_total": None,
-                "test_total": None, "assignment": {}, "error": str(sel)}
-    assignment, val_total, test_total = _serve({n: full[n] for n in sel.networks}, tasks)
+                "test_total": None, "test_total_min": None, "assignment": {},
+                "error": str(sel)}
+    assignment, val_total, test_total, test_min = _serve({n: full[n] for n in sel.networks},
+                                                         tasks)
     entry = {"budget": budget, "networks": list(sel.networks), "cost": sel.cost,
-             "val_total": val_total, "test_total": test_total, "assignment": assignment}
+             "val_total": val_total, "test_total": test_total, "test_total_min": test_min,
+             "assignment": assignment}
     if estimate_total is not None:
         entry["estimated_val_total"] = estimate_total
     entry["optimality_gap"] = sel.gap  # 0: proved optimal on the estimates it was chosen by
@@ -513,7 +571,7 @@ def _compute(records, run_ids) -> dict[str, float]:
 
 
 def _results(config, tasks, budgets, strategies, records, full, estimates, raw_selections,
-             c0, with_baselines, mgda=None) -> dict:
+             c0, with_baselines, mgda=()) -> dict:
     candidates = []
     for name, r in sorted(full.items(), key=lambda kv: (len(kv[1].tasks), -kv[1].width,
                                                          kv[0])):
@@ -609,7 +667,7 @@ def _planted_groups(config: ExperimentConfig) -> list[list[str]] | None:
     return [g for g in kept if g]
 
 
-def _baselines(tasks, budgets, full, c0, trials, mgda=None) -> dict:
+def _baselines(tasks, budgets, full, c0, trials, mgda=()) -> dict:
     from taskgrouper.grouping import baselines as bl
 
     def nets(names, split):
@@ -628,9 +686,9 @@ def _baselines(tasks, budgets, full, c0, trials, mgda=None) -> dict:
                                       trials=trials),
         "pessimal": bl.pessimal(nets(pool, "val"), nets(pool, "test"), budgets, tasks),
     }
-    if mgda is not None:  # the all-task network trained with MGDA-UB, wherever it fits
-        out[MGDA_BALANCER] = bl.all_in_one([Network(mgda.id, mgda.width, mgda.val_losses)],
-                                           [Network(mgda.id, mgda.width, mgda.test_losses)],
+    if mgda:  # the all-task network trained with MGDA-UB, the best width that fits
+        out[MGDA_BALANCER] = bl.all_in_one([Network(m.id, m.width, m.val_losses) for m in mgda],
+                                           [Network(m.id, m.width, m.test_losses) for m in mgda],
                                            budgets, tasks)
     return out
 

@@ -15,11 +15,13 @@ __all__ = ["select_runs"]
 
 def select_runs(runs_dir: str | Path, budgets: Iterable[float] = (1.0,), hoa: bool = False,
                 constraints: Mapping[str, float] | None = None,
-                weights: Mapping[str, float] | None = None, solver: str = "auto") -> dict:
+                weights: Mapping[str, float] | None = None, solver: str = "auto",
+                baselines: bool = False, trials: int | None = None) -> dict:
     """Select among the fully trained networks of a sweep folder (``DIR/runs.sqlite``).
 
-    Validation losses choose, test losses score (as :func:`select_table`); runs trained on a
-    fraction of the data or for fewer epochs (ESA) are left out.
+    Validation losses choose, test losses score (as :func:`select_table`, baselines included
+    when asked); runs trained on a fraction of the data or for fewer epochs (ESA) are left
+    out.
 
     Raises:
         ValueError: no store in the folder, or no fully trained run in it.
@@ -41,6 +43,7 @@ def select_runs(runs_dir: str | Path, budgets: Iterable[float] = (1.0,), hoa: bo
         cost = r.width  # nominal SNT, as the search selects (measured within 3%)
         val.append(Network(name, cost, r.val_losses))
         test.append(Network(name, cost, r.test_losses))
+    extra = {"trials": trials} if trials is not None else {}
     return select_networks(val, test, budgets, hoa=hoa, constraints=constraints,
                            weights=weights, solver=solver, source=str(path),
-                           test_source=str(path))
+                           test_source=str(path), baselines=baselines, **extra)

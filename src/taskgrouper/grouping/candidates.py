@@ -24,6 +24,7 @@ from taskgrouper.errors import InputError
 
 __all__ = [
     "INDEPENDENT_WIDTHS",
+    "independent_widths",
     "MAX_CANDIDATES",
     "Candidate",
     "baseline_candidates",
@@ -182,43 +183,57 @@ def paper_candidates(tasks: Sequence[str], fraction: float = 1.0,
 
 
 def search_candidates(tasks: Sequence[str], fraction: float = 1.0,
-                      epochs: int | None = None, max_size: int | None = None
-                      ) -> list[Candidate]:
-    """What a search chooses among: C0 (up to ``max_size`` tasks a network) plus the baselines'
-    single-task networks at widths 1/5, 1/4 and 1/3, so the exact choice can never be worse
-    (on validation) than the independent baseline at any budget."""
+                      epochs: int | None = None, max_size: int | None = None,
+                      widths: Sequence[float] = ()) -> list[Candidate]:
+    """What a search chooses among: C0 (up to ``max_size`` tasks a network), the paper's
+    pool, plus single-task networks at ``widths`` (``search.selection_widths``; C0's full and
+    half widths are there already). The paper trained smaller single-task networks (1/5, 1/4,
+    1/3) for its independent baseline only, "not used for network selection"."""
     compact = compact_names(tasks)
-    extra = [Candidate((t,), w, fraction, epochs, compact=compact) for w in INDEPENDENT_WIDTHS
-             if w not in (0.5, 1.0) for t in tasks]
+    extra = [Candidate((t,), w, fraction, epochs, compact=compact) for w in _extra(widths)
+             for t in tasks]
     return [Candidate(c.tasks, c.width, fraction, epochs, compact=compact)
             for c in paper_candidates(tasks, max_size=max_size)] + extra
 
 
-def singles(tasks: Sequence[str]) -> list[Candidate]:
-    """The single-task networks of the candidate set, at every width (full, 1/2, 1/3, 1/4,
-    1/5): what every strategy must measure, since selection may choose any of them."""
+def _extra(widths: Sequence[float]) -> list[float]:
+    """``widths`` without C0's own (1 and 1/2), ascending, once each."""
+    return sorted({float(w) for w in widths} - {0.5, 1.0})
+
+
+def singles(tasks: Sequence[str], widths: Sequence[float] = ()) -> list[Candidate]:
+    """The single-task networks selection may choose (full and half width, and ``widths``):
+    what every strategy must measure."""
     _check_tasks(tasks)
-    return [Candidate((t,), w) for w in INDEPENDENT_WIDTHS[::-1] for t in tasks]
+    return [Candidate((t,), w) for w in [1.0, 0.5, *_extra(widths)[::-1]] for t in tasks]
 
 
-def pairs_and_singles(tasks: Sequence[str]) -> list[Candidate]:
+def pairs_and_singles(tasks: Sequence[str], widths: Sequence[float] = ()) -> list[Candidate]:
     """What the higher-order approximation trains: all singles and pairs at full width, plus
-    the reduced-width single-task networks of the candidate set."""
+    the other single-task networks selection may choose (half width, and ``widths``)."""
     _check_tasks(tasks)
     compact = compact_names(tasks)
     out = [Candidate(s, 1.0, compact=compact) for s in subsets(tasks, (1, 2))]
-    out += [Candidate((t,), w, compact=compact) for w in INDEPENDENT_WIDTHS if w != 1.0
-            for t in tasks]
+    out += [Candidate((t,), w, compact=compact) for w in [0.5, *_extra(widths)] for t in tasks]
     return out
 
 
-def baseline_candidates(tasks: Sequence[str],
-                        widths: Sequence[float] = INDEPENDENT_WIDTHS) -> list[Candidate]:
-    """The baselines' networks: single-task networks at ``widths`` and the all-task network."""
+def independent_widths(n_tasks: int) -> tuple[float, ...]:
+    """Widths of the independent baseline's single-task networks: 1/k for k = 1..min(T, 5)
+    (T tasks; with five, the paper's 1/5, 1/4, 1/3, 1/2 and 1). T networks of width 1/T fit
+    budget 1; narrower ones than 1/5 are not trained (beyond five tasks the baseline starts at
+    budget T/5)."""
+    return tuple(1 / k for k in range(max(1, min(n_tasks, 5)), 0, -1))
+
+
+def baseline_candidates(tasks: Sequence[str], widths: Sequence[float] = INDEPENDENT_WIDTHS,
+                        all_task_widths: Sequence[float] = (1.0,)) -> list[Candidate]:
+    """The baselines' networks: single-task networks at ``widths`` and the all-task network at
+    ``all_task_widths``."""
     _check_tasks(tasks)
     # one task or every task: the names need no context (compact_names of their own tasks)
     out = [Candidate((t,), w) for w in widths for t in tasks]
-    out.append(Candidate(tuple(tasks), 1.0))
+    out += [Candidate(tuple(tasks), w) for w in all_task_widths]
     return out
 
 

@@ -92,7 +92,9 @@ class Strategy:
     """Base of the search strategies (see the module doc for the lifecycle).
 
     Subclasses are frozen dataclasses with a ``max_group_size`` field (most tasks a network
-    selection may choose holds; None: any) and implement :meth:`plan` and :meth:`estimate`.
+    selection may choose holds; None: any) and a ``selection_widths`` field (widths of
+    further single-task networks selection may choose, beyond C0's full and half widths), and
+    implement :meth:`plan` and :meth:`estimate`.
     """
 
     #: The strategy's name in configs, results and reports.
@@ -103,6 +105,7 @@ class Strategy:
     #: some (``ArchInfo.shared_parameters``).
     needs_shared_parameters: ClassVar[bool] = False
     max_group_size: int | None
+    selection_widths: tuple[float, ...]
 
     @property
     def name(self) -> str:
@@ -118,9 +121,10 @@ class Strategy:
         return []
 
     def selectable(self, tasks: Sequence[str]) -> list[Candidate]:
-        """The networks selection chooses among (the same for every strategy): C0 and the
-        reduced-width single-task networks, fully trained."""
-        return search_candidates(tasks, max_size=self.max_group_size)
+        """The networks selection chooses among (the same for every strategy): C0 (and
+        single-task networks at ``selection_widths``), fully trained."""
+        return search_candidates(tasks, max_size=self.max_group_size,
+                                 widths=self.selection_widths)
 
     def estimate(self, tasks: Sequence[str], measured: Mapping[str, Losses],
                  extras: Mapping[str, Mapping] | None = None) -> Estimate:
@@ -149,10 +153,12 @@ class Exhaustive(Strategy):
     """Every candidate network trained to convergence (the paper's "optimal")."""
 
     max_group_size: int | None = None
+    selection_widths: tuple[float, ...] = ()
     NAME: ClassVar[str] = "exhaustive"
 
     def plan(self, tasks):
-        return search_candidates(tasks, max_size=self.max_group_size)
+        return search_candidates(tasks, max_size=self.max_group_size,
+                                 widths=self.selection_widths)
 
     def estimate(self, tasks, measured, extras=None):
         nets = self.plan(tasks)
@@ -168,6 +174,7 @@ class ESA(Strategy):
     fraction: float = 0.2
     epochs: int = 1
     max_group_size: int | None = None
+    selection_widths: tuple[float, ...] = ()
     NAME: ClassVar[str] = "esa"
     run_group: ClassVar[str] = "esa"
 
@@ -179,7 +186,7 @@ class ESA(Strategy):
 
     def plan(self, tasks):
         return search_candidates(tasks, fraction=self.fraction, epochs=self.epochs,
-                                 max_size=self.max_group_size)
+                                 max_size=self.max_group_size, widths=self.selection_widths)
 
     def estimate(self, tasks, measured, extras=None):
         runs = {c.name: c.run_id for c in self.plan(tasks)}
@@ -208,10 +215,11 @@ class HOA(Strategy):
     predicted from their pairs (Standley et al., 2020, Sec. 3.3.2)."""
 
     max_group_size: int | None = None
+    selection_widths: tuple[float, ...] = ()
     NAME: ClassVar[str] = "hoa"
 
     def plan(self, tasks):
-        return pairs_and_singles(tasks)
+        return pairs_and_singles(tasks, widths=self.selection_widths)
 
     def estimate(self, tasks, measured, extras=None):
         plan = self.plan(tasks)
@@ -245,6 +253,7 @@ class Affinity(Strategy):
     every: int = 5
     pairs: int = 1
     max_group_size: int | None = None
+    selection_widths: tuple[float, ...] = ()
     needs_shared_parameters: ClassVar[bool] = True
 
     def __post_init__(self):
@@ -265,7 +274,7 @@ class Affinity(Strategy):
         return Candidate(tuple(tasks), 1.0, affinity_every=self.every)
 
     def plan(self, tasks):
-        return singles(tasks) + [self.affinity_run(tasks)]
+        return singles(tasks, self.selection_widths) + [self.affinity_run(tasks)]
 
     def calibration(self, tasks, measured, extras):
         return self._pairs(tasks, self._matrix(tasks, measured, extras))
@@ -303,7 +312,8 @@ class Affinity(Strategy):
         all_task = _get(measured, run.run_id)
         matrix = self._matrix(tasks, measured, extras)
         pairs = self._pairs(tasks, matrix)
-        known = {c.name: dict(_get(measured, c.run_id)) for c in singles(tasks) + pairs}
+        own = singles(tasks, self.selection_widths)
+        known = {c.name: dict(_get(measured, c.run_id)) for c in own + pairs}
         single = {t: known[Candidate((t,)).name][t] for t in tasks}
         fit = fit_affinity_model(matrix, single, all_task,
                                  [(c.tasks, known[c.name]) for c in pairs])
@@ -346,15 +356,16 @@ class StrategyInfo:
 
 
 STRATEGY_TABLE: tuple[StrategyInfo, ...] = (
-    StrategyInfo("exhaustive", Exhaustive, lambda o: Exhaustive(o["max_group_size"]),
+    StrategyInfo("exhaustive", Exhaustive, lambda o: Exhaustive(o["max_group_size"], o["widths"]),
                  "every candidate network, to convergence"),
-    StrategyInfo("esa", ESA, lambda o: ESA(o["fraction"], o["epochs"], o["max_group_size"]),
+    StrategyInfo("esa", ESA, lambda o: ESA(o["fraction"], o["epochs"], o["max_group_size"],
+                                     o["widths"]),
                  "every candidate network, for a fraction of an epoch"),
-    StrategyInfo("hoa", HOA, lambda o: HOA(o["max_group_size"]),
+    StrategyInfo("hoa", HOA, lambda o: HOA(o["max_group_size"], o["widths"]),
                  "the networks of one and two tasks, to convergence"),
     *(StrategyInfo(m, Affinity,
                    lambda o, m=m: Affinity(m, o["affinity_every"], o["calibration_pairs"],
-                                           o["max_group_size"]),
+                                           o["max_group_size"], o["widths"]),
                    "one all-task network recording affinities, the single-task networks "
                    "and a few calibration pairs")
       for m in AFFINITY_METHODS),
@@ -375,7 +386,8 @@ def strategy_info(name: str) -> StrategyInfo:
 
 def get_strategy(name: str, *, fraction: float = 0.2, epochs: int = 1,
                  max_group_size: int | None = None, affinity_every: int = 5,
-                 calibration_pairs: int = 1) -> Strategy:
+                 calibration_pairs: int = 1,
+                 selection_widths: Sequence[float] = ()) -> Strategy:
     """A strategy by name, built from the search options.
 
     Raises:
@@ -386,7 +398,8 @@ def get_strategy(name: str, *, fraction: float = 0.2, epochs: int = 1,
     if max_group_size is not None and max_group_size < 1:
         raise InputError(f"search.max_group_size must be at least 1, got {max_group_size}")
     return row.make({"fraction": fraction, "epochs": epochs, "max_group_size": max_group_size,
-                     "affinity_every": affinity_every, "calibration_pairs": calibration_pairs})
+                     "affinity_every": affinity_every, "calibration_pairs": calibration_pairs,
+                     "widths": tuple(sorted(set(selection_widths)))})
 
 
 def resolve_strategies(items: Sequence[str | Strategy] | str, **options) -> list[Strategy]:

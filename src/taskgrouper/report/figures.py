@@ -14,8 +14,8 @@ from typing import Any
 
 from taskgrouper.report.tables import Grouping, Method, fmt_budget
 
-__all__ = ["plot_budget_loss", "plot_compute_regret", "plot_groupings", "plot_heatmap",
-           "plot_order"]
+__all__ = ["plot_affinity_scatter", "plot_budget_loss", "plot_compute_regret",
+           "plot_groupings", "plot_heatmap", "plot_order"]
 
 _DPI = 110
 
@@ -248,4 +248,30 @@ def plot_compute_regret(rows: Mapping[str, Mapping[str, Any]], path: Path) -> Pa
     ax.set_ylabel("Mean regret over budgets (%)")
     ax.set_title("Compute against regret")
     ax.grid(True, alpha=0.3, which="both")
+    return _save(fig, path)
+
+
+def plot_affinity_scatter(correlation: Mapping[str, Any], path: Path) -> Path:
+    """Figure 3: one point per unordered task pair, transfer affinity (x) against
+    multi-task affinity (y), both in percent, each point labelled with its pair."""
+    xs = [100.0 * float(v) for v in correlation.get("transfer") or []]
+    ys = [100.0 * float(v) for v in correlation.get("multi_task") or []]
+    pairs = ["-".join(map(str, p)) for p in correlation.get("pairs") or []]
+    fig = _figure(5.6, 4.2)
+    ax = fig.add_subplot()
+    ax.scatter(xs, ys, color="C0", zorder=3)
+    for x, y, label in zip(xs, ys, pairs, strict=True):
+        ax.annotate(label, (x, y), textcoords="offset points", xytext=(5, 4), fontsize=8)
+    if len(set(xs)) > 1:  # the least-squares line, to show the correlation's direction
+        import numpy as np
+
+        slope, intercept = np.polyfit(xs, ys, 1)
+        line = np.array([min(xs), max(xs)])
+        ax.plot(line, slope * line + intercept, color="0.5", linestyle="--", linewidth=1)
+    ax.axhline(0.0, color="black", linewidth=0.6)
+    ax.axvline(0.0, color="black", linewidth=0.6)
+    ax.set_xlabel("Transfer affinity (%)")
+    ax.set_ylabel("Multi-task affinity (%)")
+    ax.set_title("Multi-task vs transfer affinity", fontsize=10)
+    ax.grid(True, alpha=0.3)
     return _save(fig, path)

@@ -19,10 +19,12 @@ __all__ = [
     "STRATEGY_LABELS",
     "Grouping",
     "Method",
+    "affinity_triangle",
     "budgets_of",
     "candidates_table",
     "collect_methods",
     "compute_table",
+    "correlation_text",
     "fmt_loss",
     "fmt_pct",
     "groupings",
@@ -30,6 +32,7 @@ __all__ = [
     "learning_table",
     "noise_table",
     "order_table",
+    "own_losses_table",
     "pair_matrix",
     "relationship_table",
     "table4",
@@ -121,12 +124,14 @@ class Method:
     compute: Mapping[str, Any]
     stats: Mapping[str, Any]
 
-    def total(self, budget: float) -> float | None:
-        """The total test loss at ``budget``; None when infeasible or missing."""
+    def total(self, budget: float, score: str = "test_total") -> float | None:
+        """The total test loss at ``budget`` by ``score`` (``test_total``: each task served
+        by its assigned network; ``test_total_min``: the paper's lowest test loss among the
+        chosen); None when infeasible or missing."""
         entry = self.entries.get(_bkey(budget))
         if entry is None or entry.get("error"):
             return None
-        return _num(entry.get("test_total"))
+        return _num(entry.get(score))
 
     def std(self, budget: float) -> float | None:
         """The standard deviation of the total (the random baseline), when given."""
@@ -199,31 +204,43 @@ def _is_best(value: float | None, best: float | None) -> bool:
                                                                     abs_tol=1e-15)
 
 
-def table4(methods: Sequence[Method], budgets: Sequence[float], n_tasks: int) -> Table:
-    """Table 4: total test loss per method (rows) and budget (columns); best in bold."""
+#: What each test score of Table 4 means, for its caption.
+SCORES = {
+    "test_total": "each task served by the chosen network with the lowest validation loss "
+                  "(what a deployed system gets; `test_total`)",
+    "test_total_min": "each task's lowest test loss among the chosen networks (the paper's "
+                      "Table 4 protocol; `test_total_min`)",
+}
+
+
+def table4(methods: Sequence[Method], budgets: Sequence[float], n_tasks: int,
+           score: str = "test_total") -> Table:
+    """Table 4: total test loss per method (rows) and budget (columns) by ``score`` (a key
+    of :data:`SCORES`); best in bold. Intervals and spreads are shown with ``test_total``."""
     rows, bold = [], set()
     best = {}
     for j, b in enumerate(budgets):
-        values = [v for m in methods if (v := m.total(b)) is not None]
+        values = [v for m in methods if (v := m.total(b, score)) is not None]
         best[j] = min(values) if values else None
     for i, m in enumerate(methods):
         cells = [m.label]
         for j, b in enumerate(budgets):
-            v = m.total(b)
+            v = m.total(b, score)
             text = fmt_loss(v)
-            if v is not None and m.half_width(b) is not None:
+            if score == "test_total" and v is not None and m.half_width(b) is not None:
                 text += f" ± {fmt_loss(m.half_width(b))}"
-            elif v is not None and m.std(b) is not None:
+            elif score == "test_total" and v is not None and m.std(b) is not None:
                 text += f" ± {fmt_loss(m.std(b))}"
             cells.append(text)
             if _is_best(v, best[j]):
                 bold.add((i, j + 1))
         rows.append(tuple(cells))
     caption = (f"Total test loss on all {n_tasks} tasks for each method under each "
-               "inference-time budget (SNT). Lower is better; the best per budget is in bold; "
-               f"{DASH}: infeasible or not run. With several seeds: the mean over seeds ± the "
-               "half-width of its 95% interval (the random row: ± the standard deviation of "
-               "its draws).")
+               f"inference-time budget (SNT), {SCORES[score]}. Lower is better; the best per "
+               f"budget is in bold; {DASH}: infeasible or not run. With several seeds: the "
+               "mean over seeds"
+               + (" ± the half-width of its 95% interval (the random row: ± the standard "
+                  "deviation of its draws)." if score == "test_total" else "."))
     return Table(("Method", *(fmt_budget(b) for b in budgets)), tuple(rows), frozenset(bold),
                  caption)
 
@@ -434,6 +451,52 @@ def relationship_table(matrix: Sequence[Sequence[float | None]], tasks: Sequence
         rows.append(("Average", *(fmt_pct(v) for v in cols),
                      fmt_pct(_mean([v for row in matrix for v in row]))))
     return Table(header, tuple(rows), frozenset(), caption)
+
+
+def affinity_triangle(affinity: Mapping[str, Mapping[str, Any]], tasks: Sequence[str],
+                      caption: str) -> Table:
+    """A symmetric task x task table in the paper's Table 3 layout: rows ``tasks[:-1]``,
+    columns ``tasks[1:]``, the upper triangle filled (``affinity[t][u]``, percent)."""
+    def cell(value: Any) -> str:
+        text = fmt_pct(value)
+        return "0.00%" if text == "-0.00%" else text  # a mean of opposite gains
+
+    rows = []
+    for a, t in enumerate(tasks[:-1]):
+        cells = [cell((affinity.get(t) or {}).get(u)) if b > a else ""
+                 for b, u in enumerate(tasks[1:], start=1)]
+        rows.append((t, *cells))
+    return Table(("Task", *tasks[1:]), tuple(rows), frozenset(), caption)
+
+
+def own_losses_table(own: Mapping[str, Mapping[str, Any]], tasks: Sequence[str]) -> Table:
+    """Each task's validation and test loss in its own full-width single-task network (the
+    reference of the transfer table)."""
+    rows = tuple((t, fmt_loss((own.get(t) or {}).get("val")),
+                  fmt_loss((own.get(t) or {}).get("test"))) for t in tasks)
+    return Table(("Task", "Val loss", "Test loss"), rows, frozenset(),
+                 "Each task in its own full-width single-task network: the reference "
+                 "L_j,own of the transfer gains.")
+
+
+def correlation_text(correlation: Mapping[str, Any] | None) -> str:
+    """Figure 3's statistics in words: Pearson's r and Spearman's rho with their p-values
+    over the unordered pairs (and which pairs were left out)."""
+    if not correlation:
+        return ("No multi-task affinity (Table 2) to correlate with: run a search of these "
+                "tasks, or give its folder with --search.")
+    n = correlation.get("n") or 0
+    r, rho = _num(correlation.get("pearson_r")), _num(correlation.get("spearman_rho"))
+    if r is None or rho is None:
+        return (f"Transfer against multi-task affinity: {n} task pair{'' if n == 1 else 's'}, "
+                f"too few (3 needed) or constant for a correlation.")
+    text = (f"Transfer against multi-task affinity over {n} task pairs: Pearson's r = "
+            f"{r:.2f} (two-sided p = {_num(correlation.get('pearson_p')) or 0.0:.2g}), "
+            f"Spearman's rho = {rho:.2f} (p = {_num(correlation.get('spearman_p')) or 0.0:.2g})")
+    excluded = correlation.get("excluded") or []
+    if excluded:
+        text += "; left out: " + ", ".join("-".join(map(str, p)) for p in excluded)
+    return text + "."
 
 
 def order_table(order: Mapping[Any, Mapping[str, Any]]) -> Table:

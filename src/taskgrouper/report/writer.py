@@ -7,7 +7,9 @@ Layout (Standley et al. 2020, Sec. 5 and 6):
    budget).
 3. Compute beside quality, per strategy (and baseline).
 4. Figure 5 (which network serves which task at each budget) and one table per method.
-5. Task relationships: Table 1, Table 2 (heat maps and tables), Figure 2 (bars and table).
+5. Task relationships: Table 1, Table 2 (heat maps and tables), Figure 2 (bars and table),
+   and, when the search trained transfer readouts (``search.transfer``), Table 3 (transfer
+   affinity) and Figure 3 (multi-task against transfer affinity).
 6. The candidate networks.
 
 Figures are PNGs in ``DIR/figures/``: ``report.md`` links them, ``report.html`` embeds them as
@@ -43,10 +45,12 @@ from taskgrouper.report.blocks import (
 )
 from taskgrouper.report.tables import (
     DASH,
+    affinity_triangle,
     budgets_of,
     candidates_table,
     collect_methods,
     compute_table,
+    correlation_text,
     estimator_table,
     fmt_budget,
     groupings,
@@ -54,6 +58,7 @@ from taskgrouper.report.tables import (
     learning_table,
     noise_table,
     order_table,
+    own_losses_table,
     pair_matrix,
     planted_table,
     relationship_table,
@@ -62,7 +67,8 @@ from taskgrouper.report.tables import (
     width_table,
 )
 
-__all__ = ["FIGURES_DIR", "RESULTS_FILE", "ResultsFileError", "load_and_write", "write_report"]
+__all__ = ["FIGURES_DIR", "RESULTS_FILE", "ResultsFileError", "load_and_write",
+           "transfer_blocks", "write_report"]
 
 RESULTS_FILE = "results.json"
 FIGURES_DIR = "figures"
@@ -70,7 +76,8 @@ FIGURES_DIR = "figures"
 _FIGURES = {"fig4": "fig4_loss_vs_budget.png", "fig5": "fig5_groupings.png",
             "table1": "table1_pair.png", "table2": "table2_affinity.png",
             "fig2": "fig2_order.png", "regret": "estimators_compute_regret.png",
-            "curve": "all_task_learning_curve.png"}
+            "curve": "all_task_learning_curve.png",
+            "fig3": "fig3_transfer_vs_multitask.png"}
 
 
 class ResultsFileError(TaskgrouperError):
@@ -265,6 +272,8 @@ def _build(results: Mapping[str, Any], figs: Path, written: set[str],
     if methods and budgets:
         with _section(source, "selections/baselines"):
             blocks.append(table4(methods, budgets, len(tasks)))
+            if any(m.total(b, "test_total_min") is not None for m in methods for b in budgets):
+                blocks.append(table4(methods, budgets, len(tasks), score="test_total_min"))
             band = any(m.std(b) is not None for m in methods for b in budgets)
             bars = any(m.half_width(b) is not None for m in methods for b in budgets)
             blocks.append(figure("fig4", lambda p: figures.plot_budget_loss(methods, budgets, p),
@@ -389,8 +398,10 @@ def _relationships(results: Mapping[str, Any], cands: list[Mapping[str, Any]],
     has_pair = bool(pair) and any(v is not None for row in pair.values() for v in row.values())
     has_aff = bool(affinity) and any(v is not None for row in affinity.values()
                                      for v in row.values())
+    transfer = (transfer_blocks(rel["transfer"], tasks, figure)
+                if isinstance(rel.get("transfer"), Mapping) else [])
     if not (has_pair or has_aff or order):
-        return []
+        return transfer
     blocks: list[Block] = [Heading("Task relationships (Tables 1 and 2, Figure 2)"),
                            Paragraph("Relative performance: (loss of the reference - loss of "
                                      "the multi-task network) / loss of the reference, on the "
@@ -426,4 +437,58 @@ def _relationships(results: Mapping[str, Any], cands: list[Mapping[str, Any]],
                              "Figure 2: full-width k-task networks against k single-task "
                              "networks of width 1/k (same total cost)."))
         blocks.append(order_table(order))
+    return blocks + transfer
+
+
+def transfer_blocks(transfer: Mapping[str, Any], tasks: list[str],
+                    figure: Callable[..., Figure] | None = None,
+                    title: bool = False) -> list[Block]:
+    """Table 3 (transfer affinity), the ordered transfer table, the reference losses and
+    Figure 3 (drawn when ``figure`` is given and the correlation has points) with its
+    statistics.
+
+    Args:
+        transfer: ``results["relationships"]["transfer"]``, or a ``relationships.json``
+            object (the same keys).
+        tasks: Row and column order.
+        figure: The report's figure writer; None: no figure (``relationships.md``).
+        title: Open with a document title (a page of its own) instead of a section heading.
+    """
+    split = str(transfer.get("split") or "test")
+    blocks: list[Block] = [
+        Heading(f"Transfer and multi-task affinity: {', '.join(tasks)}", 1) if title
+        else Heading("Transfer relationships (Table 3, Figure 3)"),
+        Paragraph(f"A transfer readout trains a head for task j on the frozen encoder of task "
+                  f"i's full-width single-task network (Taskonomy's measure). Gain: (loss of j "
+                  f"in its own network - loss of j on i's encoder) / loss of j in its own "
+                  f"network, on the {split} split; positive: i's encoder serves j better than "
+                  f"j's own.")]
+    affinity = transfer.get("affinity") or {}
+    if any(v is not None for row in affinity.values() for v in (row or {}).values()):
+        blocks.append(Heading("Table 3: transfer affinity", 3))
+        blocks.append(affinity_triangle(
+            affinity, tasks, "Table 3: the mean of the gains i -> j and j -> i (the averaged "
+            "forward and backward transfer affinity)."))
+    pair = transfer.get("pair") or {}
+    if any(v is not None for row in pair.values() for v in (row or {}).values()):
+        blocks.append(relationship_table(
+            pair_matrix(pair, tasks), tasks, "Encoder of ↓ / readout of →",
+            "The gain of each task (column) read out from another task's frozen encoder "
+            "(row), relative to the task's own network.", averages=True))
+    if transfer.get("own"):
+        blocks.append(own_losses_table(transfer["own"], tasks))
+    corr = transfer.get("correlation")
+    text = correlation_text(corr)
+    if figure is not None and corr and corr.get("pairs"):
+        blocks.append(Heading("Figure 3: multi-task against transfer affinity", 3))
+        blocks.append(figure("fig3", lambda p: figures.plot_affinity_scatter(corr, p),
+                             f"Figure 3: one point per task pair. {text}"))
+    else:
+        blocks.append(Paragraph(text))
+    compute = transfer.get("compute") or {}
+    if compute.get("runs"):
+        blocks.append(Paragraph(f"{compute['runs']} readouts, "
+                                f"{float(compute.get('wall_s') or 0.0):.1f} s of training"
+                                + ("." if title else " (not counted in any strategy's "
+                                   "compute).")))
     return blocks

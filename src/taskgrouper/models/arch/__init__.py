@@ -59,7 +59,8 @@ class ArchInfo:
 
 
 ARCH_TABLE: tuple[ArchInfo, ...] = (
-    ArchInfo("hard_sharing", build_hard_sharing, options={"head": "light"},
+    ArchInfo("hard_sharing", build_hard_sharing,
+             options={"head": "light", "frozen_encoder": None},
              paper="Caruana 1997; the network of Standley et al. 2020"),
     ArchInfo("cross_stitch", build_cross_stitch, shared_parameters=False,
              shared_representation=False, needs_stages=True,
