@@ -194,7 +194,7 @@ def _cmd_select(args: argparse.Namespace) -> int:
             raise UsageError("select --runs scores on the runs' own test losses; drop --test")
         result = select_runs(args.runs, budgets=budgets, hoa=args.hoa,
                              constraints=constraints or None, baselines=args.baselines,
-                             trials=args.trials)
+                             trials=args.trials, all_networks=args.all_networks)
     else:
         result = select_table(args.table, fmt=args.format, budgets=budgets,
                               test_path=args.test, hoa=args.hoa,
@@ -338,6 +338,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="replace losses of 3+ task networks by the mean of their pairs")
     p.add_argument("--constraint", action="append", default=[], metavar="TASK<=VALUE",
                    help="the chosen set must reach this loss on TASK (repeatable)")
+    p.add_argument("--all-networks", action="store_true",
+                   help="--runs: choose among every fully trained run, not the search's pool "
+                        "(C0 and search.selection_widths)")
     p.add_argument("--baselines", action="store_true",
                    help="also the baselines the table allows: random (budget-filling draws) "
                         "and pessimal always, all-in-one and independent where it has them")

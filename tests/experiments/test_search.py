@@ -101,13 +101,25 @@ def test_second_search_trains_nothing(tiny_search):
 @pytest.mark.slow
 def test_select_runs_on_the_sweep_folder(tiny_search, capsys):
     out, results = tiny_search
-    assert main(["select", "--runs", str(out), "--budget", "1.5", "--json"]) == 0
-    got = json.loads(capsys.readouterr().out)["selections"][0]
-    # The same fully trained networks and validation losses as the search (the wider
-    # all-task baseline costs 2, more than the budget): the same choice.
-    c0 = next(s for s in results["selections"] if s["budget"] == 1.5)
-    assert got["networks"] == c0["networks"]
-    assert got["val_total"] == pytest.approx(c0["val_total"])
+    assert main(["select", "--runs", str(out), "--budgets", "0.5:2:0.5", "--json",
+                 "--baselines", "--trials", "20"]) == 0
+    got = json.loads(capsys.readouterr().out)
+    # The search's own pool (C0; search.json says no selection_widths) and the same fully
+    # trained networks and validation losses: the same choice at every budget ...
+    for mine, theirs in zip(got["selections"], results["selections"], strict=True):
+        assert mine["networks"] == theirs["networks"]
+        if theirs["networks"]:
+            assert mine["val_total"] == pytest.approx(theirs["val_total"])
+    # ... while the baselines field their own networks (the all-task one at width 2 too)
+    assert {e["networks"][0] for e in got["baselines"]["all_in_one"][1:]} <= {"sd", "sd@2"}
+    # --all-networks chooses among every stored run: the width-2 all-task network is a
+    # candidate there, never in the search's pool
+    assert main(["select", "--runs", str(out), "--budget", "2", "--json",
+                 "--all-networks"]) == 0
+    wide = json.loads(capsys.readouterr().out)["selections"][0]
+    cands = {c["id"]: c for c in results["candidates"]}
+    best_total = min(sum(cands[n]["val"].values()) for n in ("sd", "sd@2"))
+    assert wide["val_total"] <= min(best_total, results["selections"][3]["val_total"]) + 1e-9
 
 
 def write(tmp_path: Path, config: dict) -> str:
@@ -224,3 +236,18 @@ def test_search_killed_mid_sweep_resumes_to_the_same_selections(tiny_search, tmp
         got = resumed["strategies"][name]["selections"]
         assert [s["networks"] for s in got] == [s["networks"] for s in strat["selections"]]
         assert [s["test_total"] for s in got] == [s["test_total"] for s in strat["selections"]]
+
+
+@pytest.mark.slow
+def test_select_runs_refuses_an_unreadable_search_json(tiny_search, tmp_path, capsys):
+    import shutil
+
+    out, _ = tiny_search
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    (copy / "search.json").write_text("{not json")
+    assert main(["select", "--runs", str(copy), "--budget", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "search.json is unreadable" in err and "--all-networks" in err
+    # --all-networks does not need it
+    assert main(["select", "--runs", str(copy), "--budget", "1", "--all-networks"]) == 0

@@ -6,7 +6,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from taskgrouper.errors import InputError
-from taskgrouper.grouping.api import select_networks
+from taskgrouper.grouping.api import select_networks, table_baselines
 from taskgrouper.grouping.candidates import compact_names, fully_trained, network_name
 from taskgrouper.grouping.select import Network
 
@@ -16,18 +16,23 @@ __all__ = ["select_runs"]
 def select_runs(runs_dir: str | Path, budgets: Iterable[float] = (1.0,), hoa: bool = False,
                 constraints: Mapping[str, float] | None = None,
                 weights: Mapping[str, float] | None = None, solver: str = "auto",
-                baselines: bool = False, trials: int | None = None) -> dict:
+                baselines: bool = False, trials: int | None = None,
+                all_networks: bool = False) -> dict:
     """Select among the fully trained networks of a sweep folder (``DIR/runs.sqlite``).
 
     Validation losses choose, test losses score (as :func:`select_table`, baselines included
     when asked); runs trained on a fraction of the data or for fewer epochs (ESA) are left
-    out.
+    out. In a search folder the choice is among the search's own pool, as the search chose:
+    C0 (multi-task networks at full width, single-task networks at full and half width) and
+    the single-task widths of its ``search.selection_widths``; ``all_networks`` chooses among
+    every fully trained run instead (the baselines' narrower and wider networks too).
 
     Raises:
         ValueError: no store in the folder, or no fully trained run in it.
     """
     from taskgrouper.runs.store import STORE_FILE, RunStore
 
+    budgets = list(budgets)
     path = Path(runs_dir) / STORE_FILE
     if not path.is_file():
         raise InputError(f"no {STORE_FILE} in '{runs_dir}'; pass the --out folder of a "
@@ -36,14 +41,39 @@ def select_runs(runs_dir: str | Path, budgets: Iterable[float] = (1.0,), hoa: bo
         records = list(fully_trained(store.records()).values())
     if not records:
         raise InputError(f"{path} holds no fully trained run yet; run the search to the end")
-    val, test = [], []
     compact = compact_names({t for r in records for t in r.tasks})
+    val, test = [], []
     for r in records:
         name = network_name(r.tasks, r.width, compact)
         cost = r.width  # nominal SNT, as the search selects (measured within 3%)
         val.append(Network(name, cost, r.val_losses))
         test.append(Network(name, cost, r.test_losses))
-    extra = {"trials": trials} if trials is not None else {}
-    return select_networks(val, test, budgets, hoa=hoa, constraints=constraints,
-                           weights=weights, solver=solver, source=str(path),
-                           test_source=str(path), baselines=baselines, **extra)
+    widths = None if all_networks else _pool_widths(Path(runs_dir))
+    pool = [k for k, r in enumerate(records) if widths is None
+            or (r.width in widths if len(r.tasks) == 1 else r.width == 1.0)]
+    result = select_networks([val[k] for k in pool], [test[k] for k in pool], budgets, hoa=hoa,
+                             constraints=constraints, weights=weights, solver=solver,
+                             source=str(path), test_source=str(path))
+    if baselines:  # the baselines field their own networks, narrower and wider ones too
+        extra = {"trials": trials} if trials is not None else {}
+        result["baselines"] = table_baselines(val, test, budgets, result["tasks"], **extra)
+    return result
+
+
+def _pool_widths(folder: Path) -> set[float] | None:
+    """The single-task widths a search folder's selection chose among (1, 1/2 and its
+    ``search.selection_widths``), from its ``search.json``; None when the folder has none
+    (then every fully trained run counts)."""
+    import json
+
+    path = folder / "search.json"
+    if not path.is_file():
+        return None
+    try:
+        search = json.loads(path.read_text()).get("search") or {}
+        extra = {float(w) for w in search.get("selection_widths") or []}
+    except (OSError, ValueError, TypeError, AttributeError) as err:
+        raise InputError(f"{path} is unreadable ({type(err).__name__}: {err}); it records "
+                         f"which config the folder was searched with: restore it, or pass "
+                         f"--all-networks to choose among every run") from None
+    return {1.0, 0.5} | extra
