@@ -321,6 +321,10 @@ class BenchConfig(_Section):
     #: Balancer name -> its ``balancer.options`` (``balancer.options`` itself applies to
     #: ``balancer.name``).
     balancer_options: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    #: What Delta_MTL averages over: ``headline``, one metric per task (each task's first:
+    #: mIoU for segmentation, RMSE for depth, mean angle for normals, odsF for edges, maxF for
+    #: saliency), as the survey's Eq. 10 and Table V; ``all``, every (task, metric) pair.
+    delta_metrics: Literal["headline", "all"] = "headline"
 
 
 class ExperimentConfig(_Section):

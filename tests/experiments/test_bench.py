@@ -169,8 +169,16 @@ def tiny_bench(tables, tmp_path_factory):
 
 
 def _by_hand(model: dict, base: dict) -> float:
-    """Eq. 10 written out for s (miou, pixel_acc: higher is better) and d (l1, rmse, abs_rel:
-    lower is better; delta1: higher is better)."""
+    """Eq. 10 over one headline metric per task (the default): s by mIoU (higher is better),
+    d by RMSE (lower is better)."""
+    terms = [(model["s"]["miou"] - base["s"]["miou"]) / base["s"]["miou"],
+             -(model["d"]["rmse"] - base["d"]["rmse"]) / base["d"]["rmse"]]
+    return 100.0 * sum(terms) / 2
+
+
+def _by_hand_all(model: dict, base: dict) -> float:
+    """Eq. 10 written out over every pair (bench.delta_metrics: all): s (miou, pixel_acc:
+    higher is better) and d (l1, rmse, abs_rel: lower is better; delta1: higher is better)."""
     terms = [(model["s"]["miou"] - base["s"]["miou"]) / base["s"]["miou"],
              (model["s"]["pixel_acc"] - base["s"]["pixel_acc"]) / base["s"]["pixel_acc"],
              -(model["d"]["l1"] - base["d"]["l1"]) / base["d"]["l1"],
@@ -188,7 +196,9 @@ def test_tiny_bench_end_to_end(tiny_bench, monkeypatch):
     assert json.loads((out / "bench.json").read_text()) == results
     assert results["tasks"] == ["s", "d"]
     assert results["task_metrics"] == {"s": ["miou", "pixel_acc"],
-                                       "d": ["l1", "rmse", "abs_rel", "delta1"]}
+                                       "d": ["rmse", "l1", "abs_rel", "delta1"]}
+    assert results["delta_metrics"] == {"mode": "headline",
+                                        "metrics": {"s": ["miou"], "d": ["rmse"]}}
     # 2 x 3 pairs, (twin, gradstandin) skipped with its reason, never trained
     pairs = [(r["architecture"], r["balancer"]) for r in results["rows"]]
     assert pairs == [("hard_sharing", "uniform"), ("hard_sharing", "fixed"),
@@ -214,6 +224,16 @@ def test_tiny_bench_end_to_end(tiny_bench, monkeypatch):
         assert row["delta_mtl"] == pytest.approx(_by_hand(rec.test, base), rel=1e-9)
         assert row["metrics"]["d"]["rmse"] == rec.test["d"]["rmse"]
         assert row["flops"] == 2 * rec.cost["macs"] and row["params"] == rec.cost["params"]
+    # bench.delta_metrics: all re-scores the same runs over every (task, metric) pair
+    config = json.loads(json.dumps(TINY))
+    config["bench"] = {**config["bench"], "delta_metrics": "all"}
+    every = run_bench(ExperimentConfig.model_validate(config), out, progress=False, log=quiet)
+    assert every["delta_metrics"]["mode"] == "all"
+    for row in every["rows"]:
+        rec = records[row["run_id"]]
+        assert row["delta_mtl"] == pytest.approx(_by_hand_all(rec.test, base), rel=1e-9)
+    report = (out / "report.md").read_text()
+    assert "every (task, metric) pair (bench.delta_metrics: all)" in report
     # The balancer weights go to `fixed` only (the one row with a weights option).
     fixed = next(r for r in results["rows"] if r["balancer"] == "fixed")
     assert records[fixed["run_id"]].config["balancer"]["weights"] == {"s": 3.0, "d": 1.0}
@@ -336,3 +356,23 @@ def test_bench_modules_do_not_import_torch():
     code = ("import sys, taskgrouper.experiments.bench, taskgrouper.report.bench\n"
             "assert 'torch' not in sys.modules, 'torch was imported'\n")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_delta_mtl_over_headline_metrics_by_hand():
+    from taskgrouper.evaluate.metrics import delta_mtl
+    from taskgrouper.experiments.bench import delta_metrics
+
+    task_metrics = {"s": ["miou", "pixel_acc"], "d": ["rmse", "l1"]}
+    base = {"s": {"miou": 0.50, "pixel_acc": 0.80}, "d": {"rmse": 1.0, "l1": 0.5}}
+    model = {"s": {"miou": 0.55, "pixel_acc": 0.80}, "d": {"rmse": 0.9, "l1": 0.6}}
+    # headline: s mIoU (0.55 - 0.50) / 0.50 = +10%; d RMSE, lower is better:
+    # -(0.9 - 1.0) / 1.0 = +10%; mean of the two: +10%
+    head = delta_metrics(task_metrics)
+    assert head == {"s": ["miou"], "d": ["rmse"]}
+    assert delta_mtl(model, base, metrics=head) == pytest.approx(10.0)
+    # all four pairs: +10% (mIoU), 0% (pixel acc), +10% (RMSE), -(0.6 - 0.5) / 0.5 = -20%
+    # (L1): mean 0%: the extra depth metric cancels what the headline metrics show
+    assert delta_mtl(model, base, metrics=delta_metrics(task_metrics, "all")) == \
+        pytest.approx(0.0, abs=1e-12)
+    with pytest.raises(ValueError, match="headline"):
+        delta_metrics(task_metrics, "some")

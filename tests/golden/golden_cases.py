@@ -104,8 +104,10 @@ def bench(tmp: Path) -> dict:
         "tasks": ["s", "d"],
         "model": {"backbone": "xception", "width": 0.2},
         "train": {"epochs": 1, "batch_size": 8, "device": "cpu", "seed": 0},
+        # every (task, metric) pair, as Delta_MTL was computed when the values were recorded
         "bench": {"pairs": [["hard_sharing", "uniform"], ["mtan", "uniform"],
-                            ["hard_sharing", "pcgrad"], ["hard_sharing", "dwa"]]}})
+                            ["hard_sharing", "pcgrad"], ["hard_sharing", "dwa"]],
+                  "delta_metrics": "all"}})
     import taskgrouper as tg
 
     results = tg.run_bench(config, tmp / "bench", workers=1, progress=False,

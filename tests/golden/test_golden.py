@@ -7,7 +7,9 @@ converged networks, three seeds); ``tests/experiments/test_demo.py`` runs its co
 them on purpose: selection among C0 only, the independent baseline's widths 1/k, the
 all-task baselines at several widths, budget-filling random and pessimal groupings, and
 under HOA a ``val_total`` of the real validation losses (the approximated one is
-``predicted_total``)."""
+``predicted_total``). The ``bench`` case keeps Delta_MTL over every (task, metric) pair
+(``bench.delta_metrics: all``), as recorded; only the synthetic depth's metric order changed
+(RMSE first, the survey's headline)."""
 
 from __future__ import annotations
 

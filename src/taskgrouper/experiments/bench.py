@@ -29,7 +29,9 @@ reports the error), and every other run completes; calling again retries only th
 ``DIR/bench.json`` (strict JSON; undefined numbers are ``null``)::
 
     {"version", "title", "tasks", "dataset", "backbone", "width",
-     "task_metrics": {task: [metric, ...]}, "lower_is_better": {metric: bool},
+     "task_metrics": {task: [metric, ...]}, "delta_metrics": {"mode": "headline" | "all",
+     "metrics": {task: [metric, ...]}} (what Delta_MTL averages over),
+     "lower_is_better": {metric: bool},
      "grid": [{"optimizer", "batch_size", "lr"}, ...],
      "baselines": {task: {metric: value}},            # test metrics of the single-task nets
      "single_task": {task: {"run_id", "flops", "params", "metrics", "val_metrics",
@@ -318,8 +320,17 @@ def _metrics_of(values: Mapping[str, Mapping[str, float]],
             for t, names in task_metrics.items() if t in values}
 
 
+def delta_metrics(task_metrics: Mapping[str, Sequence[str]],
+                  mode: str = "headline") -> dict[str, list[str]]:
+    """The (task, metric) pairs Delta_MTL averages over: each task's headline metric (its
+    first) for ``headline``, every metric for ``all``."""
+    if mode not in ("headline", "all"):
+        raise InputError(f"bench.delta_metrics must be 'headline' or 'all', got {mode!r}")
+    return {t: list(ms[:1] if mode == "headline" else ms) for t, ms in task_metrics.items()}
+
+
 def _delta(model, baseline, task_metrics) -> tuple[float | None, str | None]:
-    """Delta_MTL (%) and None, or None and why it is undefined."""
+    """Delta_MTL (%) over ``task_metrics`` and None, or None and why it is undefined."""
     from taskgrouper.evaluate.metrics import delta_mtl
 
     if model is None or baseline is None:
@@ -331,7 +342,7 @@ def _delta(model, baseline, task_metrics) -> tuple[float | None, str | None]:
 
 
 def _point_entry(p: _Planned, record, failures: Mapping[str, str], task_metrics,
-                 base_val, base_test) -> dict[str, Any]:
+                 base_val, base_test, scored=None) -> dict[str, Any]:
     entry: dict[str, Any] = {**p.point.as_dict(), "run_id": p.spec.id}
     if record is None:
         entry.update(status="failed",
@@ -344,8 +355,9 @@ def _point_entry(p: _Planned, record, failures: Mapping[str, str], task_metrics,
                  flops=2 * int(record.cost.get("macs", 0)), params=record.cost.get("params"),
                  train_samples=record.train_samples, wall_s=record.wall_s)
     if p.role == "model":
-        entry["val_delta_mtl"], why_val = _delta(val, base_val, task_metrics)
-        entry["delta_mtl"], why_test = _delta(test, base_test, task_metrics)
+        scored = scored or task_metrics
+        entry["val_delta_mtl"], why_val = _delta(val, base_val, scored)
+        entry["delta_mtl"], why_test = _delta(test, base_test, scored)
         if why_val or why_test:
             entry["delta_error"] = why_test or why_val
     return entry
@@ -380,6 +392,8 @@ def _results(config, data, tasks, planned, records, failures, skipped, points) -
 
     task_metrics = {t: list(data.tasks[t].metrics) for t in tasks}
     names = sorted({m for ms in task_metrics.values() for m in ms})
+    mode = config.bench.delta_metrics if config.bench is not None else "headline"
+    scored = delta_metrics(task_metrics, mode)
 
     # Single-task baselines: per task, the grid point with the lowest validation loss.
     single: dict[str, dict[str, Any]] = {}
@@ -408,7 +422,7 @@ def _results(config, data, tasks, planned, records, failures, skipped, points) -
         mine = [p for p in planned if p.role == "model" and (p.architecture, p.balancer)
                 == (arch, bal)]
         entries = [_point_entry(p, records.get(p.spec.id), failures, task_metrics, base_val,
-                                base_test) for p in mine]
+                                base_test, scored) for p in mine]
         chosen = choose_point(entries, lambda e: e.get("val_delta_mtl"), higher=True)
         grid = _grid_summary(entries, chosen)
         best = entries[chosen] if chosen is not None else {}
@@ -436,6 +450,7 @@ def _results(config, data, tasks, planned, records, failures, skipped, points) -
         "backbone": config.model.backbone,
         "width": config.model.width,
         "task_metrics": task_metrics,
+        "delta_metrics": {"mode": mode, "metrics": scored},
         "lower_is_better": {m: LOWER_IS_BETTER[m] for m in names if m in LOWER_IS_BETTER},
         "grid": [p.as_dict() for p in points],
         "baselines": {t: single[t]["metrics"][t] for t in tasks

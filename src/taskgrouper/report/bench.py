@@ -295,12 +295,18 @@ def plot_profile(bench: Mapping[str, Any], path: Path) -> Path:
 def _summary(bench: Mapping[str, Any]) -> list[Block]:
     tasks = list(bench["tasks"])
     heads = ", ".join(f"{t}: {', '.join(bench['task_metrics'][t])}" for t in tasks)
+    scored = bench.get("delta_metrics") or {"mode": "all", "metrics": bench["task_metrics"]}
+    used = ", ".join(f"{t} {', '.join(ms)}" for t, ms in scored["metrics"].items())
     compute = bench.get("compute") or {}
     items = [f"Tasks: {', '.join(tasks)}",
              f"Backbone: {bench.get('backbone', _DASH)} (width {bench.get('width', 1.0):g}); "
              f"single-task baselines: hard_sharing + uniform, one network per task",
-             f"Metrics (ΔMTL averages over all of them; the first is the headline used by "
-             f"the performance profile): {heads}",
+             f"Metrics (the first of each task is its headline, used by the performance "
+             f"profile): {heads}",
+             (f"ΔMTL (Eq. 10) averages over one headline metric per task, as the survey "
+              f"reports it: {used}" if scored["mode"] == "headline" else
+              f"ΔMTL (Eq. 10) averages over every (task, metric) pair "
+              f"(bench.delta_metrics: all): {used}"),
              f"Grid points per model: {len(bench.get('grid') or [])}",
              f"Models: {len(bench.get('rows') or [])} trained, "
              f"{len(bench.get('skipped') or [])} skipped, "
