@@ -96,10 +96,15 @@ def test_bench_report_files_and_cli(tmp_path, capsys):
     assert "| hard_sharing | uniform | 0.0012 | 0.6 | 0.41 | **1.9** | **+1.50** |" in md
     assert "takes at most 2 tasks" in md and "TrainingDiverged" in md
     html = (tmp_path / "report.html").read_text()
-    assert html.count("data:image/png;base64,") == 1 and "<table>" in html
-    # no model row: no profile, and an old one is removed
+    # the performance profile and Figure 10 (s against d)
+    assert html.count("data:image/png;base64,") == 2 and "<table>" in html
+    assert "Trade-off between two tasks (Figure 10)" in md
+    assert "the plane of s's and d's headline test metrics" in md
+    assert (tmp_path / "figures" / "bench_tradeoff.png").is_file()
+    # no model row: no figures, and old ones are removed
     md_path, _ = write_bench_report({**bench, "rows": []}, tmp_path)
     assert not (tmp_path / "figures" / "bench_profile.png").exists()
+    assert not (tmp_path / "figures" / "bench_tradeoff.png").exists()
     assert "Single task" in md_path.read_text()
 
 

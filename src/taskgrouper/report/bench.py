@@ -36,6 +36,7 @@ __all__ = ["BENCH_FILE", "bench_table", "load_and_write_bench", "performance_pro
 
 BENCH_FILE = "bench.json"
 _PROFILE_PNG = "bench_profile.png"
+_TRADEOFF_PNG = "bench_tradeoff.png"
 _FIGURES_DIR = "figures"
 _DASH = "–"
 SINGLE_TASK = "Single task"
@@ -205,10 +206,13 @@ def bench_table(bench: Mapping[str, Any]) -> Table:
     if any(d is not None for d in deltas):
         best = max(d for d in deltas if d is not None)
         bold |= {(i, len(header) - 1) for i, d in enumerate(deltas) if d == best}
+    headline = (bench.get("delta_metrics") or {}).get("mode") == "headline"
     caption = ("Table V layout: test metrics of each model (its best grid point by validation "
                "ΔMTL), FLOPs of one forward pass (two per multiply-add) and parameters; "
-               "ΔMTL = (1/T) Σ_i (-1)^l_i (M_m,i - M_b,i) / M_b,i over every task metric "
-               "listed, against the single-task networks (l_i = 1 where lower is better). "
+               "ΔMTL = (1/T) Σ_i (-1)^l_i (M_m,i - M_b,i) / M_b,i over "
+               + ("the headline metric of each task (its first)" if headline
+                  else "every task metric listed")
+               + ", against the single-task networks (l_i = 1 where lower is better). "
                "The single-task row sums the costs of its networks. Best per column in bold.")
     return Table(header, tuple(rows), frozenset(bold), caption)
 
@@ -290,6 +294,45 @@ def plot_profile(bench: Mapping[str, Any], path: Path) -> Path:
 
 
 # ------------------------------------------------------------------------------ the report
+
+
+def plot_tradeoff(bench: Mapping[str, Any], path: Path) -> Path:
+    """The survey's Figure 10: every finished grid point of every model in the plane of the
+    first two tasks' headline test metrics (one colour per model, its chosen point ringed),
+    with the single-task networks' point, so the trade-off between the two tasks shows."""
+    from taskgrouper.report.figures import _figure, _save
+
+    tasks = list(bench["tasks"])[:2]
+    heads = {t: bench["task_metrics"][t][0] for t in tasks}
+    lower = bench.get("lower_is_better") or {}
+    models = _models(bench)
+    fig = _figure(8.6, 5.2)
+    ax = fig.subplots()
+
+    def value(metrics: Mapping[str, Any] | None, t: str) -> float | None:
+        return _finite(((metrics or {}).get(t) or {}).get(heads[t]))
+
+    for i, m in enumerate(models):
+        color = "black" if m["label"] == SINGLE_TASK else f"C{i % 10}"
+        points = [p for p in (m.get("grid") or {}).get("points") or []
+                  if p.get("status") == "done"]
+        xs = [value(p.get("metrics"), tasks[0]) for p in points]
+        ys = [value(p.get("metrics"), tasks[1]) for p in points]
+        keep = [(x, y) for x, y in zip(xs, ys, strict=True) if x is not None and y is not None]
+        if keep and m["label"] != SINGLE_TASK:
+            ax.scatter(*zip(*keep, strict=True), s=18, color=color, alpha=0.45)
+        x, y = value(m["metrics"], tasks[0]), value(m["metrics"], tasks[1])
+        if x is not None and y is not None:
+            marker = "*" if m["label"] == SINGLE_TASK else "o"
+            ax.scatter([x], [y], s=90 if marker == "*" else 50, marker=marker, color=color,
+                       edgecolors="black", linewidths=0.8, label=m["label"], zorder=3)
+    for axis, t in ((ax.set_xlabel, tasks[0]), (ax.set_ylabel, tasks[1])):
+        axis(f"{t}: {heads[t]} {_arrow(lower.get(heads[t]))}")
+    ax.set_title("Two tasks' headline metrics: every grid point (small), chosen (ringed)",
+                 fontsize=10)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False)
+    return _save(fig, path)
 
 
 def _summary(bench: Mapping[str, Any]) -> list[Block]:
@@ -376,8 +419,17 @@ def _build(bench: Mapping[str, Any], figs: Path) -> tuple[list[Block], bool]:
             "Performance profile (Dolan and Moré): for each model, the fraction of tasks "
             "whose headline test metric is within a factor τ of the best model's; higher and "
             "further left is better, the value at τ = 1 is the fraction of tasks it wins."
-            + (" Right: every grid point (hyperparameter robustness, as the survey's "
-               "Fig. 10)." if len(bench.get("grid") or []) > 1 else "")))
+            + (" Right: every grid point (robustness to the hyperparameters)."
+               if len(bench.get("grid") or []) > 1 else "")))
+        if len(bench["tasks"]) >= 2:
+            plot_tradeoff(bench, figs / _TRADEOFF_PNG)
+            first, second = list(bench["tasks"])[:2]
+            blocks.append(Heading("Trade-off between two tasks (Figure 10)"))
+            blocks.append(Figure(
+                f"{_FIGURES_DIR}/{_TRADEOFF_PNG}",
+                f"The survey's Figure 10: each model's grid points in the plane of {first}'s "
+                f"and {second}'s headline test metrics (small), its chosen point ringed, the "
+                f"single-task networks as a star; arrows give the better direction."))
     blocks.append(Heading("Single-task baselines"))
     blocks.append(_single_table(bench))
     if len(bench.get("grid") or []) > 1:
@@ -406,7 +458,8 @@ def _build(bench: Mapping[str, Any], figs: Path) -> tuple[list[Block], bool]:
 
 def write_bench_report(bench: Mapping[str, Any], out_dir: str | Path, *,
                        source: str = BENCH_FILE) -> tuple[Path, Path]:
-    """Write ``report.md``, ``report.html`` and ``figures/bench_profile.png`` into ``out_dir``.
+    """Write ``report.md``, ``report.html`` and the figures (``figures/bench_profile.png``,
+    ``figures/bench_tradeoff.png``) into ``out_dir``.
 
     Args:
         bench: The ``bench.json`` object.
@@ -433,8 +486,10 @@ def write_bench_report(bench: Mapping[str, Any], out_dir: str | Path, *,
     except (KeyError, TypeError, AttributeError, ValueError) as err:
         raise BenchFileError(f"{source}: malformed ({type(err).__name__}: {err}); {_HINT}") \
             from err
-    if not drew and (figs / _PROFILE_PNG).is_file():
-        (figs / _PROFILE_PNG).unlink()  # stale
+    if not drew:  # stale figures of an earlier report
+        for name in (_PROFILE_PNG, _TRADEOFF_PNG):
+            if (figs / name).is_file():
+                (figs / name).unlink()
     title = str(bench.get("title") or "taskgrouper bench")
     md_path, html_path = out / REPORT_MD, out / REPORT_HTML
     write_text_atomic(to_markdown(blocks), md_path)
