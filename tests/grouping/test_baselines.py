@@ -256,3 +256,25 @@ def test_random_groupings_with_a_task_no_network_predicts():
         warnings.simplefilter("error")
         out = random_groupings(pool, pool, [1.0, 10.0], ["a", "b", "c"], trials=10)
     assert [e["networks"] for e in out] == [[], []]
+
+
+@pytest.mark.slow  # HiGHS spends about 16 s at the root before the limit can strike
+def test_pessimal_time_limit_returns_a_valid_selection_and_its_bound():
+    # 20 tasks, every group of up to 3 at cost 1 (losses: a base loss per task times a factor
+    # in [0.85, 1.15]) and half-width singles: HiGHS takes over 10 minutes to prove the worst
+    # budget-filling selection at budget 10. With a limit the entry is the worst found:
+    # budget-filling (cost in (9.5, 10]), covering, marked, with a bound no lower than it.
+    rng = np.random.default_rng(0)
+    tasks = [f"t{i:02d}" for i in range(20)]
+    base = {t: rng.uniform(0.5, 1.5) for t in tasks}
+    pool = [Network(t + "@0.5", 0.5, {t: base[t] * 1.1}) for t in tasks]
+    for k in (1, 2, 3):
+        for g in itertools.combinations(tasks, k):
+            pool.append(Network("+".join(g), 1.0,
+                                {t: base[t] * rng.uniform(0.85, 1.15) for t in g}))
+    (e,) = pessimal(pool, None, [10.0], tasks, time_limit=1.0)
+    chosen = [n for n in pool if n.name in e["networks"]]
+    assert 9.5 < sum(n.cost for n in chosen) <= 10.0 + 1e-9
+    assert all(any(t in n.losses for n in chosen) for t in tasks)
+    assert e["stopped"] == "time limit"
+    assert e["upper_bound"] is None or e["upper_bound"] >= e["test_total_min"] - 1e-9

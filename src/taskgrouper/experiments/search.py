@@ -462,8 +462,10 @@ def _score_seeds(results: dict, config: ExperimentConfig, records, by_name, mgda
     networks are the whole candidate pool)."""
     from taskgrouper.grouping.intervals import mean_interval, paired_difference
 
+    mgda_ids = {m.id for m in mgda}
+
     def record(name: str, seed: int):
-        if name in {m.id for m in mgda}:
+        if name in mgda_ids:
             return records.get(f"{name}-s{seed}")
         c = by_name.get(name)
         return None if c is None else records.get(c.full().with_seed(seed).run_id)
@@ -623,9 +625,9 @@ def _results(config, tasks, budgets, strategies, records, full, estimates, raw_s
             "agreement": {name: planted_agreement(v["selections"], planted)
                           for name, v in out_strategies.items()}}
     if with_baselines:
-        results["baselines"] = _baselines(tasks, budgets, full, c0,
-                                          config.search.random_trials if config.search
-                                          else 1000, mgda)
+        sc = config.search or SearchConfig()
+        results["baselines"] = _baselines(tasks, budgets, full, c0, sc.random_trials, mgda,
+                                          time_limit=sc.select_time_limit)
     results["relationships"] = _relationships(candidates, tasks)
     results["convergence"] = _convergence(config, tasks, full)
     return results
@@ -667,7 +669,7 @@ def _planted_groups(config: ExperimentConfig) -> list[list[str]] | None:
     return [g for g in kept if g]
 
 
-def _baselines(tasks, budgets, full, c0, trials, mgda=()) -> dict:
+def _baselines(tasks, budgets, full, c0, trials, mgda=(), time_limit=60.0) -> dict:
     from taskgrouper.grouping import baselines as bl
 
     def nets(names, split):
@@ -684,7 +686,8 @@ def _baselines(tasks, budgets, full, c0, trials, mgda=()) -> dict:
                                       tasks),
         "random": bl.random_groupings(nets(pool, "val"), nets(pool, "test"), budgets, tasks,
                                       trials=trials),
-        "pessimal": bl.pessimal(nets(pool, "val"), nets(pool, "test"), budgets, tasks),
+        "pessimal": bl.pessimal(nets(pool, "val"), nets(pool, "test"), budgets, tasks,
+                                time_limit=time_limit),
     }
     if mgda:  # the all-task network trained with MGDA-UB, the best width that fits
         out[MGDA_BALANCER] = bl.all_in_one([Network(m.id, m.width, m.val_losses) for m in mgda],

@@ -7,7 +7,12 @@ from pathlib import Path
 
 from taskgrouper.errors import InputError
 from taskgrouper.grouping.api import select_networks, table_baselines
-from taskgrouper.grouping.candidates import compact_names, fully_trained, network_name
+from taskgrouper.grouping.candidates import (
+    compact_names,
+    fully_trained,
+    network_name,
+    search_candidates,
+)
 from taskgrouper.grouping.select import Network
 
 __all__ = ["select_runs"]
@@ -48,9 +53,13 @@ def select_runs(runs_dir: str | Path, budgets: Iterable[float] = (1.0,), hoa: bo
         cost = r.width  # nominal SNT, as the search selects (measured within 3%)
         val.append(Network(name, cost, r.val_losses))
         test.append(Network(name, cost, r.test_losses))
-    widths = None if all_networks else _pool_widths(Path(runs_dir))
-    pool = [k for k, r in enumerate(records) if widths is None
-            or (r.width in widths if len(r.tasks) == 1 else r.width == 1.0)]
+    searched = None if all_networks else _searched(Path(runs_dir))
+    if searched is None:
+        pool = list(range(len(records)))
+    else:  # the search's own candidate set, by (tasks, width)
+        own = {(frozenset(c.tasks), c.width) for c in search_candidates(
+            sorted({t for r in records for t in r.tasks}), **searched)}
+        pool = [k for k, r in enumerate(records) if (frozenset(r.tasks), r.width) in own]
     result = select_networks([val[k] for k in pool], [test[k] for k in pool], budgets, hoa=hoa,
                              constraints=constraints, weights=weights, solver=solver,
                              source=str(path), test_source=str(path))
@@ -60,10 +69,11 @@ def select_runs(runs_dir: str | Path, budgets: Iterable[float] = (1.0,), hoa: bo
     return result
 
 
-def _pool_widths(folder: Path) -> set[float] | None:
-    """The single-task widths a search folder's selection chose among (1, 1/2 and its
-    ``search.selection_widths``), from its ``search.json``; None when the folder has none
-    (then every fully trained run counts)."""
+def _searched(folder: Path) -> dict | None:
+    """What fixed a search folder's candidate set (``search.selection_widths`` and
+    ``search.max_group_size``, from its ``search.json``) as arguments of
+    :func:`~taskgrouper.grouping.candidates.search_candidates`; None when the folder has no
+    ``search.json`` (then every fully trained run counts)."""
     import json
 
     path = folder / "search.json"
@@ -71,9 +81,9 @@ def _pool_widths(folder: Path) -> set[float] | None:
         return None
     try:
         search = json.loads(path.read_text()).get("search") or {}
-        extra = {float(w) for w in search.get("selection_widths") or []}
+        return {"widths": [float(w) for w in search.get("selection_widths") or []],
+                "max_size": search.get("max_group_size")}
     except (OSError, ValueError, TypeError, AttributeError) as err:
         raise InputError(f"{path} is unreadable ({type(err).__name__}: {err}); it records "
                          f"which config the folder was searched with: restore it, or pass "
                          f"--all-networks to choose among every run") from None
-    return {1.0, 0.5} | extra

@@ -11,6 +11,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from taskgrouper.errors import InputError
+from taskgrouper.grouping import baselines as bl
 from taskgrouper.grouping.select import (
     InfeasibleBudget,
     Network,
@@ -21,7 +22,7 @@ from taskgrouper.grouping.select import (
 from taskgrouper.grouping.tables import higher_order_approximation, read_csv, read_standley
 
 __all__ = ["DEFAULT_TRIALS", "FORMATS", "format_selections", "read_table", "select_networks",
-           "select_table", "serve", "table_baselines"]
+           "select_table", "table_baselines"]
 
 #: Table formats accepted by :func:`read_table`.
 FORMATS = ("csv", "standley")
@@ -134,7 +135,7 @@ def select_networks(networks: list[Network], test_networks: list[Network] | None
                     f"{test_path}: test table lacks network(s) {', '.join(missing)} chosen "
                     f"from {table_path}; give a test table with the same networks"
                 )
-        assignment = (serve(result.networks, real, result.assignment) if hoa
+        assignment = (bl.assign(result.networks, real, list(result.assignment)) if hoa
                       else dict(result.assignment))
         entry = {
             "budget": result.budget,
@@ -157,25 +158,9 @@ def select_networks(networks: list[Network], test_networks: list[Network] | None
     return answer
 
 
-def serve(chosen: Iterable[str], real: Mapping[str, Network],
-          fallback: Mapping[str, str]) -> dict[str, str]:
-    """Each task of ``fallback`` served by the network of ``chosen`` with the lowest loss in
-    ``real`` (ties: the cheaper, then the name); a task no chosen network of ``real`` predicts
-    keeps its ``fallback`` network."""
-    chosen = list(chosen)
-    out = {}
-    for task, default in fallback.items():
-        holders = [n for n in chosen if n in real and task in real[n].losses]
-        out[task] = (min(holders, key=lambda n: (real[n].losses[task], real[n].cost, n))
-                     if holders else default)
-    return out
-
-
 def table_baselines(val: list[Network], test: list[Network] | None, budgets: list[float],
                     tasks: list[str], trials: int = DEFAULT_TRIALS, seed: int = 0) -> dict:
     """The baselines a loss table allows (see :func:`select_networks`), keyed by name."""
-    from taskgrouper.grouping import baselines as bl
-
     out = {"random": bl.random_groupings(val, test, budgets, tasks, trials=trials, seed=seed),
            "pessimal": bl.pessimal(val, test, budgets, tasks)}
     if any(all(t in n.losses for t in tasks) for n in val):

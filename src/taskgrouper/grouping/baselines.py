@@ -4,13 +4,14 @@ Every function takes the candidate networks with their validation losses (``val`
 choose and to assign each task to a network) and the same networks with their test losses
 (``test``, used to score; ``None`` scores on ``val``), and returns one entry per budget in the
 shape of ``select --json``: ``{"budget", "networks", "cost", "val_total", "test_total",
-"assignment"}``, or ``{"budget", "networks": [], "error"}`` when nothing fits.
+"test_total_min", "assignment"}``, or ``{"budget", "networks": [], "error"}`` when nothing
+fits.
 
 - :func:`all_in_one`: the traditional multi-task network predicting every task.
 - :func:`independent`: single-task networks only (the best widths that fit the budget).
-- :func:`random_groupings`: the mean of random valid solutions (the paper: 1,000 trials).
-- :func:`pessimal`: the worst valid solution, each task still served by its best chosen
-  network.
+- :func:`random_groupings`: the mean of budget-filling random draws, as the paper's released
+  selection code draws them (the paper: 1,000 trials).
+- :func:`pessimal`: the worst budget-filling selection, found exactly.
 
 Pure Python and numpy; no torch.
 """
@@ -19,14 +20,14 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
 from taskgrouper.errors import InputError
 from taskgrouper.grouping.select import InfeasibleBudget, Network, cheapest_cover, select_many
 
-__all__ = ["all_in_one", "independent", "pessimal", "random_groupings"]
+__all__ = ["all_in_one", "assign", "independent", "pessimal", "random_groupings"]
 
 _EPS = 1e-9  # budget comparisons, as in select
 
@@ -36,10 +37,7 @@ def _entry(budget: float, chosen: Sequence[str], val: dict[str, Network],
     """Score ``chosen`` as ``search`` scores every strategy's choice: each task is served by
     the chosen network with the lowest validation loss, and contributes that network's test
     loss (what a deployed system reports; no peeking at test to pick the server)."""
-    assignment = {}
-    for t in tasks:
-        serving = [n for n in chosen if t in val[n].losses]
-        assignment[t] = min(serving, key=lambda n: (val[n].losses[t], val[n].cost, n))
+    assignment = assign(chosen, val, tasks)
     return {"budget": budget, "networks": sorted(chosen),
             "cost": math.fsum(val[n].cost for n in chosen),
             "val_total": math.fsum(val[assignment[t]].losses[t] for t in tasks),
@@ -47,6 +45,14 @@ def _entry(budget: float, chosen: Sequence[str], val: dict[str, Network],
             "test_total_min": math.fsum(min(test[n].losses[t] for n in chosen
                                             if t in test[n].losses) for t in tasks),
             "assignment": assignment}
+
+
+def assign(chosen: Sequence[str], val: Mapping[str, Network],
+           tasks: Sequence[str]) -> dict[str, str]:
+    """Each task served by the network of ``chosen`` with the lowest loss for it in ``val``
+    (ties: the cheaper, then the name): how a selection is deployed and scored."""
+    return {t: min((n for n in chosen if t in val[n].losses),
+                   key=lambda n: (val[n].losses[t], val[n].cost, n)) for t in tasks}
 
 
 def _infeasible(budget: float, why: str) -> dict:
@@ -201,6 +207,7 @@ class _FillSampler:
         # per task, each network's rank by (val loss, cost, name): the server _entry picks
         self.rank = np.full((m, k), np.iinfo(np.int64).max, dtype=np.int64)
         self.test_loss = np.full((m, k), np.inf)
+        self.test_by_rank, self.val_by_rank = [], []  # per task, losses of the rank-r server
         for j, t in enumerate(tasks):
             holders = sorted((i for i, n in enumerate(nets) if t in n.losses),
                              key=lambda i: (val[nets[i].name].losses[t], nets[i].cost,
@@ -208,16 +215,8 @@ class _FillSampler:
             for r, i in enumerate(holders):
                 self.rank[i, j] = r
                 self.test_loss[i, j] = test[nets[i].name].losses[t]
-        val_loss = np.full((m, k), np.inf)
-        for j, t in enumerate(tasks):
-            for i, n in enumerate(nets):
-                if t in n.losses:
-                    val_loss[i, j] = val[n.name].losses[t]
-        # per task, the test and validation losses of the network of each rank
-        ranked = [np.argsort(np.where(self.rank[:, j] < m, self.rank[:, j], m), kind="stable")
-                  for j in range(k)]
-        self.test_by_rank = [self.test_loss[ranked[j], j] for j in range(k)]
-        self.val_by_rank = [val_loss[ranked[j], j] for j in range(k)]
+            self.test_by_rank.append(np.array([test[nets[i].name].losses[t] for i in holders]))
+            self.val_by_rank.append(np.array([val[nets[i].name].losses[t] for i in holders]))
 
     def draw(self, rng: np.random.Generator, budget: float, n: int
              ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -335,10 +334,9 @@ def random_groupings(val: Sequence[Network], test: Sequence[Network] | None,
     """
     if fill not in ("budget", "cover"):
         raise InputError(f"random groupings: fill must be 'budget' or 'cover', got {fill!r}")
-    if fill == "budget":
-        v, t = _tables(val, test)
-        return _fill_random(v, t, budgets, tasks, trials, seed, time_limit)
     v, t = _tables(val, test)
+    if fill == "budget":
+        return _fill_random(v, t, budgets, tasks, trials, seed, time_limit)
     sampler = _RandomSampler(sorted(v.values(), key=lambda n: n.name), tasks)
     out = []
     for b in budgets:
@@ -374,7 +372,8 @@ def random_groupings(val: Sequence[Network], test: Sequence[Network] | None,
 
 
 def pessimal(val: Sequence[Network], test: Sequence[Network] | None,
-             budgets: Sequence[float], tasks: Sequence[str]) -> list[dict]:
+             budgets: Sequence[float], tasks: Sequence[str],
+             time_limit: float | None = 60.0) -> list[dict]:
     """The worst budget-filling selection, found exactly: the paper's Pessimal row.
 
     The paper's released code takes the worst of many budget-filling random draws
@@ -386,13 +385,19 @@ def pessimal(val: Sequence[Network], test: Sequence[Network] | None,
     the highest total of per-task lowest test losses (``test`` when given, else ``val``): at
     least as bad as every draw. Its entry is scored both ways (``test_total`` by the
     validation assignment, ``test_total_min`` the paper's).
+
+    ``time_limit`` (seconds per budget; None for none): tens of tasks and thousands of
+    networks can take HiGHS many minutes (20 tasks, 1,370 networks: over 10 min for one
+    budget). When it strikes, the entry holds the worst selection found so far, says so
+    (``"stopped": "time limit"``) and gives ``upper_bound``, the highest total still possible.
     """
     v, t = _tables(val, test)
     nets = sorted(t.values(), key=lambda n: n.name)
     cmin = min((n.cost for n in nets), default=math.inf)
     out = []
     for b in budgets:
-        best_set = _pessimal_milp(nets, tasks, b, min_cost=b - cmin) if nets else None
+        found = _pessimal_milp(nets, tasks, b, b - cmin, time_limit) if nets else None
+        best_set, proved, bound = found if found is not None else (None, True, None)
         if best_set is None:
             try:
                 cheapest = cheapest_cover(nets, tasks=tasks)
@@ -404,7 +409,10 @@ def pessimal(val: Sequence[Network], test: Sequence[Network] | None,
                 why = str(err)
             out.append(_infeasible(b, why))
         else:
-            out.append(_entry(b, list(best_set), v, t, tasks))
+            entry = _entry(b, list(best_set), v, t, tasks)
+            if not proved:
+                entry.update(stopped="time limit", upper_bound=bound)
+            out.append(entry)
     return out
 
 
@@ -415,9 +423,12 @@ _FILL_MARGIN = 1e-4
 
 
 def _pessimal_milp(nets: list[Network], tasks: Sequence[str], budget: float,
-                   min_cost: float | None = None) -> tuple[str, ...] | None:
-    """Names of the selection within ``budget`` covering ``tasks`` with the highest total;
-    with ``min_cost``, only selections costing more than it (budget-filling ones).
+                   min_cost: float, time_limit: float | None = None
+                   ) -> tuple[tuple[str, ...], bool, float | None] | None:
+    """The selection costing more than ``min_cost`` and at most ``budget`` (a budget-filling
+    one) that covers ``tasks`` with the highest total: its names, whether it is proved the
+    worst, and when not (``time_limit`` struck) the highest total still possible (None if
+    HiGHS gave no bound). None when nothing is found.
 
     Binary ``x[n]`` (network n chosen). For task t, with the networks predicting it sorted by
     loss ``l_1 <= ... <= l_k``, continuous ``z[t, j]`` (j < k) is 1 when none of the first j is
@@ -458,22 +469,23 @@ def _pessimal_milp(nets: list[Network], tasks: Sequence[str], budget: float,
             if prev is not None:
                 add_row([(z, 1.0), (prev, -1.0)], -np.inf, 0.0)
             prev = z
-    low = -np.inf if min_cost is None else min_cost + _FILL_MARGIN
-    add_row([(i, n.cost) for i, n in enumerate(nets)], low, budget + _EPS)
+    add_row([(i, n.cost) for i, n in enumerate(nets)], min_cost + _FILL_MARGIN, budget + _EPS)
     n_var = len(obj)
     a = coo_matrix((coef, (rows, cols)), shape=(len(lo), n_var)).tocsr()
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Unrecognized options", category=Warning)
+        options = {"mip_rel_gap": 0.0, "mip_abs_gap": 0.0}
+        if time_limit is not None:
+            options["time_limit"] = float(time_limit)
         res = milp(np.asarray(obj), integrality=np.r_[np.ones(m), np.zeros(n_var - m)],
-                   bounds=(0, 1), constraints=LinearConstraint(a, lo, hi),
-                   options={"mip_rel_gap": 0.0, "mip_abs_gap": 0.0})
+                   bounds=(0, 1), constraints=LinearConstraint(a, lo, hi), options=options)
     if res.x is None:
         return None
-    chosen = [nets[i] for i in np.flatnonzero(res.x[:m] > 0.5)]
-    if min_cost is None:
-        # Drop redundant networks, dearest first: the total can only rise, the cost falls.
-        for n in sorted(chosen, key=lambda n: (-n.cost, n.name)):
-            rest = [k for k in chosen if k is not n]
-            if all(any(x in k.losses for k in rest) for x in tasks):
-                chosen = rest
-    return tuple(sorted(n.name for n in chosen))
+    names = tuple(sorted(nets[i].name for i in np.flatnonzero(res.x[:m] > 0.5)))
+    if res.status != 1:
+        return names, True, None
+    # out of time: the objective is minus the increments above each task's lowest loss
+    dual = getattr(res, "mip_dual_bound", None)
+    base = math.fsum(min(n.losses[t] for n in nets if t in n.losses) for t in tasks)
+    return names, False, (base - float(dual) if dual is not None and np.isfinite(dual)
+                          else None)

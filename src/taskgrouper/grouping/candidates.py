@@ -223,7 +223,7 @@ def independent_widths(n_tasks: int) -> tuple[float, ...]:
     (T tasks; with five, the paper's 1/5, 1/4, 1/3, 1/2 and 1). T networks of width 1/T fit
     budget 1; narrower ones than 1/5 are not trained (beyond five tasks the baseline starts at
     budget T/5)."""
-    return tuple(1 / k for k in range(max(1, min(n_tasks, 5)), 0, -1))
+    return INDEPENDENT_WIDTHS[-max(1, min(n_tasks, len(INDEPENDENT_WIDTHS))):]
 
 
 def baseline_candidates(tasks: Sequence[str], widths: Sequence[float] = INDEPENDENT_WIDTHS,
