@@ -206,6 +206,10 @@ class TrainConfig(_Section):
     #: ``flip``: mirror each training image and its dense labels left-right with probability
     #: 1/2 (Standley et al.'s training; :mod:`taskgrouper.train.augment`); ``none``: as stored.
     augment: Literal["none", "flip"] = "none"
+    #: Keep an exponential moving average of the weights with this decay per step and
+    #: validate, keep and test the averaged network (:mod:`taskgrouper.train.averaging`);
+    #: null: the optimiser's own weights.
+    ema: float | None = Field(None, gt=0.0, lt=1.0)
     seed: int = 0
     device: str = "auto"
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
@@ -376,7 +380,7 @@ def run_identity(config: ExperimentConfig) -> dict:
             dump["data"].pop(key, None)
     dump.pop("search", None)
     # settings added after runs were stored count only when set, so older runs resume
-    for key in ("affinity_every", "min_lr"):
+    for key in ("affinity_every", "min_lr", "ema"):
         if not dump["train"].get(key):
             dump["train"].pop(key, None)
     if dump["train"].get("augment") == "none":

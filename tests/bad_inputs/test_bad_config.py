@@ -69,6 +69,8 @@ YAML_CASES = [
     ("keep some weights", {"search": {"keep_weights": "some"}}, ["search.keep_weights"]),
     ("scale zero", {"model": {"scale": 0}}, ["model.scale"]),
     ("min_lr zero", {"train": {"min_lr": 0}}, ["train.min_lr"]),
+    ("ema one", {"train": {"ema": 1.0}}, ["train.ema"]),
+    ("ema zero", {"train": {"ema": 0}}, ["train.ema"]),
     ("field of view 5", {"data": {"fov_deg": 5}}, ["data.fov_deg"]),
     ("selection width 1", {"search": {"selection_widths": [0.2, 1.0]}},
      ["search.selection_widths", "less than 1"]),

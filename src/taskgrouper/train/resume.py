@@ -34,7 +34,8 @@ _RESUME_STATE: dict[str, tuple[type, ...]] = {
     "best_epoch": (int,), "bad_epochs": (int,), "samples": (int,), "wall_s": (int, float)}
 
 
-def check_resume_state(state: dict, path: Path, epochs: int, affinity: bool = False) -> None:
+def check_resume_state(state: dict, path: Path, epochs: int, affinity: bool = False,
+                       average: bool = False) -> None:
     """Refuse a ``last.pt`` that lacks a part of the resume state or holds the wrong types.
 
     Raises:
@@ -48,6 +49,8 @@ def check_resume_state(state: dict, path: Path, epochs: int, affinity: bool = Fa
             problems.append(f"'{key}' is a {type(state[key]).__name__}")
     if affinity and not isinstance(state.get("affinity"), Mapping):
         problems.append("no 'affinity' record (train.affinity_every is set)")
+    if average and not isinstance(state.get("average"), Mapping):
+        problems.append("no 'average' weights (train.ema is set)")
     if not problems:
         bad = [k for k, v in state["model"].items() if not isinstance(v, Tensor)]
         if bad:
@@ -62,7 +65,7 @@ def check_resume_state(state: dict, path: Path, epochs: int, affinity: bool = Fa
 
 def restore(state: dict, path: Path, device: torch.device, *, model: nn.Module,
             optimizer: torch.optim.Optimizer, schedule: Schedule, balancer: Balancer,
-            scaler, generator: torch.Generator, recorder) -> None:
+            scaler, generator: torch.Generator, recorder, average=None) -> None:
     """Load a checked resume state; one that does not fit this run is refused by name."""
     try:
         model.load_state_dict(state["model"])
@@ -83,6 +86,8 @@ def restore(state: dict, path: Path, device: torch.device, *, model: nn.Module,
             torch.cuda.set_rng_state(state["cuda_rng"].cpu(), device)
         if recorder is not None:
             recorder.load_state_dict(state["affinity"])
+        if average is not None:
+            average.load_state_dict(state["average"])
     except (KeyError, IndexError, TypeError, ValueError, RuntimeError, AttributeError) as err:
         raise CheckpointError(f"checkpoint '{path}' does not fit this run ({_short(err)}); it "
                               f"was written for another network, balancer or config; "

@@ -46,6 +46,7 @@ from taskgrouper.errors import InputError, TaskgrouperError
 from taskgrouper.io import temp_files, write_json_atomic
 from taskgrouper.models.checkpoint import load_checkpoint, save_checkpoint
 from taskgrouper.tasks import TaskSpec
+from taskgrouper.train.averaging import WeightAverage
 from taskgrouper.train.augment import check_augment, draw_flips, flip_batch
 from taskgrouper.train.compat import check_compatible
 from taskgrouper.train.device import autocast_dtype, input_memory_format, resolve_device
@@ -64,7 +65,7 @@ from taskgrouper.train.feeding import (
 from taskgrouper.train.lock import hold_run_folder
 from taskgrouper.train.losses import task_loss
 from taskgrouper.train.resume import LAST_FIX, check_resume_state, load_weights, restore
-from taskgrouper.train.schedule import EarlyStopping, Schedule, make_optimizer
+from taskgrouper.train.schedule import EarlyStopping, Schedule, model_optimizer
 
 __all__ = ["TrainResult", "TrainingDiverged", "evaluate_split", "resolve_device", "train"]
 
@@ -240,7 +241,8 @@ def _train(config: ExperimentConfig, out: Path, ctx, data: MultiTaskData | None,
     balancer: Balancer = build_balancer(config.balancer.name, weights=config.balancer.weights,
                                         **config.balancer.options)
     balancer.setup(tasks, model)
-    optimizer = make_optimizer(list(model.parameters()) + balancer.parameters(), tc)
+    optimizer = model_optimizer(model, balancer.parameters(), tc)
+    average = WeightAverage(model, tc.ema) if tc.ema else None
 
     n_train = len(train_t)
     generator = torch.Generator().manual_seed(tc.seed)
@@ -267,7 +269,8 @@ def _train(config: ExperimentConfig, out: Path, ctx, data: MultiTaskData | None,
     state = None
     if last_path.exists():
         state = load_checkpoint(last_path, device, fix=LAST_FIX)
-        check_resume_state(state, last_path, tc.epochs, affinity=recorder is not None)
+        check_resume_state(state, last_path, tc.epochs, affinity=recorder is not None,
+                           average=average is not None)
     restore_best = False
     if state is not None and state["best_epoch"] > 0:
         if best_path.exists():  # read it now, not after the remaining epochs
@@ -287,13 +290,15 @@ def _train(config: ExperimentConfig, out: Path, ctx, data: MultiTaskData | None,
     if state is not None:
         restore(state, last_path, device, model=model, optimizer=optimizer,
                 schedule=schedule, balancer=balancer, scaler=scaler, generator=generator,
-                recorder=recorder)
+                recorder=recorder, average=average)
         history = list(state["history"])
         start_epoch = int(state["epoch"])
         stopper.load_state_dict(state)
         samples, wall = int(state["samples"]), float(state["wall_s"])
         if restore_best and ctx.is_main:
-            save_checkpoint({"model": state["model"], "epoch": start_epoch}, best_path)
+            # with train.ema the kept weights are the average
+            save_checkpoint({"model": {**state["model"], **state.get("average", {})},
+                             "epoch": start_epoch}, best_path)
             log(f"{out}: best.pt was missing; restored it from last.pt (epoch {start_epoch}, "
                 f"the best so far)")
         log(f"{out}: resuming after epoch {start_epoch}")
@@ -304,7 +309,7 @@ def _train(config: ExperimentConfig, out: Path, ctx, data: MultiTaskData | None,
                 else contextlib.nullcontext())
     check_every = 1 if device.type == "cpu" else 25  # finiteness checks sync a GPU
     def schedule_ended() -> bool:  # the plateau schedule halved the rate below train.min_lr
-        return tc.min_lr is not None and float(optimizer.param_groups[0]["lr"]) < tc.min_lr
+        return tc.min_lr is not None and schedule.lr < tc.min_lr
 
     for epoch in range(start_epoch + 1, tc.epochs + 1):
         if stopper.stopped or schedule_ended():
@@ -312,10 +317,12 @@ def _train(config: ExperimentConfig, out: Path, ctx, data: MultiTaskData | None,
         if model.on_epoch_start(epoch, tc.epochs):
             # a new phase re-initialised the model (AdaShare's re-training): fresh optimiser
             # and schedule, and the best checkpoint must come from the new phase
-            optimizer = make_optimizer(list(model.parameters()) + balancer.parameters(), tc)
+            optimizer = model_optimizer(model, balancer.parameters(), tc)
             schedule = Schedule(optimizer, tc.schedule, tc.lr,
                                 steps_per_epoch * (tc.epochs - epoch + 1), tc.poly_power)
             stopper.new_phase()
+            if average is not None:
+                average = WeightAverage(model, tc.ema)
             log(f"{out}: epoch {epoch} starts a new training phase")
         model.train()
         t0 = time.perf_counter()
@@ -374,6 +381,8 @@ def _train(config: ExperimentConfig, out: Path, ctx, data: MultiTaskData | None,
                 scaler.update()
             else:
                 optimizer.step()
+            if average is not None:
+                average.update(model)
             schedule.after_step()
             for t in tasks:
                 weight_sum[t] += weights[t]
@@ -384,8 +393,11 @@ def _train(config: ExperimentConfig, out: Path, ctx, data: MultiTaskData | None,
         if ctx.active:  # normalisation statistics met only this rank's rows: average them
             dp.average_buffers(model)
         labelled: dict[str, float] = {}
-        val = evaluate_split(model, val_t, specs, device, tc.eval_batch_size, amp_dtype,
-                             quick=True, label_counts=labelled)
+        with average.applied(model) if average is not None else contextlib.nullcontext():
+            val = evaluate_split(model, val_t, specs, device, tc.eval_batch_size, amp_dtype,
+                                 quick=True, label_counts=labelled)
+            kept = model.state_dict() if average is None else {
+                k: v.detach().clone() for k, v in model.state_dict().items()}
         unlabelled = [t for t in tasks if not labelled[t]]
         if unlabelled:  # a streamed split is only counted here
             raise DataError(no_val_labels(data.name or "dataset", unlabelled, len(val_t)))
@@ -398,7 +410,7 @@ def _train(config: ExperimentConfig, out: Path, ctx, data: MultiTaskData | None,
         wall += seconds
         improved = stopper.update(val_total, epoch)
         if improved and ctx.is_main:
-            save_checkpoint({"model": model.state_dict(), "epoch": epoch}, out / "best.pt")
+            save_checkpoint({"model": kept, "epoch": epoch}, out / "best.pt")
         history.append({"epoch": epoch, "lr": lr_used, "train": train_losses, "val": val,
                         "val_total": val_total,
                         "weights": {t: w / steps_per_epoch for t, w in weight_sum.items()},
@@ -412,6 +424,8 @@ def _train(config: ExperimentConfig, out: Path, ctx, data: MultiTaskData | None,
                 "torch_rng": torch.get_rng_state(), "history": history, "epoch": epoch,
                 **stopper.state_dict(), "samples": samples, "wall_s": float(wall),
                 "affinity": recorder.state_dict() if recorder is not None else None}
+            if average is not None:
+                last["average"] = average.state_dict()
             if device.type == "cuda":  # random draws on the device (e.g. AdaShare's Gumbel)
                 last["cuda_rng"] = torch.cuda.get_rng_state(device)
             _save_last(out, last, history, tasks)
