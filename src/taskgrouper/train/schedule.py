@@ -3,19 +3,42 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 import torch
+from torch import nn
 
-__all__ = ["EarlyStopping", "Schedule", "make_optimizer"]
+__all__ = ["EarlyStopping", "Schedule", "make_optimizer", "model_optimizer"]
 
 
-def make_optimizer(params, cfg) -> torch.optim.Optimizer:
-    """SGD with momentum or Adam over ``params``, as the ``train`` section ``cfg`` says."""
+def make_optimizer(params, cfg, lr_scales: Mapping[str, float] | None = None,
+                   named: Iterable[tuple[str, nn.Parameter]] = ()) -> torch.optim.Optimizer:
+    """SGD with momentum or Adam over ``params``, as the ``train`` section ``cfg`` says.
+
+    ``named`` parameters whose name starts with a prefix of ``lr_scales`` go into their own
+    group, which keeps ``lr_scale`` (its rate is ``lr_scale`` times the schedule's; the first
+    matching prefix wins); every other parameter (and ``params``) trains at the schedule's rate.
+    """
+    groups: dict[float, list] = {1.0: []}
+    for name, p in named:
+        scale = next((float(v) for k, v in (lr_scales or {}).items()
+                      if name == k or name.startswith(k + ".")), 1.0)
+        groups.setdefault(scale, []).append(p)
+    groups[1.0] += list(params)  # after the model's, in the order checkpoints hold them
+    param_groups = [{"params": ps, "lr": cfg.lr * scale, "lr_scale": scale}
+                    for scale, ps in groups.items() if ps]
     if cfg.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum,
+        return torch.optim.SGD(param_groups, lr=cfg.lr, momentum=cfg.momentum,
                                weight_decay=cfg.weight_decay)
-    return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return torch.optim.Adam(param_groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def model_optimizer(model: nn.Module, extra: list, cfg) -> torch.optim.Optimizer:
+    """:func:`make_optimizer` over a model (its :meth:`lr_scales` groups) and ``extra``
+    parameters (a balancer's), which train at the schedule's rate."""
+    scales = model.lr_scales() if hasattr(model, "lr_scales") else {}
+    return make_optimizer(extra, cfg, scales, model.named_parameters())
 
 
 class Schedule:
@@ -35,11 +58,13 @@ class Schedule:
 
     def _set(self, lr: float) -> None:
         for group in self.optimizer.param_groups:
-            group["lr"] = lr
+            group["lr"] = lr * group.get("lr_scale", 1.0)
 
     @property
     def lr(self) -> float:
-        return float(self.optimizer.param_groups[0]["lr"])
+        """The schedule's rate (that of the groups without an ``lr_scale``)."""
+        group = self.optimizer.param_groups[0]
+        return float(group["lr"]) / group.get("lr_scale", 1.0)
 
     def after_step(self) -> None:
         self.step_count += 1

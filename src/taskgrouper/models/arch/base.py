@@ -98,6 +98,13 @@ class MultiTaskModel(nn.Module):
         there is none."""
         return []
 
+    def lr_scales(self) -> dict[str, float]:
+        """Parameter name prefix -> multiplier of the learning rate for the parameters under
+        it (e.g. the mixing weights of cross-stitch units, trained faster than the networks
+        they mix); parameters no prefix covers train at the schedule's rate. None by default.
+        """
+        return {}
+
     def regularization(self) -> torch.Tensor | None:
         """A loss term outside balancing (none by default)."""
         return None
