@@ -8,7 +8,7 @@ from arch_helpers import assert_groups_truthful
 from torch import nn
 
 from taskgrouper.models import build_model
-from taskgrouper.models.arch.mtinet import MTINet
+from taskgrouper.models.arch.mtinet import FeaturePropagation, MTINet
 from taskgrouper.tasks import TaskSpec
 
 SPECS = {
@@ -115,3 +115,52 @@ def test_aspp_head_option():
     model = _model(["depth"], head="aspp")
     assert model.heads["depth"].core.rates == (12, 24, 36)  # stride 4: 48, 96, 144 pixels
     assert tuple(model(torch.randn(2, 3, 32, 32))["depth"].shape) == (2, 1, 32, 32)
+
+
+def _feats(seed=0, c=8):
+    g = torch.Generator().manual_seed(seed)
+    return {t: torch.randn(2, c, 4, 4, generator=g) for t in ("a", "b")}
+
+
+@pytest.mark.parametrize("residual", [True, False])
+def test_fpm_residual_by_hand(residual):
+    fpm = FeaturePropagation(["a", "b"], 8, residual=residual).eval()
+    bn = fpm.reduce[-1][1]  # the last BN of the reduction: scale 0 and shift 0 zero S
+    with torch.no_grad():
+        bn.weight.zero_()
+        bn.bias.zero_()
+    feats = _feats()
+    out = fpm(feats)
+    # S = 0, so P_t = SE_t(S) * S + F_t = F_t with the residual and 0 without
+    for t in ("a", "b"):
+        torch.testing.assert_close(out[t], feats[t] if residual else torch.zeros(2, 8, 4, 4))
+
+
+def test_fpm_task_attention_is_a_softmax_over_tasks_by_hand():
+    fpm = FeaturePropagation(["a", "b"], 8).eval()
+    feats = _feats()
+    mask = fpm.task_mask(feats)
+    assert tuple(mask.shape) == (2, 2, 8, 4, 4)  # (B, N, c, h, w)
+    torch.testing.assert_close(mask.sum(dim=1), torch.ones(2, 8, 4, 4))
+    last = fpm.attention[-1]  # the 1x1 conv giving the N * c logits, task-major
+    with torch.no_grad():
+        last.weight.zero_()
+        last.bias.zero_()
+        # equal logits: softmax (1/2, 1/2), so S = reduce([F_a / 2 ; F_b / 2])
+        expect = fpm.reduce(torch.cat([feats["a"] / 2, feats["b"] / 2], dim=1))
+        torch.testing.assert_close(fpm.share(feats), expect)
+        # logits +30 for every channel of task a, -30 for task b: softmax (1, e^-60 ~ 0),
+        # so S = reduce([F_a ; 0]); a channel-interleaved layout would mix a and b here
+        last.bias.copy_(torch.tensor([30.0] * 8 + [-30.0] * 8))
+        expect = fpm.reduce(torch.cat([feats["a"], torch.zeros_like(feats["b"])], dim=1))
+        torch.testing.assert_close(fpm.share(feats), expect)
+
+
+def test_fpm_options():
+    # defaults: the paper's task attention and residual
+    fpm = _model(["seg", "depth"]).propagate[0]
+    assert fpm.attention is not None and fpm.residual
+    fpm = _model(["seg", "depth"], fpm_attention=False, fpm_residual=False).propagate[0]
+    assert fpm.attention is None and not fpm.residual
+    # one dense task: a softmax over one task is 1, so no attention layers are built
+    assert _model(["depth", "cls"]).propagate[0].attention is None

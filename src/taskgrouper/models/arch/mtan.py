@@ -26,6 +26,12 @@ Parameter groups: the backbone is shared (``shared_parameters()``; GradNorm's la
 layer is its last weighted layer); task i owns its attention modules and its head;
 ``Outputs.rep`` is the list of backbone stage outputs, which every task's attention reads.
 Any backbone with image stage outputs works (``stages()`` is not needed).
+
+Training: MTAN has no deep supervision or auxiliary loss, so the trainer's loss is the paper's;
+Liu et al. weigh the tasks with Dynamic Weight Average (temperature 2) and train with Adam at
+1e-4, halved after 100 of 200 epochs, but the weighting is the ``dwa`` balancer (temperature 2
+by default), which the bench pairs with every architecture, and the survey trains MTAN with
+the same optimiser grid and poly schedule as every architecture, so the model fixes neither.
 """
 
 from __future__ import annotations

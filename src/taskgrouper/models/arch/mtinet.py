@@ -1,6 +1,13 @@
 """MTI-Net: multi-scale task interaction (Vandenhende et al., 2020, "MTI-Net: Multi-Scale Task
 Interaction Networks for Multi-Task Learning", ECCV; survey of Vandenhende et al., 2021,
 Sec. 2.3.4).
+
+Training: Vandenhende et al. deep-supervise the initial prediction of every task at every
+scale with the same loss weight as the task's final prediction, which is what the trainer
+does (each ``Outputs.aux`` loss is added to its task's loss with weight 1, and a balancer's
+task weight then scales both); their Adam at 1e-4 with weight decay 1e-4 and a poly
+learning-rate schedule come from the optimiser grid and schedule the survey uses for every
+architecture, so they belong to ``train`` (e.g. ``configs/nyud.yaml``), not to this model.
 """
 
 from __future__ import annotations
@@ -38,23 +45,48 @@ def _resize(x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
 class FeaturePropagation(nn.Module):
     """MTI-Net's feature propagation module (FPM) at one scale.
 
-    The tasks' features at this scale are concatenated and reduced to one shared map (a 1x1
-    conv then a separable 3x3 conv, each with BN and ReLU); each task then takes its own view
-    of it through a squeeze-and-excitation gate (Hu et al., 2018: global pooling, two linear
-    layers, a sigmoid per channel). The results are what the next, higher-resolution scale
-    receives from this one.
+    With ``N`` tasks of ``c`` channels each, ``F_t`` ``(B, c, h, w)``:
+
+    1. task attention (``task_attention``, two or more tasks): a non-linear function of the
+       concatenated features gives ``N * c`` logits per pixel; a softmax over the ``N`` tasks
+       of each channel and pixel weighs the tasks' features, ``m_{t,c} F_{t,c}``;
+    2. the (weighted) concatenation is reduced to one shared map ``S`` (a 1x1 conv then a
+       separable 3x3 conv, each with BN and ReLU);
+    3. each task takes its own view of ``S`` through a squeeze-and-excitation gate (Hu et al.,
+       2018: global pooling, two linear layers, a sigmoid per channel), and keeps its own
+       features (``residual``): ``P_t = SE_t(S) * S + F_t``.
+
+    ``P_t`` is what the next, higher-resolution scale receives for task ``t``. The task
+    attention and the residual are Vandenhende et al.'s (2020); without both, the FPM passes on
+    the gated shared map only.
 
     Args:
         tasks: The tasks (dense ones).
         channels: Channels of every task's features at this scale (and of the output).
         reduction: Squeeze-and-excitation reduction ratio.
+        residual: Add each task's own features to its gated share.
+        task_attention: Weigh the tasks' features by a softmax over tasks before the
+            reduction (no effect with one task, where the softmax is 1).
+
+    Attributes:
+        attention: The logits' network (1x1 conv to ``N * c / 4`` channels, BN, ReLU, separable
+            3x3 conv, BN, ReLU, 1x1 conv back to ``N * c``), or None.
     """
 
-    def __init__(self, tasks: Sequence[str], channels: int, reduction: int = 4) -> None:
+    def __init__(self, tasks: Sequence[str], channels: int, reduction: int = 4,
+                 residual: bool = True, task_attention: bool = True) -> None:
         super().__init__()
         self.tasks = tuple(tasks)
+        self.residual = bool(residual)
+        n = len(self.tasks)
+        self.attention: nn.Sequential | None = None
+        if task_attention and n > 1:
+            hidden = max(4, n * channels // 4)
+            self.attention = nn.Sequential(
+                nn.Conv2d(n * channels, hidden, 1, bias=False), nn.BatchNorm2d(hidden),
+                nn.ReLU(inplace=True), sep_bn(hidden, hidden), nn.Conv2d(hidden, n * channels, 1))
         self.reduce = nn.Sequential(
-            nn.Conv2d(len(self.tasks) * channels, channels, 1, bias=False),
+            nn.Conv2d(n * channels, channels, 1, bias=False),
             nn.BatchNorm2d(channels), nn.ReLU(inplace=True), sep_bn(channels, channels))
         squeezed = max(4, channels // reduction)
         self.gates = nn.ModuleDict({t: nn.Sequential(
@@ -62,11 +94,33 @@ class FeaturePropagation(nn.Module):
             nn.Sigmoid()) for t in self.tasks})
         init_weights(self)
 
+    def task_mask(self, feats: Mapping[str, torch.Tensor]) -> torch.Tensor | None:
+        """The task attention ``(B, N, c, h, w)``, summing to 1 over the tasks (dim 1), or None
+        without task attention."""
+        if self.attention is None:
+            return None
+        b, c, h, w = feats[self.tasks[0]].shape
+        logits = self.attention(torch.cat([feats[t] for t in self.tasks], dim=1))  # (B, Nc, h, w)
+        return torch.softmax(logits.view(b, len(self.tasks), c, h, w), dim=1)  # task-major
+
+    def share(self, feats: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """The shared map ``S`` ``(B, c, h, w)`` of the tasks' features (steps 1 and 2)."""
+        stacked = torch.stack([feats[t] for t in self.tasks], dim=1)  # (B, N, c, h, w)
+        mask = self.task_mask(feats)
+        if mask is not None:
+            stacked = mask * stacked  # (B, N, c, h, w)
+        return self.reduce(stacked.flatten(1, 2))  # (B, Nc, h, w) -> (B, c, h, w)
+
     def forward(self, feats: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         # feats[t]: (B, c, h, w) -> per task (B, c, h, w)
-        shared = self.reduce(torch.cat([feats[t] for t in self.tasks], dim=1))  # (B, c, h, w)
+        shared = self.share(feats)  # (B, c, h, w)
         pooled = shared.mean(dim=(2, 3))  # (B, c)
-        return {t: shared * self.gates[t](pooled)[:, :, None, None] for t in self.tasks}
+        out = {}
+        for t in self.tasks:
+            out[t] = shared * self.gates[t](pooled)[:, :, None, None]
+            if self.residual:
+                out[t] = out[t] + feats[t]
+        return out
 
 
 class MTINet(MultiTaskModel):
@@ -94,10 +148,12 @@ class MTINet(MultiTaskModel):
     deepest scale and halve with every doubling of resolution (``c_s = channels * stride_s /
     stride_deepest``, at least 8; the paper uses the backbone's channel counts), so that every
     scale costs about the same; task branches and the FPM use separable convs (the package's
-    building block) instead of basic blocks; the FPM gates the shared map with a
-    squeeze-and-excitation per task as the paper does, after one 1x1 + one separable 3x3
-    reduction instead of a bottleneck block; the aggregated features go to the package's dense
-    heads instead of HRNet's 1x1 head; the backbone is not pre-trained.
+    building block) instead of basic blocks; the FPM keeps the paper's task attention, per-task
+    squeeze-and-excitation and residual (options ``fpm_attention`` and ``fpm_residual``), but
+    its attention logits and its reduction each use a 1x1 and a separable 3x3 conv instead of
+    basic blocks, and its squeeze-and-excitation a reduction ratio of 4 instead of 16; the
+    aggregated features go to the package's dense heads instead of HRNet's 1x1 head; the
+    backbone is not pre-trained.
 
     Image-level tasks (classification, binary, regression) read the globally average-pooled
     deepest backbone features through a linear layer (as in hard sharing); they take no part
@@ -118,6 +174,10 @@ class MTINet(MultiTaskModel):
             backbone's channel multiplier).
         head: Final dense head, ``light`` or ``aspp``.
         message_conv: Learn ``W'`` in the distillation (False: survey Eq. 2 verbatim).
+        fpm_residual: The FPM adds each task's own features to its gated share
+            (:class:`FeaturePropagation`; Vandenhende et al., 2020).
+        fpm_attention: The FPM weighs the tasks' features by a softmax over tasks before
+            reducing them (Vandenhende et al., 2020).
 
     Attributes:
         encoder: The shared backbone.
@@ -132,7 +192,8 @@ class MTINet(MultiTaskModel):
 
     def __init__(self, backbone: nn.Module, tasks: Mapping[str, TaskSpec],
                  backbone_name: str | None = None, channels: int | None = None,
-                 head: str = "light", message_conv: bool = True) -> None:
+                 head: str = "light", message_conv: bool = True, fpm_residual: bool = True,
+                 fpm_attention: bool = True) -> None:
         super().__init__(tasks, backbone_name, "mtinet")
         check_decoder_options("mtinet", backbone, head)
         self.encoder = backbone
@@ -148,8 +209,10 @@ class MTINet(MultiTaskModel):
         self.initial = nn.ModuleList(nn.ModuleDict({
             t: initial_head(tasks[t], self.channels[s]) for t in self.dense}) for s in range(n))
         # propagate[s - 1] carries scale s to scale s - 1
-        self.propagate = nn.ModuleList(FeaturePropagation(self.dense, self.channels[s])
-                                       for s in range(1, n) if self.dense)
+        self.propagate = nn.ModuleList(
+            FeaturePropagation(self.dense, self.channels[s], residual=fpm_residual,
+                               task_attention=fpm_attention)
+            for s in range(1, n) if self.dense)
         self.distill = nn.ModuleList(Distillation(self.dense, c, message_conv)
                                      for c in self.channels)
         total = sum(self.channels)
@@ -218,7 +281,9 @@ class MTINet(MultiTaskModel):
 
 def build_mtinet(make_backbone: Callable[[], nn.Module], tasks: Mapping[str, TaskSpec], *,
                  backbone_name: str | None = None, channels: int | None = None,
-                 head: str = "light", message_conv: bool = True) -> MTINet:
+                 head: str = "light", message_conv: bool = True, fpm_residual: bool = True,
+                 fpm_attention: bool = True) -> MTINet:
     """MTI-Net on one shared multi-scale backbone; options as :class:`MTINet`."""
     return MTINet(make_backbone(), tasks, backbone_name=backbone_name, channels=channels,
-                  head=head, message_conv=message_conv)
+                  head=head, message_conv=message_conv, fpm_residual=bool(fpm_residual),
+                  fpm_attention=bool(fpm_attention))

@@ -5,6 +5,17 @@ Sec. 2.3.1 and Eq. 2).
 
 The distillation unit and the helpers here are reused by MTI-Net
 (:mod:`taskgrouper.models.arch.mtinet`), which distils at every scale.
+
+Training: the survey weighs the loss of each initial prediction like the task's final loss,
+which is what the trainer does (each ``Outputs.aux`` loss is added to its task's loss with
+weight 1, and a balancer's task weight then scales both), and trains PAD-Net with the same
+optimiser grid and poly schedule as every architecture (``train`` settings, not the model's).
+Xu et al. also deep-supervise intermediate tasks that get no final prediction (depth, surface
+normals, contours and scene parsing, for the final depth and scene parsing; the survey's
+"auxiliary tasks"); taskgrouper builds none, because every task of a group is a target whose
+test metric the bench measures, and which tasks train together is what the grouping search
+decides: a label used only for deep supervision would make another task set, not another
+way of training this one.
 """
 
 from __future__ import annotations

@@ -26,6 +26,12 @@ and added to the full-resolution features; without reduction this equals ``Z`` e
 
 Affinities and diffusion are computed in float32 even under autocast (a softmax over up to
 1024 logits in bfloat16 loses the small affinities).
+
+Training: the initial predictions are deeply supervised like PAD-Net's (each ``Outputs.aux``
+loss added to its task's loss with weight 1, the weight the survey gives the initial
+predictions of PAD-Net and MTI-Net), and the survey benchmarks PAP-Net with the same optimiser
+grid, poly schedule and fixed task weights as every other architecture, so nothing in its
+training is the model's own: the ``train`` and ``balancer`` settings give it.
 """
 
 from __future__ import annotations
