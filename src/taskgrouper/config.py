@@ -330,6 +330,15 @@ class BenchConfig(_Section):
     #: mIoU for segmentation, RMSE for depth, mean angle for normals, odsF for edges, maxF for
     #: saliency), as the survey's Eq. 10 and Table V; ``all``, every (task, metric) pair.
     delta_metrics: Literal["headline", "all"] = "headline"
+    #: Seeds per model and per single-task baseline (``train.seed`` and the next ones). The
+    #: grid point is chosen on the first seed's validation; the other seeds repeat the chosen
+    #: point, and Delta_MTL is reported as the mean over seeds with its 95% interval (seed k
+    #: of a model against seed k of the single-task networks).
+    seeds: int = Field(1, ge=1, le=100)
+    #: Architectures with a ``pretrained`` option (cross-stitch, NDDR-CNN) start from the
+    #: bench's own single-task networks of the same seed and grid point, as their papers
+    #: initialise them; false: from scratch (or what ``model_options`` gives).
+    single_task_init: bool = True
 
 
 class ExperimentConfig(_Section):

@@ -376,3 +376,74 @@ def test_delta_mtl_over_headline_metrics_by_hand():
         pytest.approx(0.0, abs=1e-12)
     with pytest.raises(ValueError, match="headline"):
         delta_metrics(task_metrics, "some")
+
+
+@pytest.mark.slow
+def test_seeds_repeat_the_chosen_point_and_cross_stitch_starts_from_single_task(tmp_path,
+                                                                                monkeypatch):
+    """bench.seeds: 2 with a two-point grid: the first seed trains every point, the second only
+    the chosen ones; cross-stitch starts from the single-task runs of its own seed and point;
+    Delta_MTL is the mean of the per-seed values, each against the same seed's single-task
+    networks, with the Student-t interval worked by hand."""
+    from taskgrouper.runs.store import RunStore
+
+    config = json.loads(json.dumps(TINY))
+    config["bench"] = {"pairs": [["hard_sharing", "uniform"], ["cross_stitch", "uniform"]],
+                       "grid": {"optimizer": ["adam"], "lr": [1e-3, 3e-3]}, "seeds": 2}
+    results = run_bench(ExperimentConfig.model_validate(config), tmp_path, progress=False,
+                        log=quiet)
+    assert results["seeds"] == [0, 1] and results["failed"] == []
+    with RunStore(tmp_path / "runs.sqlite") as store:
+        records = {r.id: r for r in store.records()}
+    # seed 0: 2 tasks x 2 points + 2 models x 2 points = 8 runs; seed 1: each task's and each
+    # model's chosen point (2 + 2), plus the single-task runs cross-stitch's chosen point
+    # starts from where they differ from the tasks' chosen points (0 to 2)
+    seed1 = [r for r in records.values() if r.config["train"]["seed"] == 1]
+    single_lr = {t: results["single_task"][t]["grid"]["chosen"]["lr"] for t in ("s", "d")}
+    stitch_lr = next(r["grid"]["chosen"]["lr"] for r in results["rows"]
+                     if r["architecture"] == "cross_stitch")
+    sources = sum(single_lr[t] != stitch_lr for t in ("s", "d"))
+    assert sum(r.config["train"]["seed"] == 0 for r in records.values()) == 8
+    assert len(seed1) == 2 + 2 + sources
+    assert all(r.config["train"]["lr"] == single_lr[r.config["tasks"][0]] or
+               r.config["train"]["lr"] == stitch_lr for r in seed1)
+
+    for row in results["rows"]:
+        per_seed = row["seeds"]
+        assert [e["seed"] for e in per_seed] == [0, 1]
+        for e in per_seed:
+            rec = records[e["run_id"]]
+            assert rec.config["train"]["seed"] == e["seed"]
+            assert rec.config["train"]["lr"] == row["grid"]["chosen"]["lr"]
+            base = {t: records[next(s["run_id"] for s in results["single_task"][t]["seeds"]
+                                    if s["seed"] == e["seed"])].test[t] for t in ("s", "d")}
+            assert e["delta_mtl"] == pytest.approx(_by_hand(rec.test, base), rel=1e-9)
+            options = rec.config["model"]["options"]
+            if row["architecture"] == "cross_stitch":
+                # the single-task runs of the same seed and learning rate, by folder
+                for t, folder in options["pretrained"].items():
+                    source = records[Path(folder).name]
+                    assert source.config["tasks"] == [t]
+                    assert source.config["train"]["seed"] == e["seed"]
+                    assert source.config["train"]["lr"] == rec.config["train"]["lr"]
+            else:
+                assert "pretrained" not in options
+        d0, d1 = (e["delta_mtl"] for e in per_seed)
+        # mean of two, and half-width t(0.975, 1) * sd / sqrt(2) = 12.706 * |d0 - d1| / 2
+        assert row["delta_mtl"] == pytest.approx((d0 + d1) / 2, rel=1e-12)
+        assert row["delta_interval"]["half_width"] == pytest.approx(
+            12.7062 * abs(d0 - d1) / 2, rel=1e-4)
+        # the reported metrics are the seeds' means
+        assert row["metrics"]["d"]["rmse"] == pytest.approx(
+            sum(records[e["run_id"]].test["d"]["rmse"] for e in per_seed) / 2, rel=1e-12)
+    md = (tmp_path / "report.md").read_text()
+    assert "±" in md  # Table V shows the interval
+
+    from taskgrouper.train import trainer
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a finished run was trained again")
+
+    monkeypatch.setattr(trainer, "train", no_training)
+    assert run_bench(ExperimentConfig.model_validate(config), tmp_path, progress=False,
+                     log=quiet) == results

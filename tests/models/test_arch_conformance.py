@@ -1,7 +1,8 @@
 """The conformance suite every architecture of ``ARCH_TABLE`` passes (one set of tests, no
 per-architecture branches): forward for one, two and five tasks of mixed kinds, gradients reach
 every parameter, the parameter groups partition the model, FLOPs are counted, eval mode is
-deterministic, a few steps of training lower the loss, and too many tasks is a clear error.
+deterministic, a few steps of training lower the loss, per-group learning rates reach the
+optimiser, and too many tasks is a clear error.
 """
 
 from __future__ import annotations
@@ -9,10 +10,12 @@ from __future__ import annotations
 import pytest
 import torch
 
+from taskgrouper.config import TrainConfig
 from taskgrouper.evaluate.cost import count_macs
 from taskgrouper.models import ARCH_TABLE, Outputs, build_model
 from taskgrouper.tasks import TaskSpec
 from taskgrouper.train.losses import task_loss
+from taskgrouper.train.schedule import model_optimizer
 
 SPECS = {
     "seg": TaskSpec("seg", "segmentation", channels=4),
@@ -161,6 +164,22 @@ def test_a_few_steps_lower_the_training_loss(name):
         losses.append(float(loss.detach()))
     assert all(map(lambda v: v == v, losses))
     assert losses[-1] < 0.8 * losses[0], losses
+
+
+@pytest.mark.parametrize("name", ARCHS)
+def test_lr_scales_name_parameters_and_reach_the_trainers_optimiser(name):
+    """Every prefix of ``lr_scales()`` covers a parameter, and the optimiser the trainer builds
+    (``model_optimizer``) runs each group at the schedule's rate times its scale."""
+    model = _build(name, 2)
+    scales = model.lr_scales()
+    names = [n for n, _ in model.named_parameters()]
+    for prefix, scale in scales.items():
+        assert scale > 0 and any(n == prefix or n.startswith(prefix + ".") for n in names), prefix
+    opt = model_optimizer(model, [], TrainConfig(lr=0.01))
+    for group in opt.param_groups:
+        assert group["lr"] == pytest.approx(0.01 * group["lr_scale"])
+    assert {g["lr_scale"] for g in opt.param_groups} - {1.0} == set(scales.values()) - {1.0}
+    assert sum(len(g["params"]) for g in opt.param_groups) == len(names)
 
 
 @pytest.mark.parametrize("name", [i.name for i in ARCH_TABLE if i.max_tasks is not None])

@@ -114,3 +114,63 @@ def test_bad_bench_file_exits_2(tmp_path, capsys):
     assert "bench.json" in capsys.readouterr().err
     with pytest.raises(ValueError, match="expected a bench object"):
         write_bench_report({"rows": []}, tmp_path)
+
+
+def seeded_bench() -> dict:
+    """fake_bench with three seeds: hard sharing's per-seed Delta_MTL +1, +2, +3 (mean +2,
+    sd 1, half-width t(0.975, 2) * 1 / sqrt(3) = 4.3027 / 1.7321 = 2.484) and an AdaShare
+    row whose seed 0 keeps 3 of 4 blocks for s and 1 of 4 for d."""
+    bench = fake_bench()
+    bench["seeds"] = [0, 1, 2]
+    hard = bench["rows"][1]
+    hard["seeds"] = [{"seed": k, "run_id": f"h{k}", "metrics": {}, "delta_mtl": 1.0 + k}
+                     for k in range(3)]
+    hard["delta_mtl"] = 2.0
+    hard["delta_interval"] = {"mean": 2.0, "sd": 1.0, "low": 2.0 - 2.484, "high": 2.0 + 2.484,
+                              "half_width": 2.484, "n": 3}
+    ada = {"architecture": "adashare", "balancer": "uniform", "backbone": "xception",
+           "flops": 1000, "params": 1000, "metrics": {"s": {"miou": 0.3}, "d": {"rmse": 2.2}},
+           "delta_mtl": -17.5, "val_delta_mtl": -17.5, "run_id": "a0", "error": None,
+           "delta_interval": {"mean": -17.5, "sd": 0.5, "low": -18.7, "high": -16.3,
+                              "half_width": 1.2, "n": 3},
+           "extra": {"stopped": "early_stopping", "adashare": {
+               "blocks_kept": {"s": 0.75, "d": 0.25}}},
+           "seeds": [{"seed": 0, "run_id": "a0", "metrics": {}, "delta_mtl": -17.0,
+                      "extra": {"adashare": {
+                          "blocks_kept": {"s": 0.75, "d": 0.25},
+                          "policy": {"s": [True, True, False, True],
+                                     "d": [False, False, True, False]}}}}],
+           "grid": {"chosen": None, "points": [], "train_samples": 0, "wall_s": 0.0}}
+    bench["rows"].append(ada)
+    return bench
+
+
+def test_table_v_shows_the_interval_and_the_policies(tmp_path):
+    bench = seeded_bench()
+    table = bench_table(bench)
+    cells = {(row[0], row[1]): row[-1] for row in table.rows}
+    assert cells[("hard_sharing", "uniform")] == "+2.00 ± 2.48"
+    assert cells[("adashare", "uniform")] == "-17.50 ± 1.20"
+    assert cells[("hard_sharing", "mgda")] == "–"  # no result, no interval
+    assert "means over 3 seeds" in table.caption
+    md_path, _ = write_bench_report(bench, tmp_path)
+    md = md_path.read_text()
+    # the policy table: 75% / 25% and the flags from the input on
+    assert "| adashare + uniform | 0 | 75% | 25% | s xx.x; d ..x. |" in md
+    assert "mean and 95% interval over 3 seeds" in md
+
+
+def test_readme_bench_table_by_hand():
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
+    from readme_tables import render_bench
+
+    text = render_bench(seeded_bench(), "bench.json")
+    # hard sharing: +2.0 ± 2.5, interval [-0.5, +4.5] holds 0: not a real difference;
+    # AdaShare: [-18.7, -16.3] excludes 0 on the worse side
+    assert "| hard_sharing + uniform | +2.0 ± 2.5 | [-0.5, +4.5] | no |" in text
+    assert ("| adashare + uniform (blocks kept: s 75%, d 25%) | -17.5 ± 1.2 | [-18.7, -16.3] "
+            "| worse |") in text
+    assert "3 seeds" in text

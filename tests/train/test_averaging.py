@@ -24,17 +24,21 @@ def _net():
 
 def test_update_by_hand():
     net = _net()
-    avg = WeightAverage(net, 0.5)
+    avg = WeightAverage(net, 0.5)  # the warm-up (1 + k) / (10 + k) reaches 0.5 at k = 8
     with torch.no_grad():
         net[0].weight.fill_(1.0)
-    avg.update(net)  # 0.5 * 0 + 0.5 * 1
-    assert avg.state["0.weight"].item() == 0.5
-    avg.update(net)  # 0.5 * 0.5 + 0.5 * 1
-    assert avg.state["0.weight"].item() == 0.75
+    avg.update(net)  # k = 1: d = min(0.5, 2/11) = 2/11: 2/11 * 0 + 9/11 * 1
+    assert avg.state["0.weight"].item() == pytest.approx(9 / 11)
+    avg.update(net)  # k = 2: d = 3/12: 1/4 * 9/11 + 3/4 * 1 = 42/44
+    assert avg.state["0.weight"].item() == pytest.approx(42 / 44)
+    for _ in range(7):  # k = 3..9
+        avg.update(net)
     with torch.no_grad():
         net[0].weight.fill_(-1.0)
-    avg.update(net)  # 0.5 * 0.75 + 0.5 * -1
-    assert avg.state["0.weight"].item() == -0.125
+    before = avg.state["0.weight"].item()
+    avg.update(net)  # k = 10: d = min(0.5, 11/20) = 0.5
+    assert avg.state["0.weight"].item() == pytest.approx(0.5 * before - 0.5, abs=1e-6)
+    assert avg.updates == 10
     # float buffers are averaged alike; the integer batch counter is not averaged
     assert "1.running_mean" in avg.state and "1.num_batches_tracked" not in avg.state
 
@@ -44,9 +48,9 @@ def test_applied_swaps_in_and_back():
     avg = WeightAverage(net, 0.5)  # average 0
     with torch.no_grad():
         net[0].weight.fill_(2.0)
-    avg.update(net)  # average 1
+    avg.update(net)  # average 9/11 * 2
     with avg.applied(net):
-        assert net[0].weight.item() == 1.0
+        assert net[0].weight.item() == pytest.approx(18 / 11)
     assert net[0].weight.item() == 2.0  # the optimiser's weights are back
 
 
@@ -85,8 +89,9 @@ def test_trainer_keeps_the_average_and_resumes_exactly(tmp_path):
     best = load_checkpoint(tmp_path / "full" / "best.pt", torch.device("cpu"))
     assert full.best_epoch == best["epoch"] == 3  # (this seed improves every epoch)
     # best.pt holds the average, not the optimiser's weights
-    key = next(k for k, v in last["average"].items() if v.dim() > 1)
-    assert torch.equal(best["model"][key], last["average"][key])
+    average = last["average"]["weights"]
+    key = next(k for k, v in average.items() if v.dim() > 1)
+    assert torch.equal(best["model"][key], average[key])
     assert not torch.equal(best["model"][key], last["model"][key])
 
     def stop_after_epoch_2(message: str) -> None:

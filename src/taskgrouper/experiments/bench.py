@@ -15,7 +15,15 @@ The protocol (Sec. 4.1), over whatever rows :data:`~taskgrouper.models.arch.ARCH
    (optimiser x batch size x learning rate). A model reports the point with the best
    *validation* Delta_MTL (against the baselines' validation metrics); a baseline the point
    with the lowest validation loss of its task. Every point is kept in ``bench.json``.
-4. **Scores** (Eq. 10, Table V): per-task test metrics (the metrics each task spec lists),
+4. **Seeds** (``bench.seeds: N``): the grid point is chosen on the first seed
+   (``train.seed``); the chosen point of every model and baseline then trains with the next
+   ``N - 1`` seeds. Seed k of a model is scored against seed k of the single-task networks,
+   and a row reports the mean of its per-seed Delta_MTL with the 95% Student-t interval.
+5. **Initialisation**: an architecture with a ``pretrained`` option (cross-stitch, NDDR-CNN)
+   starts from the bench's own single-task networks of the same seed and grid point, as
+   their papers initialise them (``bench.single_task_init: false``: from scratch); those
+   models train once their single-task networks have finished.
+6. **Scores** (Eq. 10, Table V): per-task test metrics (the metrics each task spec lists),
    FLOPs and parameters, and Delta_MTL on the test split over every (task, metric) pair::
 
        Delta_MTL = (1/T) sum_i (-1)^{l_i} (M_m,i - M_b,i) / M_b,i     (in %)
@@ -32,16 +40,20 @@ reports the error), and every other run completes; calling again retries only th
      "task_metrics": {task: [metric, ...]}, "delta_metrics": {"mode": "headline" | "all",
      "metrics": {task: [metric, ...]}} (what Delta_MTL averages over),
      "lower_is_better": {metric: bool},
-     "grid": [{"optimizer", "batch_size", "lr"}, ...],
-     "baselines": {task: {metric: value}},            # test metrics of the single-task nets
+     "grid": [{"optimizer", "batch_size", "lr"}, ...], "seeds": [seed, ...],
+     "baselines": {task: {metric: value}},   # test metrics of the single-task nets (seed mean)
      "single_task": {task: {"run_id", "flops", "params", "metrics", "val_metrics",
-                            "train_samples", "wall_s", "grid": {...}}},
+                            "train_samples", "wall_s", "grid": {...},
+                            "seeds": [{"seed", "run_id", "metrics", "val_metrics"}]}},
      "rows": [{"architecture", "balancer", "backbone", "flops", "params",
-               "metrics": {task: {metric: value}}, "val_metrics", "delta_mtl",
-               "val_delta_mtl", "train_samples", "wall_s", "run_id", "error",
+               "metrics": {task: {metric: value}} (seed means), "val_metrics",
+               "delta_mtl" (mean over seeds), "delta_interval": {"mean", "sd", "low", "high",
+               "half_width", "n"}, "val_delta_mtl" (first seed), "train_samples", "wall_s",
+               "run_id", "error", "extra": {"stopped", "adashare"?} (first seed's run),
+               "seeds": [{"seed", "run_id", "metrics", "delta_mtl", "extra"}],
                "grid": {"chosen": point, "points": [...], "train_samples", "wall_s"}}],
      "skipped": [{"architecture", "balancer", "reason"}],
-     "failed": [{"run_id", "architecture", "balancer", "grid", "error"}],
+     "failed": [{"run_id", "architecture", "balancer", "task", "grid", "seed", "error"}],
      "compute": {"runs", "train_samples", "wall_s"}}
 
 ``flops`` counts two per multiply-add (as :class:`torch.utils.flop_counter.FlopCounterMode`
@@ -217,37 +229,91 @@ class _Planned:
     balancer: str
     task: str | None
     point: GridPoint
+    seed: int
 
 
-def _plan(config: ExperimentConfig, tasks: Sequence[str],
-          models: Sequence[tuple[str, str]], points: Sequence[GridPoint]) -> list[_Planned]:
-    from taskgrouper.config import parse_config
-    from taskgrouper.runs.store import RunSpec, make_run_id
-    from taskgrouper.train.compat import check_compatible
+def _seeds(config: ExperimentConfig) -> list[int]:
+    """The seeds every scored run trains with: ``train.seed`` and the next ``bench.seeds - 1``."""
+    n = config.bench.seeds if config.bench is not None else 1
+    return [config.train.seed + k for k in range(n)]
 
-    base = config.model_dump(mode="json")
-    planned: list[_Planned] = []
 
-    def add(role, arch, bal, run_tasks, task, point, group):
-        cfg = _run_config(base, config, run_tasks, arch, bal, point)
+def _inits_from_single_task(config: ExperimentConfig, arch: str) -> bool:
+    """Whether ``arch`` starts from the bench's single-task networks (it has a ``pretrained``
+    option, the bench asks for it, and the config does not name checkpoints itself)."""
+    from taskgrouper.models.arch import arch_info
+
+    bench = config.bench or BenchConfig()
+    given = dict(config.model.options) if arch == config.model.architecture else {}
+    given.update(bench.model_options.get(arch, {}))
+    return (bench.single_task_init and "pretrained" in arch_info(arch).options
+            and given.get("pretrained") is None)
+
+
+class _Planner:
+    """Builds the bench's specs: single-task baselines and models at a grid point and seed."""
+
+    def __init__(self, config: ExperimentConfig, tasks: Sequence[str], out: Path):
+        self.config, self.tasks, self.out = config, list(tasks), out
+        self.base = config.model_dump(mode="json")
+
+    def _add(self, role, arch, bal, run_tasks, task, point, seed, group,
+             options: Mapping[str, Any] | None = None) -> _Planned:
+        from taskgrouper.config import parse_config
+        from taskgrouper.runs.store import RunSpec, make_run_id
+        from taskgrouper.train.compat import check_compatible
+
+        cfg = _run_config(self.base, self.config, run_tasks, arch, bal, point)
+        cfg["train"]["seed"] = seed
+        cfg["model"]["options"].update(options or {})
         where = (f"single-task baseline '{task}'" if role == "single_task"
                  else f"bench model {arch} + {bal}")
         try:
             check_compatible(parse_config(cfg, source=where))
         except ValueError as err:
             raise InputError(f"{where}: {err}") from None
-        tags = {"role": role, "architecture": arch, "balancer": bal, "grid": point.as_dict()}
+        tags = {"role": role, "architecture": arch, "balancer": bal, "grid": point.as_dict(),
+                "seed": seed}
         spec = RunSpec(make_run_id(group, cfg), "bench" if role == "model" else "single_task",
                        cfg, tags)
-        planned.append(_Planned(spec, role, arch, bal, task, point))
+        return _Planned(spec, role, arch, bal, task, point, seed)
 
-    for task in tasks:
-        for point in points:
-            add("single_task", BASELINE_ARCH, BASELINE_BALANCER, [task], task, point, "single")
-    for arch, bal in models:
-        for point in points:
-            add("model", arch, bal, tasks, None, point, f"{arch}.{bal}")
-    return planned
+    def single(self, task: str, point: GridPoint, seed: int) -> _Planned:
+        return self._add("single_task", BASELINE_ARCH, BASELINE_BALANCER, [task], task, point,
+                         seed, "single")
+
+    def model(self, arch: str, bal: str, point: GridPoint, seed: int) -> tuple[
+            _Planned, list[_Planned]]:
+        """The model's spec and the single-task specs it starts from (none for most)."""
+        if not _inits_from_single_task(self.config, arch):
+            return self._add("model", arch, bal, self.tasks, None, point, seed,
+                             f"{arch}.{bal}"), []
+        sources = [self.single(t, point, seed) for t in self.tasks]
+        folders = {p.task: str(self.out / "runs" / p.spec.id) for p in sources}
+        return self._add("model", arch, bal, self.tasks, None, point, seed, f"{arch}.{bal}",
+                         {"pretrained": folders}), sources
+
+
+def _run_in_order(session, planned: Sequence[_Planned], sources: Sequence[_Planned]
+                  ) -> dict[str, str]:
+    """Train ``planned`` (and the single-task ``sources`` models start from): first every run
+    that starts from scratch, then the models that start from trained single-task networks;
+    returns run id -> error of the runs that failed."""
+    from taskgrouper.runs.sweep import SweepError
+
+    def later(p: _Planned) -> bool:
+        return p.role == "model" and "pretrained" in p.spec.config["model"]["options"] \
+            and any(s.seed == p.seed for s in sources)
+
+    first = list({p.spec.id: p.spec for p in [*planned, *sources] if not later(p)}.values())
+    second = list({p.spec.id: p.spec for p in planned if later(p)}.values())
+    failures: dict[str, str] = {}
+    for phase in (first, second):
+        try:
+            session.run(phase)
+        except SweepError as err:
+            failures.update(err.failures)
+    return failures
 
 
 def run_bench(config: ExperimentConfig, out_dir: str | Path, *, workers: int = 1,
@@ -272,8 +338,6 @@ def run_bench(config: ExperimentConfig, out_dir: str | Path, *, workers: int = 1
         ValueError: an unknown architecture or balancer name (with the closest one), bad
             options, fewer than two tasks, or a bad config (before anything trains).
     """
-    from taskgrouper.runs.sweep import SweepError
-
     bench = config.bench or BenchConfig()
     _check_names(bench, *_tables())  # before any data is loaded
     data = load_data(config, log)
@@ -284,26 +348,50 @@ def run_bench(config: ExperimentConfig, out_dir: str | Path, *, workers: int = 1
     spatial = len(data.input_shape) == 3
     models, skipped = plan_models(bench, len(tasks), spatial)
     points = grid_points(config.train, bench.grid)
-    planned = _plan(config, tasks, models, points)
+    seeds = _seeds(config)
+    out = Path(out_dir)
+    planner = _Planner(config, tasks, out)
+    # Phase 1: every grid point with the first seed (the choice is made on its validation).
+    planned = [planner.single(t, point, seeds[0]) for t in tasks for point in points]
+    sources: list[_Planned] = []
+    for arch, bal in models:
+        for point in points:
+            spec, srcs = planner.model(arch, bal, point, seeds[0])
+            planned.append(spec)
+            sources += srcs
+    planned_ids = {p.spec.id for p in planned}
     for s in skipped:
         log(f"skipped {s['architecture']} + {s['balancer']}: {s['reason']}")
 
-    out = Path(out_dir)
-    failures: dict[str, str] = {}
     with open_session(out, data, workers=workers, executor=executor, progress=progress,
                       log=log) as session:
-        specs = [p.spec for p in planned]
         log(f"bench: {len(models)} models x {len(points)} grid point(s) and {len(tasks)} "
-            f"single-task baselines: {len(specs)} runs ({session.todo(specs)} to train)")
-        try:
-            session.run(specs)
-        except SweepError as err:
-            failures = dict(err.failures)
-        records = {s.id: session.store.get(s.id) for s in specs}
+            f"single-task baselines, seed {seeds[0]}: {len(planned)} runs "
+            f"({session.todo([p.spec for p in planned])} to train)")
+        failures = _run_in_order(session, planned, sources)
+        records = {p.spec.id: session.store.get(p.spec.id) for p in planned}
+        if len(seeds) > 1:  # Phase 2: the chosen points with the other seeds
+            chosen = _chosen_points(config, data, tasks, planned, records, failures)
+            more: list[_Planned] = []
+            more_sources: list[_Planned] = []
+            for seed in seeds[1:]:
+                more += [planner.single(t, chosen[t], seed) for t in tasks if t in chosen]
+                for arch, bal in models:
+                    if (arch, bal) in chosen:
+                        spec, srcs = planner.model(arch, bal, chosen[(arch, bal)], seed)
+                        more.append(spec)
+                        more_sources += srcs
+            log(f"seeds {', '.join(map(str, seeds[1:]))}: {len(more)} runs at the chosen "
+                f"grid points ({session.todo([p.spec for p in more])} to train)")
+            failures.update(_run_in_order(session, more, more_sources))
+            planned += more
+            records.update({p.spec.id: session.store.get(p.spec.id) for p in more})
+        extra = [p for p in [*sources] if p.spec.id not in planned_ids]
+        records.update({p.spec.id: session.store.get(p.spec.id) for p in extra})
 
     results = write_results(_results(config, data, tasks, planned, records, failures, skipped,
-                                     points), out / BENCH_FILE, version=BENCH_VERSION,
-                            required=BENCH_KEYS)
+                                     points, seeds), out / BENCH_FILE,
+                            version=BENCH_VERSION, required=BENCH_KEYS)
     from taskgrouper.report.bench import write_bench_report
 
     write_bench_report(results, out)
@@ -387,59 +475,151 @@ def _grid_summary(entries: list[dict[str, Any]], chosen: int | None) -> dict[str
             "wall_s": float(math.fsum(e["wall_s"] for e in done))}
 
 
-def _results(config, data, tasks, planned, records, failures, skipped, points) -> dict:
+def _index(planned: Sequence[_Planned]) -> dict[tuple, _Planned]:
+    """(role, architecture, balancer, task, point, seed) -> the planned run."""
+    return {(p.role, p.architecture, p.balancer, p.task, p.point, p.seed): p for p in planned}
+
+
+def _first_seed_grid(config, data, tasks, planned, records, failures) -> dict[Any, tuple]:
+    """The first seed's grid: task or (architecture, balancer) -> (planned runs, entries,
+    index of the chosen point or None), chosen as the survey chooses (module doc)."""
+    task_metrics = {t: list(data.tasks[t].metrics) for t in tasks}
+    mode = config.bench.delta_metrics if config.bench is not None else "headline"
+    scored = delta_metrics(task_metrics, mode)
+    first = _seeds(config)[0]
+    out: dict[Any, tuple] = {}
+    for task in tasks:
+        mine = [p for p in _index(planned).values() if p.role == "single_task"
+                and p.task == task and p.seed == first]
+        entries = [_point_entry(p, records.get(p.spec.id), failures, task_metrics, None, None)
+                   for p in mine]
+        out[task] = (mine, entries, choose_point(
+            entries, lambda e, t=task: (e.get("val_losses") or {}).get(t), higher=False))
+    complete = all(out[t][2] is not None for t in tasks)
+    base_test = {t: out[t][1][out[t][2]]["metrics"][t] for t in tasks} if complete else None
+    base_val = ({t: out[t][1][out[t][2]]["val_metrics"][t] for t in tasks}
+                if complete else None)
+    keys = list(dict.fromkeys((p.architecture, p.balancer) for p in planned
+                              if p.role == "model"))
+    for key in keys:
+        mine = [p for p in planned if p.role == "model" and (p.architecture, p.balancer) == key
+                and p.seed == first]
+        entries = [_point_entry(p, records.get(p.spec.id), failures, task_metrics, base_val,
+                                base_test, scored) for p in mine]
+        out[key] = (mine, entries,
+                    choose_point(entries, lambda e: e.get("val_delta_mtl"), higher=True))
+    return out
+
+
+def _chosen_points(config, data, tasks, planned, records, failures) -> dict[Any, GridPoint]:
+    """Task or (architecture, balancer) -> the grid point chosen on the first seed."""
+    grid = _first_seed_grid(config, data, tasks, planned, records, failures)
+    return {k: mine[i].point for k, (mine, _, i) in grid.items() if i is not None}
+
+
+def _mean_metrics(runs: Sequence[Mapping[str, Mapping[str, float]]]
+                  ) -> dict[str, dict[str, float]]:
+    """Each (task, metric)'s mean over the runs that have it."""
+    out: dict[str, dict[str, float]] = {}
+    for t in dict.fromkeys(t for r in runs for t in r):
+        names = dict.fromkeys(m for r in runs for m in r.get(t, {}))
+        for m in names:
+            values = [r[t][m] for r in runs if r.get(t, {}).get(m) is not None]
+            values = [v for v in values if math.isfinite(v)]
+            if values:
+                out.setdefault(t, {})[m] = math.fsum(values) / len(values)
+    return out
+
+
+def _interval(values: Sequence[float]) -> dict[str, Any] | None:
+    """Mean and 95% interval over seeds (None without a value)."""
+    from taskgrouper.grouping.intervals import mean_interval
+
+    values = [v for v in values if v is not None and math.isfinite(v)]
+    return None if not values else mean_interval(values)
+
+
+def _results(config, data, tasks, planned, records, failures, skipped, points, seeds) -> dict:
     from taskgrouper.evaluate.metrics import LOWER_IS_BETTER
 
     task_metrics = {t: list(data.tasks[t].metrics) for t in tasks}
     names = sorted({m for ms in task_metrics.values() for m in ms})
     mode = config.bench.delta_metrics if config.bench is not None else "headline"
     scored = delta_metrics(task_metrics, mode)
+    grid = _first_seed_grid(config, data, tasks, planned, records, failures)
+    index = _index(planned)
 
-    # Single-task baselines: per task, the grid point with the lowest validation loss.
+    def seed_run(role, arch, bal, task, point, seed) -> tuple[_Planned | None, Any]:
+        p = index.get((role, arch, bal, task, point, seed))
+        return p, (records.get(p.spec.id) if p is not None else None)
+
+    # Single-task baselines: per task, the grid point with the lowest validation loss of the
+    # first seed; every seed at that point.
     single: dict[str, dict[str, Any]] = {}
+    base_by_seed: dict[int, dict[str, dict[str, float]]] = {}
     for task in tasks:
-        mine = [p for p in planned if p.role == "single_task" and p.task == task]
-        entries = [_point_entry(p, records.get(p.spec.id), failures, task_metrics, None, None)
-                   for p in mine]
-        chosen = choose_point(entries, lambda e, t=task: (e.get("val_losses") or {}).get(t),
-                              higher=False)
-        grid = _grid_summary(entries, chosen)
+        mine, entries, chosen = grid[task]
+        summary = _grid_summary(entries, chosen)
         best = entries[chosen] if chosen is not None else {}
+        per_seed = []
+        for seed in seeds if chosen is not None else []:
+            p, record = seed_run("single_task", BASELINE_ARCH, BASELINE_BALANCER, task,
+                                 mine[chosen].point, seed)
+            if record is None:
+                continue
+            metrics = _metrics_of(record.test, task_metrics)
+            per_seed.append({"seed": seed, "run_id": p.spec.id, "metrics": metrics,
+                             "val_metrics": _metrics_of(record.val, task_metrics)})
+            base_by_seed.setdefault(seed, {})[task] = metrics[task]
+        mean = _mean_metrics([e["metrics"] for e in per_seed])
         single[task] = {"run_id": best.get("run_id"), "flops": best.get("flops"),
-                        "params": best.get("params"), "metrics": best.get("metrics"),
+                        "params": best.get("params"),
+                        "metrics": mean or best.get("metrics"),
                         "val_metrics": best.get("val_metrics"),
                         "train_samples": best.get("train_samples"),
-                        "wall_s": best.get("wall_s"), "grid": grid,
+                        "wall_s": best.get("wall_s"), "grid": summary, "seeds": per_seed,
                         "error": None if chosen is not None else entries[0].get("error")}
-    complete = all(single[t]["metrics"] is not None for t in tasks)
-    base_test = {t: single[t]["metrics"][t] for t in tasks} if complete else None
-    base_val = {t: single[t]["val_metrics"][t] for t in tasks} if complete else None
+    complete_seeds = [s for s in seeds if len(base_by_seed.get(s, {})) == len(tasks)]
 
     rows, failed = [], []
-    model_keys = list(dict.fromkeys((p.architecture, p.balancer) for p in planned
-                                    if p.role == "model"))
-    for arch, bal in model_keys:
-        mine = [p for p in planned if p.role == "model" and (p.architecture, p.balancer)
-                == (arch, bal)]
-        entries = [_point_entry(p, records.get(p.spec.id), failures, task_metrics, base_val,
-                                base_test, scored) for p in mine]
-        chosen = choose_point(entries, lambda e: e.get("val_delta_mtl"), higher=True)
-        grid = _grid_summary(entries, chosen)
+    for key in (k for k in grid if isinstance(k, tuple)):
+        arch, bal = key
+        mine, entries, chosen = grid[key]
+        summary = _grid_summary(entries, chosen)
         best = entries[chosen] if chosen is not None else {}
+        per_seed, deltas = [], []
+        for seed in seeds if chosen is not None else []:
+            p, record = seed_run("model", arch, bal, None, mine[chosen].point, seed)
+            if record is None:
+                continue
+            metrics = _metrics_of(record.test, task_metrics)
+            delta, why = (_delta(metrics, base_by_seed[seed], scored)
+                          if seed in complete_seeds else (None, "single-task baselines missing"))
+            per_seed.append({"seed": seed, "run_id": p.spec.id, "metrics": metrics,
+                             "delta_mtl": delta, "extra": _run_extra(record),
+                             **({"delta_error": why} if why else {})})
+            if delta is not None:
+                deltas.append(delta)
+        interval = _interval(deltas)
         rows.append({
             "architecture": arch, "balancer": bal, "backbone": config.model.backbone,
             "flops": best.get("flops"), "params": best.get("params"),
-            "metrics": best.get("metrics"), "val_metrics": best.get("val_metrics"),
-            "delta_mtl": best.get("delta_mtl"), "val_delta_mtl": best.get("val_delta_mtl"),
+            "metrics": _mean_metrics([e["metrics"] for e in per_seed]) or best.get("metrics"),
+            "val_metrics": best.get("val_metrics"),
+            "delta_mtl": interval["mean"] if interval else best.get("delta_mtl"),
+            "delta_interval": interval,
+            "val_delta_mtl": best.get("val_delta_mtl"),
             "train_samples": best.get("train_samples"), "wall_s": best.get("wall_s"),
-            "run_id": best.get("run_id"),
+            "run_id": best.get("run_id"), "seeds": per_seed,
+            "extra": _run_extra(records.get(best.get("run_id"))),
             "error": (entries[0].get("error") if chosen is None
                       else best.get("delta_error")),
-            "grid": grid})
-    for p in planned:
+            "grid": summary})
+    for p in index.values():
         if records.get(p.spec.id) is None:
             failed.append({"run_id": p.spec.id, "architecture": p.architecture,
                            "balancer": p.balancer, "task": p.task, "grid": p.point.as_dict(),
+                           "seed": p.seed,
                            "error": failures.get(p.spec.id, "not trained (interrupted)")})
 
     done = [r for r in records.values() if r is not None]
@@ -453,6 +633,7 @@ def _results(config, data, tasks, planned, records, failures, skipped, points) -
         "delta_metrics": {"mode": mode, "metrics": scored},
         "lower_is_better": {m: LOWER_IS_BETTER[m] for m in names if m in LOWER_IS_BETTER},
         "grid": [p.as_dict() for p in points],
+        "seeds": list(seeds),
         "baselines": {t: single[t]["metrics"][t] for t in tasks
                       if single[t]["metrics"] is not None},
         "single_task": single,
@@ -462,6 +643,15 @@ def _results(config, data, tasks, planned, records, failures, skipped, points) -
         "compute": {"runs": len(done), "train_samples": int(sum(r.train_samples for r in done)),
                     "wall_s": float(math.fsum(r.wall_s for r in done))},
     }
+
+
+def _run_extra(record) -> dict[str, Any]:
+    """What a run reports beside its metrics that a bench reader wants (AdaShare's policy,
+    why training stopped)."""
+    if record is None:
+        return {}
+    extra = getattr(record, "extra", None) or {}
+    return {k: extra[k] for k in ("stopped", "adashare") if k in extra}
 
 
 # --------------------------------------------------------------------------------- summary

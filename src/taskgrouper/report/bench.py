@@ -138,17 +138,32 @@ def _models(bench: Mapping[str, Any]) -> list[dict[str, Any]]:
             "metrics": dict(baselines), "flops": total("flops"), "params": total("params"),
             "delta": 0.0 if complete else None, "val_delta": 0.0 if complete else None,
             "error": None if complete else "some single-task baselines have no result",
-            "grid": None}]
+            "grid": None, "interval": None}]
     for r in bench.get("rows") or []:
         out.append({"label": _label(r), "architecture": r["architecture"],
                     "balancer": r["balancer"], "metrics": r.get("metrics") or {},
                     "flops": r.get("flops"), "params": r.get("params"),
                     "delta": _finite(r.get("delta_mtl")),
                     "val_delta": _finite(r.get("val_delta_mtl")), "error": r.get("error"),
-                    "grid": r.get("grid")})
+                    "grid": r.get("grid"), "interval": _interval(r)})
     order = sorted(range(len(out)), key=lambda i: (out[i]["delta"] is None,
                                                    -(out[i]["delta"] or 0.0), i))
     return [out[i] for i in order]
+
+
+def _interval(row: Mapping[str, Any]) -> dict[str, float] | None:
+    """The row's 95% interval of Delta_MTL over seeds, when there are two seeds or more."""
+    iv = row.get("delta_interval")
+    if not isinstance(iv, Mapping) or _finite(iv.get("half_width")) is None:
+        return None
+    return {k: float(iv[k]) for k in ("low", "high", "half_width")} | {"n": int(iv["n"])}
+
+
+def _delta_cell(m: Mapping[str, Any]) -> str:
+    if m["delta"] is None:
+        return _DASH
+    iv = m.get("interval")
+    return f"{m['delta']:+.2f}" + (f" ± {iv['half_width']:.2f}" if iv else "")
 
 
 def _unit(values: Sequence[float | None], units: Sequence[tuple[float, str]]
@@ -194,7 +209,7 @@ def bench_table(bench: Mapping[str, Any]) -> Table:
                  _fmt(None if m["flops"] is None else m["flops"] / f_scale, ".3g"),
                  _fmt(None if m["params"] is None else m["params"] / p_scale, ".3g")]
         cells += [_fmt((m["metrics"].get(t) or {}).get(name)) for t, name in columns]
-        cells.append(_DASH if m["delta"] is None else f"{m['delta']:+.2f}")
+        cells.append(_delta_cell(m))
         rows.append(tuple(cells))
     for j, (t, name) in enumerate(columns):
         values = [_finite((m["metrics"].get(t) or {}).get(name)) for m in models]
@@ -207,8 +222,13 @@ def bench_table(bench: Mapping[str, Any]) -> Table:
         best = max(d for d in deltas if d is not None)
         bold |= {(i, len(header) - 1) for i, d in enumerate(deltas) if d == best}
     headline = (bench.get("delta_metrics") or {}).get("mode") == "headline"
+    seeds = len(bench.get("seeds") or [0])
     caption = ("Table V layout: test metrics of each model (its best grid point by validation "
-               "ΔMTL), FLOPs of one forward pass (two per multiply-add) and parameters; "
+               "ΔMTL"
+               + (f"; metrics are means over {seeds} seeds and ΔMTL is the mean of the "
+                  f"per-seed values, each against the same seed's single-task networks, ± the "
+                  f"half-width of its 95% interval" if seeds > 1 else "")
+               + "), FLOPs of one forward pass (two per multiply-add) and parameters; "
                "ΔMTL = (1/T) Σ_i (-1)^l_i (M_m,i - M_b,i) / M_b,i over "
                + ("the headline metric of each task (its first)" if headline
                   else "every task metric listed")
@@ -256,8 +276,11 @@ def plot_profile(bench: Mapping[str, Any], path: Path) -> Path:
     scores, lower = _profile_scores(bench, models)
     grid = _grid_scores(bench, models)
     with_grid = len(bench.get("grid") or []) > 1
-    fig = _figure((10.0 if with_grid else 6.0) + 2.6, max(4.4, 0.75 + 0.17 * len(models)))
-    axes = fig.subplots(1, 2 if with_grid else 1, squeeze=False)[0]
+    with_seeds = any(m.get("interval") for m in models)
+    panels = 1 + with_grid + with_seeds
+    fig = _figure(4.6 * panels + 1.4 + 2.6, max(4.4, 0.75 + 0.17 * len(models)))
+    all_axes = fig.subplots(1, panels, squeeze=False)[0]
+    axes = all_axes[:1 + with_grid]
     colors = {m["label"]: f"C{i % 10}" for i, m in enumerate(models)}
     styles = ["-", "--", "-.", ":"]
 
@@ -288,9 +311,27 @@ def plot_profile(bench: Mapping[str, Any], path: Path) -> Path:
         a.set_ylabel("Fraction of tasks within τ")
         a.set_ylim(-0.03, 1.03)
         a.grid(True, which="both", alpha=0.3)
-    axes[-1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0),
-                    handles=axes[0].get_legend_handles_labels()[0], frameon=False)
+    if with_seeds:
+        _plot_intervals(all_axes[-1], models, colors)
+    all_axes[-1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0),
+                        handles=axes[0].get_legend_handles_labels()[0], frameon=False)
     return _save(fig, path)
+
+
+def _plot_intervals(ax, models: Sequence[Mapping[str, Any]], colors: Mapping[str, str]) -> None:
+    """ΔMTL of each model with its 95% interval over seeds (best at the top); the
+    single-task networks at 0."""
+    shown = [m for m in models if m["delta"] is not None]
+    for y, m in enumerate(reversed(shown)):
+        iv = m.get("interval")
+        err = [[m["delta"] - iv["low"]], [iv["high"] - m["delta"]]] if iv else None
+        ax.errorbar([m["delta"]], [y], xerr=err, fmt="o", color=colors[m["label"]],
+                    capsize=3, markersize=4)
+    ax.axvline(0.0, color="0.5", linewidth=0.8, linestyle="--")
+    ax.set_yticks(range(len(shown)), [m["label"] for m in reversed(shown)], fontsize=6)
+    ax.set_xlabel("ΔMTL (%), mean and 95% interval over seeds")
+    ax.set_title("ΔMTL with its interval", fontsize=10)
+    ax.grid(True, axis="x", alpha=0.3)
 
 
 # ------------------------------------------------------------------------------ the report
@@ -403,6 +444,31 @@ def _grid_table(bench: Mapping[str, Any]) -> Table:
                  "validation ΔMTL (bold).")
 
 
+def _policy_table(bench: Mapping[str, Any]) -> Table | None:
+    """AdaShare's final policies: per model row and seed, the fraction of the gated blocks
+    each task executes, and the policy (x: executed, .: skipped, from the input on)."""
+    tasks = list(bench["tasks"])
+    rows = []
+    for r in bench.get("rows") or []:
+        for e in r.get("seeds") or []:
+            policy = (e.get("extra") or {}).get("adashare") or {}
+            kept = policy.get("blocks_kept") or {}
+            if not kept:
+                continue
+            flags = policy.get("policy") or {}
+            rows.append((_label(r), str(e["seed"]),
+                         *(f"{kept[t]:.0%}" if t in kept else _DASH for t in tasks),
+                         "; ".join(f"{t} " + "".join("x" if f else "." for f in flags[t])
+                                   for t in tasks if t in flags)))
+    if not rows:
+        return None
+    return Table(("Model", "Seed", *(f"{t} blocks kept" for t in tasks), "Policy"),
+                 tuple(rows), frozenset(),
+                 "AdaShare: the fraction of the gated residual blocks each task executes in "
+                 "the re-trained network, and the policy per task (x executed, . skipped, "
+                 "from the input on).")
+
+
 def _build(bench: Mapping[str, Any], figs: Path) -> tuple[list[Block], bool]:
     blocks: list[Block] = [Heading(str(bench.get("title") or "taskgrouper bench"), 1)]
     blocks += _summary(bench)
@@ -419,8 +485,12 @@ def _build(bench: Mapping[str, Any], figs: Path) -> tuple[list[Block], bool]:
             "Performance profile (Dolan and Moré): for each model, the fraction of tasks "
             "whose headline test metric is within a factor τ of the best model's; higher and "
             "further left is better, the value at τ = 1 is the fraction of tasks it wins."
-            + (" Right: every grid point (robustness to the hyperparameters)."
-               if len(bench.get("grid") or []) > 1 else "")))
+            + (" Next: every grid point (robustness to the hyperparameters)."
+               if len(bench.get("grid") or []) > 1 else "")
+            + (f" Right: ΔMTL of each model, mean and 95% interval over "
+               f"{len(bench.get('seeds') or [])} seeds; an interval that excludes 0 is a "
+               f"real difference from the single-task networks."
+               if any(_interval(r) for r in bench.get("rows") or []) else "")))
         if len(bench["tasks"]) >= 2:
             plot_tradeoff(bench, figs / _TRADEOFF_PNG)
             first, second = list(bench["tasks"])[:2]
@@ -430,6 +500,10 @@ def _build(bench: Mapping[str, Any], figs: Path) -> tuple[list[Block], bool]:
                 f"The survey's Figure 10: each model's grid points in the plane of {first}'s "
                 f"and {second}'s headline test metrics (small), its chosen point ringed, the "
                 f"single-task networks as a star; arrows give the better direction."))
+    policies = _policy_table(bench)
+    if policies is not None:
+        blocks.append(Heading("AdaShare's policies"))
+        blocks.append(policies)
     blocks.append(Heading("Single-task baselines"))
     blocks.append(_single_table(bench))
     if len(bench.get("grid") or []) > 1:

@@ -1,8 +1,12 @@
 """An exponential moving average of a network's weights (Polyak averaging).
 
 With ``train.ema: decay`` the trainer keeps, beside the weights the optimiser moves, their
-average ``a <- decay * a + (1 - decay) * w`` after every step (floating-point parameters and
-buffers, so batch-norm statistics are averaged alike). Validation, early stopping, ``best.pt``
+average ``a <- d_k * a + (1 - d_k) * w`` after the k-th step (k = 1, 2, ...; floating-point
+parameters and buffers, so batch-norm statistics are averaged alike), with the warm-up
+``d_k = min(decay, (1 + k) / (10 + k))``: early on the average follows the fast-moving
+weights closely instead of dragging their random initialisation along (without it, a run of
+the demo's depth network with decay 0.98 stopped early at the constant predictor's loss,
+0.91 against 0.27). Validation, early stopping, ``best.pt``
 and the test scores use the averaged weights; the optimiser goes on from its own. Averaging
 smooths the last epochs' step-to-step noise, which makes the kept network depend less on the
 seed (measured in the README's demo section).
@@ -14,7 +18,7 @@ import contextlib
 from collections.abc import Iterator
 
 import torch
-from torch import Tensor, nn
+from torch import nn
 
 __all__ = ["WeightAverage"]
 
@@ -26,15 +30,18 @@ class WeightAverage:
         if not 0.0 < decay < 1.0:
             raise ValueError(f"decay must lie in (0, 1), got {decay}")
         self.decay = float(decay)
+        self.updates = 0
         self.state = {k: v.detach().clone() for k, v in model.state_dict().items()
                       if v.is_floating_point()}
 
     @torch.no_grad()
     def update(self, model: nn.Module) -> None:
         """One step of the average towards ``model``'s current weights."""
+        self.updates += 1
+        decay = min(self.decay, (1 + self.updates) / (10 + self.updates))
         current = model.state_dict()
         for k, a in self.state.items():
-            a.lerp_(current[k].detach(), 1.0 - self.decay)
+            a.lerp_(current[k].detach(), 1.0 - decay)
 
     @contextlib.contextmanager
     @torch.no_grad()
@@ -50,12 +57,14 @@ class WeightAverage:
             for k, v in own.items():
                 current[k].copy_(v)
 
-    def state_dict(self) -> dict[str, Tensor]:
-        return dict(self.state)
+    def state_dict(self) -> dict:
+        return {"weights": dict(self.state), "updates": self.updates}
 
-    def load_state_dict(self, state: dict[str, Tensor]) -> None:
-        missing = set(self.state) - set(state)
+    def load_state_dict(self, state: dict) -> None:
+        weights = state["weights"]
+        missing = set(self.state) - set(weights)
         if missing:
             raise KeyError(f"weight average lacks {sorted(missing)[:3]}")
         for k, a in self.state.items():
-            a.copy_(state[k])
+            a.copy_(weights[k])
+        self.updates = int(state["updates"])

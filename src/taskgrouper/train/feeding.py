@@ -47,8 +47,9 @@ class Tensors:
         return int(self.x.shape[0])
 
     def batches(self, order: Tensor | None, batch_size: int):
-        """(x, normalised targets, raw targets, n) per batch, in ``order`` (None: in turn)."""
-        for start in range(0, len(self), batch_size):
+        """(x, normalised targets, raw targets, n) per batch, in ``order`` (None: every row in
+        turn; an order may name a subset of the rows)."""
+        for start in range(0, len(self) if order is None else len(order), batch_size):
             idx = (slice(start, start + batch_size) if order is None
                    else order[start:start + batch_size])
             x = self.x[idx]

@@ -46,8 +46,8 @@ from taskgrouper.errors import InputError, TaskgrouperError
 from taskgrouper.io import temp_files, write_json_atomic
 from taskgrouper.models.checkpoint import load_checkpoint, save_checkpoint
 from taskgrouper.tasks import TaskSpec
-from taskgrouper.train.averaging import WeightAverage
 from taskgrouper.train.augment import check_augment, draw_flips, flip_batch
+from taskgrouper.train.averaging import WeightAverage
 from taskgrouper.train.compat import check_compatible
 from taskgrouper.train.device import autocast_dtype, input_memory_format, resolve_device
 from taskgrouper.train.evaluation import (
@@ -90,9 +90,11 @@ class TrainResult:
         cost: MACs, parameters and SNT of the network.
         extra: Further measurements: ``stopped`` (why training ended: ``early_stopping``,
             ``schedule`` when the plateau schedule fell below ``train.min_lr``, or
-            ``epoch_cap``), ``val_curve`` (total validation loss per epoch), and
+            ``epoch_cap``), ``val_curve`` (total validation loss per epoch),
             ``affinity`` when ``train.affinity_every`` is set (see
-            :mod:`taskgrouper.train.affinity`).
+            :mod:`taskgrouper.train.affinity`), and what the model reports
+            (``MultiTaskModel.extra_results()``: AdaShare's ``adashare``, its policies and
+            the fraction of blocks each task keeps).
     """
 
     out_dir: str
@@ -252,6 +254,7 @@ def _train(config: ExperimentConfig, out: Path, ctx, data: MultiTaskData | None,
         train_t = train_t.subset(keep)
         n_train = len(train_t)
     steps_per_epoch = math.ceil(n_train / tc.batch_size)
+    halves = _halves(n_train, tc.seed)  # for models that train parts on each half
     schedule = Schedule(optimizer, tc.schedule, tc.lr, steps_per_epoch * tc.epochs,
                         tc.poly_power)
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
@@ -297,7 +300,8 @@ def _train(config: ExperimentConfig, out: Path, ctx, data: MultiTaskData | None,
         samples, wall = int(state["samples"]), float(state["wall_s"])
         if restore_best and ctx.is_main:
             # with train.ema the kept weights are the average
-            save_checkpoint({"model": {**state["model"], **state.get("average", {})},
+            average_weights = (state.get("average") or {}).get("weights", {})
+            save_checkpoint({"model": {**state["model"], **average_weights},
                              "epoch": start_epoch}, best_path)
             log(f"{out}: best.pt was missing; restored it from last.pt (epoch {start_epoch}, "
                 f"the best so far)")
@@ -311,12 +315,18 @@ def _train(config: ExperimentConfig, out: Path, ctx, data: MultiTaskData | None,
     def schedule_ended() -> bool:  # the plateau schedule halved the rate below train.min_lr
         return tc.min_lr is not None and schedule.lr < tc.min_lr
 
+    def validate() -> float:  # for a phase switch choosing among candidates (AdaShare)
+        with average.applied(model) if average is not None else contextlib.nullcontext():
+            val = evaluate_split(model, val_t, specs, device, tc.eval_batch_size, amp_dtype,
+                                 quick=True)
+        return sum(v["loss"] for v in val.values())
+
     for epoch in range(start_epoch + 1, tc.epochs + 1):
-        if stopper.stopped or schedule_ended():
+        if (stopper.stopped or schedule_ended()) and not model.must_train(epoch, tc.epochs):
             break
-        if model.on_epoch_start(epoch, tc.epochs):
-            # a new phase re-initialised the model (AdaShare's re-training): fresh optimiser
-            # and schedule, and the best checkpoint must come from the new phase
+        if model.on_epoch_start(epoch, tc.epochs, validate=validate):
+            # a new phase (AdaShare's policy search after its warm-up, its re-training from
+            # scratch): fresh optimiser and schedule; the best checkpoint must come from it
             optimizer = model_optimizer(model, balancer.parameters(), tc)
             schedule = Schedule(optimizer, tc.schedule, tc.lr,
                                 steps_per_epoch * (tc.epochs - epoch + 1), tc.poly_power)
@@ -329,10 +339,16 @@ def _train(config: ExperimentConfig, out: Path, ctx, data: MultiTaskData | None,
         lr_used = schedule.lr
         running = torch.zeros(len(tasks), dtype=torch.float64, device=device)
         weight_sum = dict.fromkeys(tasks, 0.0)
-        order = torch.randperm(n_train, generator=generator)
-        bar = _progress(train_t.batches(order, tc.batch_size), progress,
-                        f"epoch {epoch}/{tc.epochs}", total=steps_per_epoch)
-        for step, (x, batch_targets, _, n_batch) in enumerate(bar):
+        # the model's passes over the training rows (one over every row unless it says)
+        plan = [(p.frozen(model), torch.randperm(n_train, generator=generator)
+                 if p.half is None else halves[p.half][
+                     torch.randperm(len(halves[p.half]), generator=generator)])
+                for p in model.train_passes()]
+        epoch_steps = sum(math.ceil(len(order) / tc.batch_size) for _, order in plan)
+        bar = _progress(((frozen, batch) for frozen, order in plan
+                         for batch in train_t.batches(order, tc.batch_size)), progress,
+                        f"epoch {epoch}/{tc.epochs}", total=epoch_steps)
+        for step, (frozen, (x, batch_targets, _, n_batch)) in enumerate(bar):
             if tc.augment == "flip":  # drawn for the global batch, so every rank agrees
                 x, batch_targets = flip_batch(x, batch_targets, specs,
                                               draw_flips(n_batch, generator))
@@ -357,7 +373,7 @@ def _train(config: ExperimentConfig, out: Path, ctx, data: MultiTaskData | None,
             weights = balancer.backward(losses, scale, rep=getattr(out_t, "rep", None))
             stacked = torch.stack([losses[t].detach() for t in tasks])
             running += stacked.double() * n_batch
-            if step % check_every == 0 or step == steps_per_epoch - 1:
+            if step % check_every == 0 or step == epoch_steps - 1:
                 seen = dp.all_sum(running.clone()) if ctx.active else running  # ranks agree
                 if not bool(torch.isfinite(seen).all()):
                     bad = [t for t, v in zip(tasks, seen.tolist(), strict=True)
@@ -376,6 +392,8 @@ def _train(config: ExperimentConfig, out: Path, ctx, data: MultiTaskData | None,
                 recorder.record(task_grads, optimizer, again)
             if ctx.active:
                 dp.average_gradients(list(model.parameters()) + balancer.parameters())
+            for p in frozen:  # what this pass keeps fixed: no step, no momentum, no decay
+                p.grad = None
             if scaler.is_enabled():
                 scaler.step(optimizer)
                 scaler.update()
@@ -413,7 +431,7 @@ def _train(config: ExperimentConfig, out: Path, ctx, data: MultiTaskData | None,
             save_checkpoint({"model": kept, "epoch": epoch}, out / "best.pt")
         history.append({"epoch": epoch, "lr": lr_used, "train": train_losses, "val": val,
                         "val_total": val_total,
-                        "weights": {t: w / steps_per_epoch for t, w in weight_sum.items()},
+                        "weights": {t: w / epoch_steps for t, w in weight_sum.items()},
                         "seconds": seconds, "train_seconds": train_seconds,
                         "samples": n_train})
         if ctx.is_main:
@@ -431,9 +449,10 @@ def _train(config: ExperimentConfig, out: Path, ctx, data: MultiTaskData | None,
             _save_last(out, last, history, tasks)
         log(f"epoch {epoch}: train {sum(train_losses.values()):.4f}  val {val_total:.4f}"
             f"{'  *' if improved else ''}  lr {lr_used:.3g}  {seconds:.1f}s")
-        if stopper.stopped:
+        ends = not model.must_train(epoch + 1, tc.epochs)  # else a phase goes on regardless
+        if ends and stopper.stopped:
             log(f"early stop: validation loss has not improved for {tc.patience} epochs")
-        elif schedule_ended():
+        elif ends and schedule_ended():
             log(f"schedule ended: the learning rate fell below train.min_lr={tc.min_lr:g}")
     stopped = ("early_stopping" if stopper.stopped else "schedule" if schedule_ended()
                else "epoch_cap")
@@ -456,7 +475,8 @@ def _train(config: ExperimentConfig, out: Path, ctx, data: MultiTaskData | None,
                          constant_test=constant, best_epoch=stopper.best_epoch,
                          epochs_run=len(history), train_samples=samples, wall_s=wall,
                          cost=run_cost(model, config, data.input_shape),
-                         extra=_extra(recorder, stopped, history))
+                         extra={**_extra(recorder, stopped, history),
+                                **model.extra_results()})
     if ctx.is_main:
         write_json_atomic(asdict(result), out / "metrics.json")
     return result
@@ -470,6 +490,17 @@ def _extra(recorder, stopped: str, history: list[dict]) -> dict[str, Any]:
     if recorder is not None:
         extra["affinity"] = recorder.result()
     return extra
+
+
+def _halves(n: int, seed: int) -> tuple[Tensor, Tensor]:
+    """A fixed split of ``n`` training rows into two disjoint halves (``ceil(n / 2)`` and
+    ``floor(n / 2)`` rows), drawn from ``seed`` with a generator of its own, so the epochs'
+    orders are those of every other run with this seed.
+
+    Example: ``n = 5`` -> a permutation ``[p0 .. p4]`` split as ``[p0, p1, p2]``, ``[p3, p4]``.
+    """
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed + 1))
+    return perm[:(n + 1) // 2], perm[(n + 1) // 2:]
 
 
 def _silent(message: str) -> None:

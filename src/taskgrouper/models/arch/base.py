@@ -23,11 +23,24 @@ A multi-task network is a :class:`MultiTaskModel`:
 * ``task_parameters(task)``: parameters only that task's loss reaches.
 * ``regularization()``: a scalar added to the training loss outside balancing (AdaShare's
   sparsity and sharing losses), or ``None``.
-* ``on_epoch_start(epoch, epochs)``: called by the trainer before every epoch (1-based); an
-  architecture with a schedule (AdaShare's curriculum and temperature, its switch from policy
-  search to re-training) acts here. It returns ``True`` when the model entered a new phase
-  whose parameters were re-initialised: the trainer then rebuilds the optimiser and schedule
-  and restarts early stopping, so the best checkpoint is one of the new phase.
+* ``on_epoch_start(epoch, epochs, validate=None)``: called by the trainer before every epoch
+  (1-based); an architecture with a schedule (AdaShare's warm-up, curriculum and temperature,
+  its switch from policy search to re-training) acts here. ``validate()``, when given, returns
+  the total validation loss of the model as it stands (eval mode), for a phase switch that
+  chooses among candidates (AdaShare's sampled policies). It returns ``True`` when the model
+  entered a new phase (re-initialised, or trained differently from here on): the trainer then
+  rebuilds the optimiser and schedule and restarts early stopping, so the best checkpoint is
+  one of the new phase.
+* ``must_train(epoch, epochs)``: ``True`` when epoch ``epoch`` runs whatever early stopping
+  or the plateau schedule's end say (a phase of fixed length and the first epoch of the phase
+  after it: AdaShare's policy search and the start of its re-training, which restarts early
+  stopping); ``False`` by default.
+* ``train_passes()``: how the coming epoch goes over the training split, as a tuple of
+  :class:`TrainPass` (read after ``on_epoch_start``): by default one pass over every row in
+  which every parameter learns. AdaShare's policy search makes two: the network weights learn
+  on one half of the training rows, then the policy logits on the other half.
+* ``extra_results()``: JSON-ready measurements of the trained model that the trainer adds to
+  ``TrainResult.extra`` (AdaShare: its policies and the fraction of blocks each task keeps).
 
 Architectures are built from a backbone that exposes ``out_channels``, ``strides`` and
 ``spatial`` (see :mod:`taskgrouper.models.backbones`); those that need a chain of stages
@@ -36,7 +49,9 @@ Architectures are built from a backbone that exposes ``out_channels``, ``strides
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -44,7 +59,7 @@ from torch import nn
 from taskgrouper.errors import InputError
 from taskgrouper.tasks import TaskSpec, closest
 
-__all__ = ["MultiTaskModel", "Outputs", "check_task_names"]
+__all__ = ["MultiTaskModel", "Outputs", "TrainPass", "check_task_names"]
 
 
 class Outputs(dict):
@@ -57,6 +72,36 @@ class Outputs(dict):
         super().__init__(final)
         self.aux: dict[str, list[torch.Tensor]] = {t: list(v) for t, v in (aux or {}).items()}
         self.rep: list[torch.Tensor] | None = list(rep) if rep is not None else None
+
+
+@dataclass(frozen=True)
+class TrainPass:
+    """One pass of an epoch over (part of) the training split.
+
+    Attributes:
+        half: ``None``: every training row; ``0`` or ``1``: the first or second half of a fixed
+            split of the training rows (drawn once from ``train.seed``; disjoint; the first
+            half has ``ceil(n / 2)`` of the ``n`` rows; the validation split is no part of it).
+            The pass visits its rows in a fresh random order.
+        learns: Parameter-name prefixes (as in ``named_parameters()``) of the model's
+            parameters that learn in this pass; the others keep their values (their gradients
+            are dropped before the optimiser step). ``None``: every parameter. A balancer's
+            own parameters learn in every pass.
+    """
+
+    half: int | None = None
+    learns: tuple[str, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if self.half not in (None, 0, 1):
+            raise ValueError(f"TrainPass.half must be None, 0 or 1, got {self.half}")
+
+    def frozen(self, model: nn.Module) -> list[nn.Parameter]:
+        """The parameters of ``model`` this pass keeps fixed."""
+        if self.learns is None:
+            return []
+        return [p for name, p in model.named_parameters()
+                if not any(name == k or name.startswith(k + ".") for k in self.learns)]
 
 
 def check_task_names(tasks: Mapping[str, TaskSpec], architecture: str) -> None:
@@ -109,9 +154,23 @@ class MultiTaskModel(nn.Module):
         """A loss term outside balancing (none by default)."""
         return None
 
-    def on_epoch_start(self, epoch: int, epochs: int) -> bool:
-        """Per-epoch schedule hook; ``True`` when a new phase re-initialised the model."""
+    def on_epoch_start(self, epoch: int, epochs: int, *,
+                       validate: Callable[[], float] | None = None) -> bool:
+        """Per-epoch schedule hook; ``True`` when the model entered a new phase."""
         return False
+
+    def must_train(self, epoch: int, epochs: int) -> bool:
+        """``True`` when epoch ``epoch`` runs whatever early stopping says (never, by
+        default)."""
+        return False
+
+    def train_passes(self) -> tuple[TrainPass, ...]:
+        """The passes of the coming epoch: one over every row, every parameter learning."""
+        return (TrainPass(),)
+
+    def extra_results(self) -> dict[str, Any]:
+        """Measurements for ``TrainResult.extra`` (none by default)."""
+        return {}
 
     def _check_task(self, task: str) -> None:
         if task not in self.tasks:
