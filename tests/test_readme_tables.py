@@ -55,9 +55,10 @@ def test_the_evidence_is_rendered_from_the_results():
 
 
 @pytest.mark.parametrize("name,recorded", [("demo", "demo_full_results.json"),
-                                           ("quick", "demo_quick_results.json")])
+                                           ("quick", "demo_quick_results.json"),
+                                           ("bench", "bench_synthetic.json")])
 def test_the_readme_is_what_the_recorded_demo_runs_give(name, recorded):
-    """The README's demo tables are generated from the results.json of the measured runs
+    """The README's demo and bench tables are generated from the results of the measured runs
     (kept in bench/recorded/): editing one without the other fails here."""
     import json
 
