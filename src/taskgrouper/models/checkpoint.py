@@ -24,7 +24,8 @@ import torch
 from taskgrouper.errors import TaskgrouperError
 from taskgrouper.io import DiskFullError, replace_atomic
 
-__all__ = ["CheckpointError", "DiskFullError", "load_checkpoint", "save_checkpoint"]
+__all__ = ["CheckpointError", "DiskFullError", "load_checkpoint", "save_checkpoint",
+           "state_mismatch"]
 
 #: Leaf types a checkpoint may hold besides tensors (all built by the weights-only loader).
 _PLAIN = (type(None), bool, int, float, str, bytes, torch.dtype, torch.device, torch.Size)
@@ -110,3 +111,17 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu", *,
         raise CheckpointError(f"checkpoint '{path}' holds a {type(state).__name__}, not the "
                               f"dict that `taskgrouper train` writes; {fix}")
     return state
+
+
+def state_mismatch(own: Mapping[str, Any], weights: Mapping[str, Any]) -> str | None:
+    """What keeps ``weights`` from loading into a module whose state is ``own`` (missing and
+    unexpected keys, shapes that differ; the first three of each), or None when it fits."""
+    missing = sorted(set(own) - set(weights))
+    unexpected = sorted(set(weights) - set(own))
+    shapes = [f"{k} {tuple(weights[k].shape)} != {tuple(v.shape)}" for k, v in own.items()
+              if k in weights and tuple(weights[k].shape) != tuple(v.shape)]
+    if not (missing or unexpected or shapes):
+        return None
+    return "; ".join(f"{what}: {', '.join(keys[:3])}{' ...' if len(keys) > 3 else ''}"
+                     for what, keys in (("missing", missing), ("unexpected", unexpected),
+                                        ("shape", shapes)) if keys)

@@ -356,15 +356,10 @@ def _checkpoint_paths(source: str | Path | Mapping[str, str | Path], tasks: Sequ
 def _load_matching(module: nn.Module, weights: Mapping[str, torch.Tensor], path: Path,
                    task: str, part: str, backbone_name: str | None) -> None:
     """``module.load_state_dict(weights)`` with an error that says what does not match."""
-    own = module.state_dict()
-    missing = sorted(set(own) - set(weights))
-    unexpected = sorted(set(weights) - set(own))
-    shapes = [f"{k} {tuple(weights[k].shape)} != {tuple(v.shape)}" for k, v in own.items()
-              if k in weights and tuple(weights[k].shape) != tuple(v.shape)]
-    if missing or unexpected or shapes:
-        details = "; ".join(f"{what}: {', '.join(keys[:3])}{' ...' if len(keys) > 3 else ''}"
-                            for what, keys in (("missing", missing), ("unexpected", unexpected),
-                                               ("shape", shapes)) if keys)
+    from taskgrouper.models.checkpoint import state_mismatch
+
+    details = state_mismatch(module.state_dict(), weights)
+    if details:
         raise InputError(f"checkpoint '{path}' does not fit the {part} of task '{task}' "
                          f"({details}); it must come from a hard_sharing run with the same "
                          f"backbone ('{backbone_name}') and model.width, model.scale and "

@@ -92,7 +92,7 @@ class HardSharingNet(MultiTaskModel):
             InputError: no such file, no encoder weights in it, or weights that do not fit
                 this encoder (another backbone, width or ``model.scale``, or another input).
         """
-        from taskgrouper.models.checkpoint import load_checkpoint
+        from taskgrouper.models.checkpoint import load_checkpoint, state_mismatch
 
         path = encoder_checkpoint(source)
         fix = (f"train the source run again to rewrite it (`taskgrouper train CONFIG --out "
@@ -105,16 +105,8 @@ class HardSharingNet(MultiTaskModel):
                              f"written by `taskgrouper train`")
         encoder = {k[len("encoder."):]: v for k, v in weights.items()
                    if k.startswith("encoder.")}
-        own = self.encoder.state_dict()
-        missing = sorted(set(own) - set(encoder))
-        unexpected = sorted(set(encoder) - set(own))
-        shapes = [f"{k} {tuple(encoder[k].shape)} != {tuple(v.shape)}" for k, v in own.items()
-                  if k in encoder and tuple(encoder[k].shape) != tuple(v.shape)]
-        if missing or unexpected or shapes:
-            details = "; ".join(
-                f"{what}: {', '.join(keys[:3])}{' ...' if len(keys) > 3 else ''}"
-                for what, keys in (("missing", missing), ("unexpected", unexpected),
-                                   ("shape", shapes)) if keys)
+        details = state_mismatch(self.encoder.state_dict(), encoder)
+        if details:
             raise InputError(f"checkpoint '{path}' does not fit this network's encoder "
                              f"({details}); the source must be a hard_sharing run with the same "
                              f"backbone ('{self.backbone_name}'), model.width, model.scale and "
