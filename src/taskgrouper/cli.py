@@ -189,17 +189,23 @@ def _cmd_select(args: argparse.Namespace) -> int:
     budgets = (check_budgets([args.budget], source=f"--budget {args.budget:g}")
                if args.budget is not None else parse_budgets(args.budgets))
     constraints = dict(parse_constraint(c) for c in args.constraint)
+    if args.gap is not None and not 0.0 <= args.gap < 1.0:
+        raise UsageError(f"--gap {args.gap:g}: give a relative gap in [0, 1), e.g. 0.01 "
+                         "for within 1% of the optimum")
+    anytime = {"time_limit": args.time_limit, "gap": args.gap or 0.0,
+               "progress": _progress_printer() if sys.stderr.isatty() or args.progress
+               else None}
     if args.runs:
         if args.test:
             raise UsageError("select --runs scores on the runs' own test losses; drop --test")
         result = select_runs(args.runs, budgets=budgets, hoa=args.hoa,
                              constraints=constraints or None, baselines=args.baselines,
-                             trials=args.trials, all_networks=args.all_networks)
+                             trials=args.trials, all_networks=args.all_networks, **anytime)
     else:
         result = select_table(args.table, fmt=args.format, budgets=budgets,
                               test_path=args.test, hoa=args.hoa,
                               constraints=constraints or None, baselines=args.baselines,
-                              trials=args.trials)
+                              trials=args.trials, **anytime)
     if args.json:
         print(json.dumps(result))
     else:
@@ -209,7 +215,20 @@ def _cmd_select(args: argparse.Namespace) -> int:
         print(f"taskgrouper: error: no budget is feasible; {errors[-1] if errors else ''}",
               file=sys.stderr)
         return 2
+    if result.get("interrupted"):
+        print("taskgrouper: interrupted: printed the selections found so far, marked as not "
+              "proved", file=sys.stderr)
+        return 130
     return 0
+
+
+def _progress_printer():
+    """A select progress callback: one line on stderr per report."""
+
+    def show(report) -> None:
+        print(report.line(), file=sys.stderr, flush=True)
+
+    return show
 
 
 def _folder(text: str) -> str:
@@ -218,6 +237,17 @@ def _folder(text: str) -> str:
         raise argparse.ArgumentTypeError("empty folder name; give the folder to write into, "
                                          "e.g. --out runs/first")
     return text
+
+
+def _positive_float(text: str) -> float:
+    """``--time-limit``: a number of seconds above 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text}: give a number of seconds above 0")
+    return value
 
 
 def _positive_int(text: str) -> int:
@@ -346,6 +376,15 @@ def _parser() -> argparse.ArgumentParser:
                         "and pessimal always, all-in-one and independent where it has them")
     p.add_argument("--trials", type=_positive_int, default=DEFAULT_TRIALS,
                    help=f"random draws per budget for --baselines (default {DEFAULT_TRIALS})")
+    p.add_argument("--time-limit", type=_positive_float, metavar="S",
+                   help="seconds per budget: when they run out, the best selection found, "
+                        "with its proved gap to the optimum (default: prove every budget)")
+    p.add_argument("--gap", type=float, metavar="G",
+                   help="stop a budget once proved within this relative gap of the optimum "
+                        "(0.01: 1%%; default 0, optimal)")
+    p.add_argument("--progress", action="store_true",
+                   help="progress lines on stderr (budget, incumbent, bound, gap) even when "
+                        "stderr is not a terminal")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=_cmd_select)
     return parser

@@ -150,7 +150,8 @@ def test_select_table_standley_json() -> None:
     assert round(rest[2]["test_total"], 3) == 0.470
     assert all(s["test_total"] >= s["test_total_min"] - 1e-12 for s in rest)
     assert set(rest[0]) == {"budget", "networks", "cost", "val_total", "test_total",
-                            "test_total_min", "assignment"}
+                            "test_total_min", "assignment", "gap", "stopped"}
+    assert all(s["gap"] == 0.0 and s["stopped"] is None for s in rest)  # proved optimal
     assert rest[0]["networks"] == ["sdnke"] and rest[0]["cost"] == 1.0
     text = format_selections(result)
     assert "sdnke[s,d,n,k,e]" in text and "infeasible" in text

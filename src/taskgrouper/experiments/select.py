@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
 from taskgrouper.errors import InputError
@@ -13,7 +13,7 @@ from taskgrouper.grouping.candidates import (
     network_name,
     search_candidates,
 )
-from taskgrouper.grouping.select import Network
+from taskgrouper.grouping.select import Network, Progress
 
 __all__ = ["select_runs"]
 
@@ -22,7 +22,8 @@ def select_runs(runs_dir: str | Path, budgets: Iterable[float] = (1.0,), hoa: bo
                 constraints: Mapping[str, float] | None = None,
                 weights: Mapping[str, float] | None = None, solver: str = "auto",
                 baselines: bool = False, trials: int | None = None,
-                all_networks: bool = False) -> dict:
+                all_networks: bool = False, time_limit: float | None = None,
+                gap: float = 0.0, progress: Callable[[Progress], None] | None = None) -> dict:
     """Select among the fully trained networks of a sweep folder (``DIR/runs.sqlite``).
 
     Validation losses choose, test losses score (as :func:`select_table`, baselines included
@@ -31,6 +32,7 @@ def select_runs(runs_dir: str | Path, budgets: Iterable[float] = (1.0,), hoa: bo
     C0 (multi-task networks at full width, single-task networks at full and half width) and
     the single-task widths of its ``search.selection_widths``; ``all_networks`` chooses among
     every fully trained run instead (the baselines' narrower and wider networks too).
+    ``time_limit``, ``gap`` and ``progress``: anytime selection, as in :func:`select_table`.
 
     Raises:
         ValueError: no store in the folder, or no fully trained run in it.
@@ -62,8 +64,10 @@ def select_runs(runs_dir: str | Path, budgets: Iterable[float] = (1.0,), hoa: bo
         pool = [k for k, r in enumerate(records) if (frozenset(r.tasks), r.width) in own]
     result = select_networks([val[k] for k in pool], [test[k] for k in pool], budgets, hoa=hoa,
                              constraints=constraints, weights=weights, solver=solver,
-                             source=str(path), test_source=str(path))
-    if baselines:  # the baselines field their own networks, narrower and wider ones too
+                             source=str(path), test_source=str(path), time_limit=time_limit,
+                             gap=gap, progress=progress)
+    # The baselines field their own networks, narrower and wider ones too (none after Ctrl-C).
+    if baselines and not result.get("interrupted"):
         extra = {"trials": trials} if trials is not None else {}
         result["baselines"] = table_baselines(val, test, budgets, result["tasks"], **extra)
     return result

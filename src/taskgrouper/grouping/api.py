@@ -7,7 +7,7 @@ terminal. No torch.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
 from taskgrouper.errors import InputError
@@ -16,6 +16,8 @@ from taskgrouper.grouping.select import (
     InfeasibleBudget,
     Network,
     Objective,
+    Progress,
+    Selection,
     score,
     select_many,
 )
@@ -49,9 +51,12 @@ def select_table(
     hoa: bool = False,
     constraints: Mapping[str, float] | None = None,
     weights: Mapping[str, float] | None = None,
-    solver: str = "bnb",
+    solver: str = "auto",
     baselines: bool = False,
     trials: int = DEFAULT_TRIALS,
+    time_limit: float | None = None,
+    gap: float = 0.0,
+    progress: Callable[[Progress], None] | None = None,
 ) -> dict:
     """Select networks from a table file for each budget; optionally score on a test table.
 
@@ -70,12 +75,20 @@ def select_table(
         solver: ``"bnb"``, ``"milp"``, ``"brute"`` or ``"auto"``.
         baselines: Add the baselines the table allows (see :func:`select_networks`).
         trials: Random draws per budget for the random baseline.
+        time_limit, gap, progress: Anytime selection, as in
+            :func:`~taskgrouper.grouping.select.select_many`: each budget stops at
+            ``time_limit`` seconds or once proved within the relative ``gap``, with the best
+            selection found; ``progress`` gets reports while a budget is solved.
 
     Returns:
         ``{"tasks": [...], "selections": [{"budget", "networks", "cost", "val_total",
         "test_total", "test_total_min", "assignment"}, ...]}`` (and ``"baselines"``); an
         infeasible budget gives ``"networks": []``, ``"cost": null``, null totals,
-        ``"assignment": {}`` and an ``"error"`` string. ``val_total`` is the unweighted sum of
+        ``"assignment": {}`` and an ``"error"`` string. Each selection has ``"gap"`` (0 when
+        proved optimal, else its relative distance to the lower bound proved; null when none
+        was) and ``"stopped"`` (null, or why the proof stopped: "gap", "time limit",
+        "memory", "interrupted"); ``"interrupted": true`` at the top when Ctrl-C stopped
+        the sweep. ``val_total`` is the unweighted sum of
         the assigned losses on the selection table; under ``hoa`` the selection's
         approximated total is ``predicted_total``.
 
@@ -86,7 +99,8 @@ def select_table(
     test = read_table(test_path, fmt) if test_path is not None else None
     return select_networks(networks, test, budgets, hoa=hoa, constraints=constraints,
                            weights=weights, solver=solver, source=str(table_path),
-                           test_source=str(test_path), baselines=baselines, trials=trials)
+                           test_source=str(test_path), baselines=baselines, trials=trials,
+                           time_limit=time_limit, gap=gap, progress=progress)
 
 
 def select_networks(networks: list[Network], test_networks: list[Network] | None,
@@ -95,7 +109,8 @@ def select_networks(networks: list[Network], test_networks: list[Network] | None
                     weights: Mapping[str, float] | None = None, solver: str = "auto",
                     source: str = "table", test_source: str = "test table",
                     baselines: bool = False, trials: int = DEFAULT_TRIALS,
-                    seed: int = 0) -> dict:
+                    seed: int = 0, time_limit: float | None = None, gap: float = 0.0,
+                    progress: Callable[[Progress], None] | None = None) -> dict:
     """The ``select --json`` object for networks already in memory (see :func:`select_table`).
 
     Each selection is scored two ways on the test table: ``test_total``, each task served by
@@ -116,7 +131,8 @@ def select_networks(networks: list[Network], test_networks: list[Network] | None
     chosen_from = higher_order_approximation(networks) if hoa else networks
     test = ({n.name: n for n in test_networks} if test_networks is not None else None)
     objective = Objective(weights=weights, constraints=constraints)
-    results = select_many(list(chosen_from), list(budgets), solver=solver, objective=objective)
+    results = select_many(list(chosen_from), list(budgets), solver=solver, objective=objective,
+                          time_limit=time_limit, gap=gap, progress=progress)
     order: dict[str, None] = {}
     for net in networks:
         order.update(dict.fromkeys(net.losses))
@@ -147,11 +163,16 @@ def select_networks(networks: list[Network], test_networks: list[Network] | None
                            if test is not None else None),
             "test_total_min": score(result, test) if test is not None else None,
             "assignment": assignment,
+            "gap": result.gap if math.isfinite(result.gap) else None,
+            "stopped": result.stopped,
         }
         if hoa:
             entry["predicted_total"] = result.total
         out.append(entry)
     answer: dict = {"tasks": tasks, "selections": out}
+    if any(isinstance(r, Selection) and r.stopped == "interrupted" for r in results):
+        answer["interrupted"] = True
+        return answer  # Ctrl-C: what was found, without the baselines
     if baselines:
         answer["baselines"] = table_baselines(networks, test_networks, list(budgets), tasks,
                                               trials=trials, seed=seed)
@@ -194,6 +215,14 @@ def format_selections(result: Mapping) -> str:
                      _fmt(sel.get("test_total")), _fmt(sel.get("test_total_min")), detail))
     header = f"tasks: {', '.join(result['tasks'])}"
     lines = [header, *_columns(rows)]
+    for sel in result["selections"]:
+        if sel.get("stopped"):
+            within = ("an unknown gap" if sel.get("gap") is None
+                      else f"{100 * sel['gap']:.3g}%")
+            lines.append(f"budget {sel['budget']:g}: not proved optimal ({sel['stopped']}); "
+                         f"within {within} of the optimum")
+    if result.get("interrupted"):
+        lines.append("interrupted (Ctrl-C): the selections found so far")
     if result.get("baselines"):
         methods = [("selected", result["selections"])] + list(result["baselines"].items())
         budgets = [f"{s['budget']:g}" for s in result["selections"]]

@@ -13,6 +13,12 @@ Three interchangeable exact solvers:
 - ``"milp"``: a mixed-integer programme solved by HiGHS through ``scipy.optimize.milp``.
 - ``"brute"``: enumeration of all subsets; the reference for tests (at most 22 candidates).
 
+``"auto"``, the default of :func:`select`, :func:`select_many` and ``taskgrouper select``,
+runs ``"bnb"`` up to ``AUTO_BNB_MAX`` candidates and the LP-reduced ``"milp"`` above: on
+thousands of near-tied candidates Algorithm 1 can take minutes per budget (30 tasks, 20,000
+candidates of the uniform-factor family of ``bench/bench_select_hard.py``: over 5 minutes for
+one budget) where the reduced MILP takes a fraction of a second.
+
 Above ``REDUCE_MIN`` candidates, ``"bnb"`` and ``"milp"`` first shrink the problem without
 losing the optimum, by LP reduced-cost fixing (as in facility-location solvers):
 
@@ -36,12 +42,16 @@ losing the optimum, by LP reduced-cost fixing (as in facility-location solvers):
    previous found settle the canonical one exactly (this also repairs HiGHS stopping within
    its 1e-6 tolerance of the optimum); above, a local search on ties does, and the objective
    is optimal to HiGHS's tolerance.
-6. Bounded proof (``time_limit``): when many networks tie closely with the optimum (e.g.
-   losses predicted by a smooth model for 30 tasks: 174,436 candidates, an LP bound 0.2%
-   below the incumbent, 32,852 survivors), the MILP over all survivors can run for many
-   minutes and outgrow memory. With a time limit, or when HiGHS runs out of memory, the best
-   selection found is returned with ``Selection.gap``, its relative distance to the best lower
-   bound proved; ``gap == 0`` means proved optimal.
+6. Anytime (``time_limit``, ``gap``, ``progress``; :mod:`.control`): when many networks tie
+   closely with the optimum (e.g. losses predicted by a smooth model for 30 tasks: 174,436
+   candidates, an LP bound 0.2% below the incumbent, 32,852 survivors), the MILP over all
+   survivors can run for many minutes and outgrow memory. Each budget has a deadline; when it
+   strikes, when the proof reaches the requested relative gap, or when HiGHS runs out of
+   memory, the best selection found is returned with ``Selection.gap``, its relative
+   distance to the best lower bound proved, and ``Selection.stopped`` saying why; ``gap ==
+   0`` means proved optimal. Progress reports (incumbent, bound, gap) come at each step and
+   every two seconds; Ctrl-C returns what was found so far, marked ``"interrupted"``. HiGHS
+   runs in a worker thread so that the interrupt lands at once.
 
 The solvers stay exact: nothing is dropped that could be in the canonical optimum. The
 cheapest cover is a greedy cover proved optimal by the LP and a "slot" knapsack bound, or a
@@ -63,6 +73,8 @@ The package's modules, each importing only those listed before it:
 - :mod:`~taskgrouper.grouping.select.milp`: ``"milp"`` (the HiGHS model) and the local
   search that canonicalises ties.
 - :mod:`~taskgrouper.grouping.select.cover`: the cheapest cover, :func:`cheapest_cover`.
+- :mod:`~taskgrouper.grouping.select.control`: time limit, gap and progress reports
+  (:class:`Progress`); standard library only.
 - :mod:`~taskgrouper.grouping.select.reduce`: the LP reduction (steps 1 to 6 above).
 - this module: :func:`select` and :func:`select_many` (the budget sweep).
 
@@ -72,11 +84,12 @@ The package imports only numpy, scipy and the standard library.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from taskgrouper.errors import InputError
 from taskgrouper.grouping.select.bnb import _solve_bnb
 from taskgrouper.grouping.select.brute import _solve_brute
+from taskgrouper.grouping.select.control import Progress, _Control
 from taskgrouper.grouping.select.cover import _cheapest_cover, cheapest_cover
 from taskgrouper.grouping.select.milp import _MilpModel, _solve_milp
 from taskgrouper.grouping.select.model import (
@@ -87,7 +100,9 @@ from taskgrouper.grouping.select.model import (
     Objective,
     Selection,
     _compile,
+    _finite_cover,
     _is_real,
+    _key,
     _Problem,
     _prune_dominated,
     _to_selection,
@@ -102,6 +117,7 @@ __all__ = [
     "InfeasibleBudget",
     "Network",
     "Objective",
+    "Progress",
     "Selection",
     "cheapest_cover",
     "score",
@@ -141,6 +157,8 @@ def select_many(
     solver: str = "auto",
     objective: Objective | None = None,
     time_limit: float | None = None,
+    gap: float = 0.0,
+    progress: Callable[[Progress], None] | None = None,
 ) -> list[Selection | InfeasibleBudget]:
     """Select networks for each budget of a sweep, reusing work across budgets.
 
@@ -149,6 +167,13 @@ def select_many(
     candidates, with the previous LP's columns (module doc). The cheapest cover is computed at
     most once.
 
+    Anytime: with ``time_limit`` or ``gap``, a budget whose proof is not finished when either
+    strikes gets the best selection found, with its ``gap`` to the best lower bound proved
+    and ``stopped`` saying why. Ctrl-C (KeyboardInterrupt) returns what was found so far:
+    the budget being solved gets its incumbent and every later budget the best selection
+    found that fits it, all with ``stopped="interrupted"`` (the interrupt is raised only
+    when no selection was found yet).
+
     Args:
         networks: Candidate networks (names unique).
         budgets: Budgets, in any order.
@@ -156,11 +181,15 @@ def select_many(
         constraints: Task -> maximum admissible loss.
         weights: Task -> weight of its loss in the total.
         solver: ``"bnb"``, ``"milp"``, ``"brute"`` or ``"auto"`` (bnb for at most
-            ``AUTO_BNB_MAX`` candidates, milp above).
+            ``AUTO_BNB_MAX`` candidates, the LP-reduced milp above).
         objective: An :class:`Objective` to use instead of ``constraints``/``weights``.
-        time_limit: Seconds each MILP of an LP-reduced ``"milp"`` solve may take (None: no
-            limit). A proof that runs out of time, or of memory, returns the best selection
-            found with its ``gap`` to the best lower bound proved instead of failing.
+        time_limit: Seconds each budget may take (None: no limit). A proof that runs out of
+            time, or of memory, returns the best selection found with its ``gap`` instead of
+            failing.
+        gap: Relative gap at which a budget's proof may stop (0: prove optimality; 0.01:
+            within 1% of the optimum).
+        progress: Called with a :class:`Progress` report at each step of a large budget's
+            solve and every two seconds while it runs.
 
     Returns:
         One entry per budget, in the given order: a :class:`Selection`, or an
@@ -168,7 +197,7 @@ def select_many(
 
     Raises:
         ValueError: Invalid networks, tasks, constraints or weights, or a task no network
-            predicts.
+            predicts; a time limit or gap with the ``"bnb"`` or ``"brute"`` solver.
     """
     if objective is None:
         objective = Objective(weights=weights, constraints=constraints)
@@ -178,6 +207,11 @@ def select_many(
     if time_limit is not None and not (_is_real(time_limit) and float(time_limit) > 0):
         raise InputError(f"time_limit must be a positive number of seconds or None, got "
                          f"{time_limit!r}")
+    if not (_is_real(gap) and 0.0 <= float(gap) < 1.0):
+        raise InputError(f"gap must be a relative gap in [0, 1), e.g. 0.01 for 1%, got {gap!r}")
+    if solver in ("bnb", "brute") and (time_limit is not None or gap):
+        raise InputError(f"time_limit and gap apply to the 'milp' and 'auto' solvers, not "
+                         f"{solver!r}; use solver='auto'")
     p = _compile(networks, tasks, objective)
     name = _resolve_solver(solver, p)
     reduce = name != "brute" and p.size > REDUCE_MIN
@@ -185,24 +219,54 @@ def select_many(
         p = _prune_dominated(p)  # (the reduced path prunes what survives the reduction)
     model = _MilpModel(p) if name == "milp" and not reduce else None
     out: dict[int, Selection | InfeasibleBudget] = {}
-    sweep = _Sweep(time_limit=time_limit)
-    for k in sorted(range(len(budget_list)), key=lambda k: budget_list[k]):
+    control = _Control(time_limit=time_limit, gap=float(gap), progress=progress)
+    sweep = _Sweep(control=control)
+    order = sorted(range(len(budget_list)), key=lambda k: budget_list[k])
+    for n, k in enumerate(order):
         budget = budget_list[k]
-        sweep.lower = None
-        if name == "brute":
-            idx = _solve_brute(p, budget)
-        elif reduce:
-            idx = _solve_reduced(p, budget, name, sweep)
-        elif name == "bnb":
-            idx = _solve_bnb(p, budget, seeds=[sweep.previous])
-        else:
-            idx = _solve_milp(p, budget, model)
-        if idx is None:
-            out[k] = InfeasibleBudget(budget, _cheapest_cover(p))
-        else:
-            sweep.previous = idx
-            out[k] = _to_selection(p, budget, idx, sweep.lower)
+        sweep.lower, sweep.stopped = None, None
+        try:
+            control.begin(budget)
+            if name == "brute":
+                idx = _solve_brute(p, budget)
+            elif reduce:
+                idx = _solve_reduced(p, budget, name, sweep)
+            elif name == "bnb":
+                idx = _solve_bnb(p, budget, seeds=[sweep.previous])
+            else:
+                idx = _solve_milp(p, budget, model)
+            if idx is None:
+                out[k] = InfeasibleBudget(budget, _cheapest_cover(p))
+            else:
+                sweep.previous = idx
+                out[k] = _to_selection(p, budget, idx, sweep.lower, sweep.stopped)
+                control.found(idx, out[k].objective, "done")
+        except KeyboardInterrupt:
+            rest = order[n + 1:] if k in out else order[n:]
+            if rest and not _interrupted(p, [budget_list[j] for j in rest], rest, control,
+                                         sweep, out):
+                raise
+            break
+        finally:
+            control.end()
     return [out[k] for k in range(len(budget_list))]
+
+
+def _interrupted(p: _Problem, budgets: list[float], keys: list[int], control: _Control,
+                 sweep: _Sweep, out: dict[int, Selection | InfeasibleBudget]) -> bool:
+    """Fill ``out`` for the budgets not finished when Ctrl-C struck (the first is the one
+    being solved): each gets the best selection found that fits it, marked "interrupted",
+    with the lower bound proved for the first (None, an unknown gap, for the others).
+    False when nothing was found that fits the first."""
+    found = [idx for idx in (control.incumbent, sweep.previous) if idx is not None]
+    first = min((idx for idx in found if _finite_cover(p, idx, budgets[0])),
+                key=lambda idx: _key(p, idx), default=None)
+    if first is None:
+        return False
+    for n, (budget, k) in enumerate(zip(budgets, keys, strict=True)):
+        lower = control.lower if n == 0 and control.lower is not None else -math.inf
+        out[k] = _to_selection(p, budget, first, lower, "interrupted")
+    return True
 
 
 def select(
@@ -212,8 +276,10 @@ def select(
     tasks: Sequence[str] | None = None,
     constraints: Mapping[str, float] | None = None,
     weights: Mapping[str, float] | None = None,
-    solver: str = "bnb",
+    solver: str = "auto",
     objective: Objective | None = None,
+    time_limit: float | None = None,
+    gap: float = 0.0,
 ) -> Selection:
     """Choose the networks that minimise total loss within a budget (Standley et al., 2020).
 
@@ -223,12 +289,15 @@ def select(
         tasks: Tasks to cover (default: every task any network predicts).
         constraints: Task -> maximum admissible loss (hard requirement).
         weights: Task -> weight of its loss in the minimised total.
-        solver: ``"bnb"`` (Algorithm 1 with bounds), ``"milp"`` (HiGHS), ``"brute"`` or
-            ``"auto"``.
+        solver: ``"auto"`` (Algorithm 1 up to ``AUTO_BNB_MAX`` candidates, the LP-reduced
+            MILP above), ``"bnb"`` (Algorithm 1 with bounds, reduced above ``REDUCE_MIN``),
+            ``"milp"`` (HiGHS) or ``"brute"``.
         objective: An :class:`Objective` to use instead of ``constraints``/``weights``.
+        time_limit, gap: Anytime selection, as in :func:`select_many`.
 
     Returns:
-        The canonical optimal selection (ties broken as described in the module doc).
+        The canonical optimal selection (ties broken as described in the module doc); with
+        ``time_limit`` or ``gap``, possibly the best one found (``stopped`` says why).
 
     Raises:
         InfeasibleBudget: No cover fits the budget; the message gives the cheapest cover.
@@ -243,6 +312,8 @@ def select(
         weights=weights,
         solver=solver,
         objective=objective,
+        time_limit=time_limit,
+        gap=gap,
     )
     if isinstance(result, InfeasibleBudget):
         raise result

@@ -10,8 +10,10 @@ settings shared with the cover MILP live here.
 from __future__ import annotations
 
 import math
+import threading
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -68,8 +70,14 @@ class _MilpModel:
         bound: float | None = None,
         presolve: bool | None = None,
         exclude: Sequence[tuple[Sequence[int], bool]] = (),
+        gap: float = 0.0,
     ) -> list[int] | None:
         """Chosen network indices; None if infeasible, or nothing has objective < ``bound``.
+
+        After the call ``status`` says how it ended: ``"optimal"``, ``"gap"`` (HiGHS proved
+        its answer within the relative ``gap``) or ``"time limit"`` (``time_limit`` struck;
+        the answer, if any, is the best HiGHS met); ``dual_bound`` is HiGHS's lower bound in
+        the last two cases. ``proved`` is True for ``"optimal"`` only.
 
         ``bound`` (an incumbent's objective) lets HiGHS prune from the start; it is not a
         constraint: HiGHS may return a worse selection it met on the way when none beats the
@@ -94,7 +102,7 @@ class _MilpModel:
             lb = np.concatenate([lb, np.full(len(exclude), -np.inf)])
             ub = np.concatenate([ub, [len(set(idx)) - 1.0 for idx, _ in exclude]])
         options: dict = {
-            "mip_rel_gap": 0.0,
+            "mip_rel_gap": float(gap),
             "mip_abs_gap": 0.0,  # HiGHS default 1e-6 could stop short on totals ~0.5
             "presolve": self.m <= PRESOLVE_MAX if presolve is None else presolve,
         }
@@ -103,27 +111,54 @@ class _MilpModel:
             options["mip_heuristic_effort"] = 0.0  # the incumbent is known; prove, not search
         if time_limit is not None:
             options["time_limit"] = time_limit
-        self.proved, self.dual_bound = True, None
-        with warnings.catch_warnings():
-            # mip_abs_gap is passed to HiGHS verbatim; scipy warns that it does so.
-            warnings.filterwarnings("ignore", message="Unrecognized options", category=Warning)
-            res = milp(
-                self.c,
-                integrality=self.integrality,
-                bounds=(0, 1),
-                constraints=LinearConstraint(A, lb, ub),
-                options=options,
-            )
+        self.proved, self.status, self.dual_bound = True, "optimal", None
+
+        def run() -> Any:
+            with warnings.catch_warnings():
+                # mip_abs_gap is passed to HiGHS verbatim; scipy warns that it does so.
+                warnings.filterwarnings("ignore", message="Unrecognized options",
+                                        category=Warning)
+                return milp(self.c, integrality=self.integrality, bounds=(0, 1),
+                            constraints=LinearConstraint(A, lb, ub), options=options)
+
+        res = _interruptible(run)
+        dual = getattr(res, "mip_dual_bound", None)
+        dual = float(dual) if dual is not None and np.isfinite(dual) else None
         if res.status == 1 and time_limit is not None:  # out of time: maybe a solution
-            self.proved = False
-            dual = getattr(res, "mip_dual_bound", None)
-            self.dual_bound = float(dual) if dual is not None and np.isfinite(dual) else None
+            self.proved, self.status, self.dual_bound = False, "time limit", dual
             return None if res.x is None else np.flatnonzero(res.x[: self.m] > 0.5).tolist()
         if res.x is None and (res.status == 2 or bound is not None):
             return None  # infeasible, or nothing beats the bound
         if res.status != 0 or res.x is None:
             raise RuntimeError(f"HiGHS did not finish: {res.message}")
+        if gap > 0 and dual is not None and dual < float(res.fun) - HIGHS_FEASTOL * max(
+                1.0, abs(float(res.fun))):
+            self.proved, self.status, self.dual_bound = False, "gap", dual
         return np.flatnonzero(res.x[: self.m] > 0.5).tolist()
+
+
+def _interruptible(fn: Callable[[], Any]) -> Any:
+    """``fn()`` in a worker thread, so that Ctrl-C reaches the caller while HiGHS runs.
+
+    HiGHS releases the GIL but runs no Python signal handler, so a KeyboardInterrupt would
+    wait for it to finish. Here the calling thread waits in short joins and the interrupt
+    is raised there at once; the worker runs on (a daemon) until HiGHS returns.
+    """
+    box: dict[str, Any] = {}
+
+    def work() -> None:
+        try:
+            box["value"] = fn()
+        except BaseException as exc:  # handed to the caller below
+            box["error"] = exc
+
+    worker = threading.Thread(target=work, name="taskgrouper-highs", daemon=True)
+    worker.start()
+    while worker.is_alive():
+        worker.join(0.1)
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
 
 
 def _improve(

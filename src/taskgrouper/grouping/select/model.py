@@ -71,7 +71,10 @@ class Selection:
         objective: The minimised value (equals ``total`` without weights).
         gap: 0 when the selection is proved optimal; else how far its objective may lie above
             the optimum, relative to it: ``(objective - bound) / |bound|`` with the best lower
-            bound proved (the proof ran out of ``time_limit`` or memory; package doc).
+            bound proved (``inf`` when none was; package doc).
+        stopped: None when the selection is proved optimal; else why the proof stopped:
+            ``"gap"`` (within the requested gap), ``"time limit"``, ``"memory"`` or
+            ``"interrupted"`` (Ctrl-C).
     """
 
     budget: float
@@ -81,6 +84,7 @@ class Selection:
     assignment: dict[str, str]
     objective: float = field(default=math.nan, compare=False)
     gap: float = field(default=0.0, compare=False)
+    stopped: str | None = field(default=None, compare=False)
 
 
 class InfeasibleBudget(TaskgrouperError):
@@ -338,7 +342,7 @@ def _better(a: _Key | None, b: _Key | None) -> bool:
 
 
 def _to_selection(p: _Problem, budget: float, idx: Sequence[int],
-                  lower: float | None = None) -> Selection:
+                  lower: float | None = None, stopped: str | None = None) -> Selection:
     idx = sorted(set(int(i) for i in idx))
     key = _key(p, idx)
     assert key is not None
@@ -351,6 +355,8 @@ def _to_selection(p: _Problem, budget: float, idx: Sequence[int],
         )
         assignment[task] = p.names[best]
         total.append(float(p.raw[best, j]))
+    gap = (0.0 if lower is None else math.inf if not math.isfinite(lower)
+           else max(0.0, key[0] - lower) / max(abs(lower), 1e-12))
     return Selection(
         budget=float(budget),
         networks=key[3],
@@ -358,7 +364,8 @@ def _to_selection(p: _Problem, budget: float, idx: Sequence[int],
         total=math.fsum(total),
         assignment=assignment,
         objective=key[0],
-        gap=0.0 if lower is None else max(0.0, key[0] - lower) / max(abs(lower), 1e-12),
+        gap=gap,
+        stopped=stopped if gap > 0 else None,  # a bound at the objective proves it
     )
 
 

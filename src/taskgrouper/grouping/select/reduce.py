@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from taskgrouper.grouping.select.bnb import _greedy, _solve_bnb
+from taskgrouper.grouping.select.control import _Control
 from taskgrouper.grouping.select.cover import _cover_within
 from taskgrouper.grouping.select.milp import (
     EXACT_CANON_MAX,
@@ -160,18 +161,27 @@ def _position(nets: np.ndarray, idx: Sequence[int]) -> list[int]:
 
 @dataclass
 class _Sweep:
-    """What one budget's solve leaves for the next, larger one."""
+    """What one budget's solve leaves for the next, larger one, and how the last one ended."""
 
     previous: list[int] | None = None
     columns: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.intp))
-    #: Seconds each MILP of the reduced problem may take (None: no limit).
-    time_limit: float | None = None
+    #: Time limit, gap and progress reports (:mod:`.control`).
+    control: _Control = field(default_factory=_Control)
     #: The lower bound proved when the last budget's proof did not finish (None: it did).
     lower: float | None = None
+    #: Why the last budget's proof did not finish: "gap" (within the requested gap),
+    #: "time limit" or "memory"; None when it was proved optimal.
+    stopped: str | None = None
+
+    def unproved(self, lower: float, value: float, why: str) -> None:
+        self.lower, self.stopped = min(lower, value), why
 
 
 def _solve_reduced(p: _Problem, budget: float, method: str, sweep: _Sweep) -> list[int] | None:
-    """Exact canonical optimum via LP reduction, then ``method`` ("bnb" or "milp")."""
+    """Exact canonical optimum via LP reduction, then ``method`` ("bnb" or "milp"); with a
+    time limit or a gap (``sweep.control``), the best selection found when either strikes,
+    its lower bound in ``sweep.lower``."""
+    ctl = sweep.control
     # Incumbent: the previous (smaller) budget's optimum, else the greedy one, else the
     # cheapest cover; local search among the survivors improves it below.
     inc = sweep.previous if _finite_cover(p, sweep.previous, budget) else None
@@ -180,8 +190,10 @@ def _solve_reduced(p: _Problem, budget: float, method: str, sweep: _Sweep) -> li
         inc = _cover_within(p, budget)
         if inc is None:
             return None
+    ctl.found(inc, _key(p, inc)[0], "incumbent")
     dual = _lp_dual(p, budget, np.union1d(sweep.columns, inc))
     sweep.columns = dual.columns
+    ctl.bound(dual.bound, "lp bound")
 
     def reduce(idx: list[int]) -> tuple[np.ndarray, np.ndarray]:
         return dual.survivors(p, _limit(_key(p, idx)[0]), idx)
@@ -192,7 +204,12 @@ def _solve_reduced(p: _Problem, budget: float, method: str, sweep: _Sweep) -> li
     better = _improve(p, budget, inc, pool)
     if better != inc:
         inc = better
+        ctl.found(inc, _key(p, inc)[0], "local search")
         nets, pair = reduce(inc)
+    value = _key(p, inc)[0]
+    if ctl.close_enough(value, dual.bound) or ctl.out_of_time():
+        sweep.unproved(dual.bound, value, "time limit" if ctl.out_of_time() else "gap")
+        return inc
 
     if method == "bnb":
         sub = _subproblem(p, nets, pair)
@@ -202,54 +219,63 @@ def _solve_reduced(p: _Problem, budget: float, method: str, sweep: _Sweep) -> li
         idx = _solve_bnb(sub, budget, seeds=[_position(nets, inc)], dual=(dual.u, dual.lam))
         return nets[idx].tolist()
 
-    def milp(nets: np.ndarray, pair: np.ndarray, inc: list[int]
-             ) -> tuple[list[int], bool, float | None]:
+    def milp(nets: np.ndarray, pair: np.ndarray, inc: list[int], stage: str
+             ) -> tuple[list[int], str, float | None]:
         """MILP on the undominated ``nets``: its answer if it beats ``inc``, else ``inc``;
-        whether it finished; HiGHS's lower bound when it did not."""
+        how it ended ("optimal", "gap", "time limit", "memory"); HiGHS's lower bound when
+        it did not prove optimality."""
+        left = ctl.remaining()
+        if left is not None and left <= 0:
+            return inc, "time limit", None
         sub = _subproblem(p, nets, pair)
         keep = _undominated(sub)
         model = _MilpModel(_take(sub, keep))
+        ctl.report(stage)
         try:
-            found = model.solve(budget, bound=_limit(_key(p, inc)[0]),
-                                presolve=MILP_PRESOLVE, time_limit=sweep.time_limit)
+            found = model.solve(budget, bound=_limit(_key(p, inc)[0]), presolve=MILP_PRESOLVE,
+                                time_limit=left, gap=ctl.gap)
         except MemoryError:  # HiGHS's search tree outgrew memory: keep the incumbent
-            return inc, False, None
+            return inc, "memory", None
         if found is not None:
             found = nets[keep][found].tolist()
             if _better(_key(p, found), _key(p, inc)):
-                return found, model.proved, model.dual_bound
-        return inc, model.proved, model.dual_bound
+                inc = found
+                ctl.found(inc, _key(p, inc)[0], stage)
+        return inc, model.status, model.dual_bound
 
     solved = False
     if nets.size > CORE_SIZE:
         # Incumbent from the core: the survivors of lowest reduced cost.
         core = np.sort(np.argsort(dual.g[nets], kind="stable")[:CORE_SIZE])
         inside = set(nets[core].tolist())
-        inc, proved, _ = milp(nets[core], pair[core], inc)
+        inc, status, _ = milp(nets[core], pair[core], inc, "core milp")
         nets, pair = reduce(inc)
         # The core MILP was optimal over the core: if nothing outside it survives, its answer
         # is optimal over all networks.
-        solved = proved and set(nets.tolist()) <= inside
+        solved = status == "optimal" and set(nets.tolist()) <= inside
     if not solved:
-        inc, proved, highs_bound = milp(nets, pair, inc)
-        if not proved:
-            # The proof ran out of time or memory: the incumbent, with the best lower bound
-            # proved (the LP's, or HiGHS's over the survivors, which hold every selection
-            # better than the incumbent).
-            value = _key(p, inc)[0]
+        inc, status, highs_bound = milp(nets, pair, inc, "milp")
+        if status != "optimal":
+            # Stopped at the gap, or out of time or memory: the incumbent, with the best lower
+            # bound proved (the LP's, or HiGHS's over the survivors, which hold every
+            # selection better than the incumbent).
             lower = max(dual.bound, highs_bound if highs_bound is not None else -math.inf)
-            sweep.lower = min(lower, value)
+            ctl.bound(lower, "milp")
             pool = nets[np.argsort(dual.g[nets], kind="stable")[:IMPROVE_POOL]]
-            return _improve(p, budget, inc, pool)
+            inc = _improve(p, budget, inc, pool)
+            sweep.unproved(lower, _key(p, inc)[0], status)
+            return inc
         nets, pair = reduce(inc)
+    ctl.bound(_key(p, inc)[0], "ties")
     # Settle: every selection as good as ``inc`` (ties, and any HiGHS stopped short of)
-    # survives the reduction at its objective.
+    # survives the reduction at its objective. Out of time, a local search settles the ties
+    # (the objective is proved optimal; the tie-break among equals may not be canonical).
     sub = _subproblem(p, nets, pair)
     keep = _undominated(sub)
     keep[_position(nets, inc)] = True
     nets, sub = nets[keep], _take(sub, keep)
     seed = _position(nets, inc)
-    if sub.size <= EXACT_CANON_MAX:
+    if sub.size <= EXACT_CANON_MAX and not ctl.out_of_time():
         idx = _settle(sub, budget, seed)
         if idx is not None:
             return nets[idx].tolist()
