@@ -1,5 +1,6 @@
 # Everything from nothing: `make demo` and `make test` create .venv, install torch (CPU build
-# where the machine has it) first, then the package with its dev and ray extras.
+# where the machine has it) first, then the package with its dev, ray and bench extras (bench:
+# OR-Tools, the CP-SAT solver bench/bench_select_hard.py compares with).
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -17,7 +18,7 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet "torch==$(TORCH_VERSION)"
-	$(BIN)/python -m pip install --quiet -e ".[dev,ray]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,ray,bench]"
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -246,7 +246,7 @@ class SearchConfig(_Section):
     #: lookahead, gradcos: each task's this many highest-affinity partners are trained as
     #: pairs to fit the affinity loss model (0: fit on the all-task network alone).
     calibration_pairs: int = Field(1, ge=0)
-    #: Seconds each MILP of a budget's exact selection may take, and the exact pessimal
+    #: Seconds each budget's exact selection may take, and the exact pessimal
     #: baseline's (null: no limit). A proof cut short keeps the best selection found and
     #: reports its gap to the bound.
     select_time_limit: float | None = Field(60.0, gt=0.0)

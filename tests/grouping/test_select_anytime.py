@@ -271,3 +271,17 @@ def test_select_cli_ctrl_c_prints_what_was_found(tmp_path: Path) -> None:
     assert sels[0]["stopped"] is None and sels[-1]["stopped"] == "interrupted"
     assert all(s["cost"] <= s["budget"] + 1e-9 for s in sels)
     assert "interrupted: printed the selections found so far" in err
+
+
+def test_baselines_and_searches_do_not_take_an_interrupted_selection(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # select_many hands back what it found on Ctrl-C; the independent baseline must stop
+    # instead of scoring a partial answer (the search checks its selections the same way).
+    from taskgrouper.grouping import baselines as bl
+
+    nets = [Network("a", 1.0, {"a": 1.0}), Network("b", 1.0, {"b": 2.0})]
+    partial = sel_mod.Selection(2.0, ("a", "b"), 2.0, 3.0, {"a": "a", "b": "b"}, 3.0, math.inf,
+                                "interrupted")
+    monkeypatch.setattr(bl, "select_many", lambda *a, **k: [partial])
+    with pytest.raises(KeyboardInterrupt):
+        bl.independent(nets, None, [2.0], ["a", "b"])

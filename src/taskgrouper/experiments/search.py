@@ -330,6 +330,9 @@ def search(config: ExperimentConfig, out_dir: str | Path, *,
             raw_selections[s.name] = select_many(
                 nets, budgets, tasks=tasks,
                 time_limit=config.search.select_time_limit if config.search else 60.0)
+            if any(getattr(sel, "stopped", None) == "interrupted"
+                   for sel in raw_selections[s.name]):
+                raise KeyboardInterrupt  # Ctrl-C during selection stops the search (resumable)
             for sel in raw_selections[s.name]:
                 if not isinstance(sel, InfeasibleBudget) and sel.gap > 0:
                     log(f"{s.name}, budget {sel.budget:g}: selection not proved optimal within "

@@ -99,6 +99,8 @@ def independent(val: Sequence[Network], test: Sequence[Network] | None,
                 for b in budgets]
     out = []
     for b, sel in zip(budgets, select_many(singles, budgets, tasks=tasks), strict=True):
+        if getattr(sel, "stopped", None) == "interrupted":
+            raise KeyboardInterrupt  # a baseline is exact or absent, never a partial answer
         if isinstance(sel, InfeasibleBudget):
             out.append(_infeasible(b, str(sel)))
         else:
