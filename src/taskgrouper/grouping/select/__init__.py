@@ -222,33 +222,34 @@ def select_many(
     control = _Control(time_limit=time_limit, gap=float(gap), progress=progress)
     sweep = _Sweep(control=control)
     order = sorted(range(len(budget_list)), key=lambda k: budget_list[k])
-    for n, k in enumerate(order):
-        budget = budget_list[k]
-        sweep.lower, sweep.stopped = None, None
-        try:
+    try:  # around the whole sweep, so that Ctrl-C between two budgets is caught too
+        for k in order:
+            budget = budget_list[k]
+            sweep.lower, sweep.stopped = None, None
             control.begin(budget)
-            if name == "brute":
-                idx = _solve_brute(p, budget)
-            elif reduce:
-                idx = _solve_reduced(p, budget, name, sweep)
-            elif name == "bnb":
-                idx = _solve_bnb(p, budget, seeds=[sweep.previous])
-            else:
-                idx = _solve_milp(p, budget, model)
+            try:
+                if name == "brute":
+                    idx = _solve_brute(p, budget)
+                elif reduce:
+                    idx = _solve_reduced(p, budget, name, sweep)
+                elif name == "bnb":
+                    idx = _solve_bnb(p, budget, seeds=[sweep.previous])
+                else:
+                    idx = _solve_milp(p, budget, model)
+            finally:
+                control.end()
             if idx is None:
                 out[k] = InfeasibleBudget(budget, _cheapest_cover(p))
             else:
                 sweep.previous = idx
                 out[k] = _to_selection(p, budget, idx, sweep.lower, sweep.stopped)
                 control.found(idx, out[k].objective, "done")
-        except KeyboardInterrupt:
-            rest = order[n + 1:] if k in out else order[n:]
-            if rest and not _interrupted(p, [budget_list[j] for j in rest], rest, control,
-                                         sweep, out):
-                raise
-            break
-        finally:
-            control.end()
+    except KeyboardInterrupt:
+        control.end()
+        rest = [j for j in order if j not in out]  # the one being solved, then the later ones
+        if rest and not _interrupted(p, [budget_list[j] for j in rest], rest, control, sweep,
+                                     out):
+            raise
     return [out[k] for k in range(len(budget_list))]
 
 

@@ -100,11 +100,14 @@ class _Control:
             self._thread.start()
 
     def end(self) -> None:
-        """Stop the heartbeat (the next ``begin`` restarts it)."""
+        """Stop the heartbeat (the next ``begin`` restarts it); safe to call again."""
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
+        thread, self._thread = self._thread, None
+        # A start cut short by Ctrl-C leaves a thread that may never have started: it sees
+        # the stop flag if it does, and cannot be joined if it did not.
+        if thread is not None and thread.ident is not None and (
+                thread is not threading.current_thread()):
+            thread.join()
 
     def _beat(self) -> None:
         while not self._stop.wait(self.interval):
