@@ -193,6 +193,19 @@ def test_ctrl_c_returns_what_was_found_marked_not_proved(
         assert sel.objective >= exact[budgets.index(sel.budget)].objective - 1e-12
     assert got[2].gap >= (got[2].objective - exact[2].objective) / exact[2].objective
     assert math.isfinite(got[2].gap) and got[0].gap == math.inf
+    # Ctrl-C between two budgets (right after budget 5 is done): budget 5 stays proved; the
+    # later budgets get its selection with no bound (budget 5's optimum bounds nothing about
+    # a larger budget's).
+
+    def between(report: Progress) -> None:
+        if report.budget == 5.0 and report.stage == "done":
+            raise KeyboardInterrupt
+
+    got = select_many(nets, budgets, progress=between)
+    assert got[1] == exact[1] and got[1].stopped is None
+    assert got[2].networks == got[0].networks == exact[1].networks
+    assert got[2].stopped == got[0].stopped == "interrupted"
+    assert got[2].gap == got[0].gap == math.inf
     # Ctrl-C before any selection was found (during the first greedy incumbent): the
     # interrupt is the caller's.
 

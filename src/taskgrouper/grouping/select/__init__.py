@@ -225,7 +225,7 @@ def select_many(
     try:  # around the whole sweep, so that Ctrl-C between two budgets is caught too
         for k in order:
             budget = budget_list[k]
-            sweep.lower, sweep.stopped = None, None
+            sweep.stopped = None
             control.begin(budget)
             try:
                 if name == "brute":
@@ -242,7 +242,8 @@ def select_many(
                 out[k] = InfeasibleBudget(budget, _cheapest_cover(p))
             else:
                 sweep.previous = idx
-                out[k] = _to_selection(p, budget, idx, sweep.lower, sweep.stopped)
+                lower = control.lower if sweep.stopped else None  # None: proved optimal
+                out[k] = _to_selection(p, budget, idx, lower, sweep.stopped)
                 control.found(idx, out[k].objective, "done")
     except KeyboardInterrupt:
         control.end()
@@ -257,15 +258,18 @@ def _interrupted(p: _Problem, budgets: list[float], keys: list[int], control: _C
                  sweep: _Sweep, out: dict[int, Selection | InfeasibleBudget]) -> bool:
     """Fill ``out`` for the budgets not finished when Ctrl-C struck (the first is the one
     being solved): each gets the best selection found that fits it, marked "interrupted",
-    with the lower bound proved for the first (None, an unknown gap, for the others).
+    with the lower bound proved for the first (none, an infinite gap, for the others).
     False when nothing was found that fits the first."""
     found = [idx for idx in (control.incumbent, sweep.previous) if idx is not None]
     first = min((idx for idx in found if _finite_cover(p, idx, budgets[0])),
                 key=lambda idx: _key(p, idx), default=None)
     if first is None:
         return False
+    # The control's bound is the first budget's only if its solve had begun (an interrupt
+    # between two budgets leaves the previous, smaller budget's, which bounds nothing here).
+    begun = control.budget == budgets[0] and control.lower is not None
     for n, (budget, k) in enumerate(zip(budgets, keys, strict=True)):
-        lower = control.lower if n == 0 and control.lower is not None else -math.inf
+        lower = control.lower if n == 0 and begun else -math.inf
         out[k] = _to_selection(p, budget, first, lower, "interrupted")
     return True
 

@@ -165,22 +165,18 @@ class _Sweep:
 
     previous: list[int] | None = None
     columns: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.intp))
-    #: Time limit, gap and progress reports (:mod:`.control`).
+    #: Time limit, gap and progress reports (:mod:`.control`); ``control.lower`` is the best
+    #: lower bound proved on the current budget.
     control: _Control = field(default_factory=_Control)
-    #: The lower bound proved when the last budget's proof did not finish (None: it did).
-    lower: float | None = None
     #: Why the last budget's proof did not finish: "gap" (within the requested gap),
     #: "time limit" or "memory"; None when it was proved optimal.
     stopped: str | None = None
-
-    def unproved(self, lower: float, value: float, why: str) -> None:
-        self.lower, self.stopped = min(lower, value), why
 
 
 def _solve_reduced(p: _Problem, budget: float, method: str, sweep: _Sweep) -> list[int] | None:
     """Exact canonical optimum via LP reduction, then ``method`` ("bnb" or "milp"); with a
     time limit or a gap (``sweep.control``), the best selection found when either strikes,
-    its lower bound in ``sweep.lower``."""
+    its lower bound in ``sweep.control.lower`` and the reason in ``sweep.stopped``."""
     ctl = sweep.control
     # Incumbent: the previous (smaller) budget's optimum, else the greedy one, else the
     # cheapest cover; local search among the survivors improves it below.
@@ -206,9 +202,8 @@ def _solve_reduced(p: _Problem, budget: float, method: str, sweep: _Sweep) -> li
         inc = better
         ctl.found(inc, _key(p, inc)[0], "local search")
         nets, pair = reduce(inc)
-    value = _key(p, inc)[0]
-    if ctl.close_enough(value, dual.bound) or ctl.out_of_time():
-        sweep.unproved(dual.bound, value, "time limit" if ctl.out_of_time() else "gap")
+    if ctl.close_enough(_key(p, inc)[0], dual.bound) or ctl.out_of_time():
+        sweep.stopped = "time limit" if ctl.out_of_time() else "gap"
         return inc
 
     if method == "bnb":
@@ -262,9 +257,8 @@ def _solve_reduced(p: _Problem, budget: float, method: str, sweep: _Sweep) -> li
             lower = max(dual.bound, highs_bound if highs_bound is not None else -math.inf)
             ctl.bound(lower, "milp")
             pool = nets[np.argsort(dual.g[nets], kind="stable")[:IMPROVE_POOL]]
-            inc = _improve(p, budget, inc, pool)
-            sweep.unproved(lower, _key(p, inc)[0], status)
-            return inc
+            sweep.stopped = status
+            return _improve(p, budget, inc, pool)
         nets, pair = reduce(inc)
     ctl.bound(_key(p, inc)[0], "ties")
     # Settle: every selection as good as ``inc`` (ties, and any HiGHS stopped short of)
