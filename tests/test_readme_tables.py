@@ -54,8 +54,27 @@ def test_the_evidence_is_rendered_from_the_results():
         in text
 
 
+def test_a_comparisons_block_gets_the_paired_comparisons_only():
+    from readme_tables import rewrite
+
+    results = {**RESULTS, "seeds": list(range(8)), "comparisons": {"exhaustive": [
+        # 8 seeds; the difference's interval [-0.09, -0.01] excludes zero: better
+        {"budget": 2.0, "against": "independent", "mean": -0.05, "low": -0.09, "high": -0.01,
+         "relative": -0.04, "significant": True}]}}
+    readme = ("<!-- results:x start -->\n<!-- results:x end -->\n"
+              "<!-- results:x-comparisons start -->\nold\n<!-- results:x-comparisons end -->\n")
+    new = rewrite(readme, "x", results, "r.json")
+    block = new.split("<!-- results:x-comparisons start -->")[1]
+    assert "| 2 | – | -4.00% [-0.0900, -0.0100] better |" in block
+    assert "paired by seed (8 seeds)" in block
+    assert "Optimal" not in block  # the Table 4 layout stays in its own block
+    with pytest.raises(SystemExit, match="no paired comparisons"):
+        rewrite(readme, "x", RESULTS, "r.json")
+
+
 @pytest.mark.parametrize("name,recorded", [("demo", "demo_full_results.json"),
                                            ("quick", "demo_quick_results.json"),
+                                           ("demo-seeds", "demo_seeds_results.json"),
                                            ("bench", "bench_synthetic.json")])
 def test_the_readme_is_what_the_recorded_demo_runs_give(name, recorded):
     """The README's demo and bench tables are generated from the results of the measured runs

@@ -70,7 +70,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from taskgrouper.experiments.demo import run_demo
     from taskgrouper.experiments.summary import format_search
 
-    results = run_demo(args.out, quick=args.quick, workers=args.workers,
+    results = run_demo(args.out, quick=args.quick, workers=args.workers, seeds=args.seeds,
                        executor=_executor(args), progress=not args.quiet)
     print(format_search(results, args.out))
     return 0
@@ -302,6 +302,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true", help="three tasks, a few minutes")
     p.add_argument("--workers", type=_positive_int,
                    help="parallel training processes (default: cores)")
+    p.add_argument("--seeds", type=_positive_int,
+                   help="seeds per scored network (default 3; up to 100; on a finished "
+                        "folder only the new seeds train)")
     _add_executor_options(p)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_demo)

@@ -26,6 +26,12 @@ def test_demo_configs_are_the_documented_experiment():
     # the full demo: the all-task baselines at widths 1 and 2, and Table 3's readouts
     assert full.search.baseline_widths == [1.0, 2.0] and full.search.transfer
     assert full.search.mgda_baseline and not quick.search.mgda_baseline
+    # demo --seeds N changes the seeds only
+    more = demo_config(seeds=8)
+    assert more.search.seeds == 8
+    assert more.model_dump(exclude={"search"}) == full.model_dump(exclude={"search"})
+    assert (more.search.model_dump(exclude={"seeds"})
+            == full.search.model_dump(exclude={"seeds"}))
 
 
 @pytest.mark.slow

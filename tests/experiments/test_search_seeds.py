@@ -106,3 +106,15 @@ def test_three_seeds_pair_every_method(tmp_path):
     with sqlite3.connect(out / "runs.sqlite") as db:
         assert {row[0] for row in db.execute("SELECT id FROM runs")} == ids
     assert all(len(s["test_totals"]) == 2 for s in again["selections"])
+
+    # more seeds on the finished folder train the new seed only (what `demo --seeds 8` does
+    # to a finished demo), and the earlier seeds' totals stay as they were
+    more = search(parse_config({**raw, "search": {**raw["search"], "seeds": 4}}), out,
+                  progress=False, log=lambda _: None)
+    with sqlite3.connect(out / "runs.sqlite") as db:
+        new = {row[0] for row in db.execute("SELECT id FROM runs")} - ids
+    assert new and all(i.endswith("-s3") for i in new)
+    assert {i[:-3] for i in new} == {i[:-3] for i in ids if i.endswith("-s1")}
+    for before, after in zip(results["selections"], more["selections"], strict=True):
+        assert after["test_totals"][:3] == before["test_totals"]
+        assert len(after["test_totals"]) == 4
