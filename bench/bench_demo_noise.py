@@ -107,8 +107,9 @@ def main() -> None:
                   f"{s['shared_mean']:.4f} sd {s['shared_sd']:.4f}; d alone "
                   f"{d['alone_mean']:.4f} sd {d['alone_sd']:.4f}, in dne {d['shared_mean']:.4f}"
                   f" sd {d['shared_sd']:.4f}; paired s+d {p['mean']:+.4f} sd {p['sd']:.4f}, "
-                  f"t ratio {p['t_ratio_3_seeds']:.2f} over 3 seeds (needs 4.30), "
-                  f"{p['t_ratio_all_seeds']:.2f} over {summary['seeds']}", flush=True)
+                  f"mean over its standard error {p['t_ratio_3_seeds']:.2f} with 3 seeds at this "
+                  f"spread (needs 4.30), {p['t_ratio_all_seeds']:.2f} with "
+                  f"{summary['seeds']}", flush=True)
     OUT.parent.mkdir(exist_ok=True)
     OUT.write_text(json.dumps(report, indent=1))
 
