@@ -25,7 +25,14 @@ import sys
 from pathlib import Path
 
 from taskgrouper.report.blocks import to_markdown
-from taskgrouper.report.tables import budgets_of, collect_methods, fmt_budget, table4, tasks_of
+from taskgrouper.report.tables import (
+    budgets_of,
+    collect_methods,
+    comparison_verdict,
+    fmt_budget,
+    table4,
+    tasks_of,
+)
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
@@ -50,10 +57,9 @@ def comparison_table(results: dict):
         return None
     cells: dict[float, dict[str, str]] = {}
     for r in rows:
-        verdict = (("better" if r["mean"] < 0 else "worse") if r.get("significant")
-                   else "within noise")
         cells.setdefault(r["budget"], {})[r["against"]] = (
-            f"{100 * r['relative']:+.2f}% [{r['low']:+.4f}, {r['high']:+.4f}] {verdict}")
+            f"{100 * r['relative']:+.2f}% [{r['low']:+.4f}, {r['high']:+.4f}] "
+            f"{comparison_verdict(r)}")
     seeds = results.get("seeds") or []
     return Table(
         ("Budget", "Exhaustive against all-in-one", "Exhaustive against independent"),
@@ -62,7 +68,8 @@ def comparison_table(results: dict):
         f"Total test loss of the exhaustive choice minus the baseline's, paired by seed "
         f"({len(seeds)} seeds), relative to the baseline's mean, with the 95% interval of "
         f"the difference; negative is better; a verdict needs the interval to exclude "
-        f"zero.")
+        f"zero; within noise, the seeds at which a difference of this mean and spread would "
+        f"exclude it.")
 
 
 def render_evidence(results: dict, source: str) -> str:

@@ -54,6 +54,24 @@ def test_the_evidence_is_rendered_from_the_results():
         in text
 
 
+def test_verdicts_say_better_worse_equal_or_how_many_seeds_would_tell():
+    from taskgrouper.report.tables import comparison_verdict
+
+    assert comparison_verdict({"mean": -0.05, "significant": True, "relative": -0.04}) == \
+        "better"
+    assert comparison_verdict({"mean": 0.05, "significant": True, "relative": 0.04}) == "worse"
+    # the same networks on both sides: totals equal up to rounding
+    assert comparison_verdict({"mean": -7e-17, "sd": 1e-16, "relative": -5e-17,
+                               "significant": False}) == "equal"
+    # mean -0.058, sd 0.0275 over 3 seeds: 4 seeds would exclude zero (worked by hand in
+    # tests/grouping/test_intervals.py)
+    assert comparison_verdict({"mean": -0.058, "sd": 0.0275, "relative": -0.041,
+                               "significant": False}) == "within noise (4 seeds at this spread)"
+    # an effect far below its spread: no estimate up to 100 seeds
+    assert comparison_verdict({"mean": -0.001, "sd": 0.1, "relative": -0.001,
+                               "significant": False}) == "within noise"
+
+
 def test_a_comparisons_block_gets_the_paired_comparisons_only():
     from readme_tables import rewrite
 

@@ -45,3 +45,24 @@ def test_bad_input():
         mean_interval([1.0, math.nan])
     with pytest.raises(TaskgrouperError):
         paired_difference([1.0], [1.0, 2.0])
+
+
+def test_seeds_to_resolve_by_hand():
+    from taskgrouper.grouping.intervals import seeds_to_resolve
+
+    # the full demo at budget 4.5 against the independent networks, 3 seeds: mean -0.058,
+    # sd 0.0275. n = 3: 4.303 * 0.0275 / sqrt(3) = 0.0683 > 0.058 (the interval holds zero);
+    # n = 4: 3.182 * 0.0275 / 2 = 0.0438 < 0.058 -> 4 seeds
+    assert seeds_to_resolve(-0.058, 0.0275) == 4
+    # the sign does not matter; a wider spread needs more: sd 0.0668, mean 0.0634:
+    # n = 6: 2.571 * 0.0668 / 2.449 = 0.0701 > 0.0634; n = 7: 2.447 * 0.0668 / 2.646 = 0.0618
+    assert seeds_to_resolve(0.0634, 0.0668) == 7
+    # no spread: two seeds already exclude zero
+    assert seeds_to_resolve(-0.01, 0.0) == 2
+    # nothing to resolve, or nothing to go on
+    assert seeds_to_resolve(0.0, 0.01) is None
+    assert seeds_to_resolve(-0.01, math.nan) is None
+    # an effect of a tenth of the spread needs about (1.96 * 10)^2 = 384 seeds (t is close
+    # to the normal's 1.96 there): more than the default 100
+    assert seeds_to_resolve(-0.1, 1.0) is None
+    assert seeds_to_resolve(-0.1, 1.0, most=1000) == pytest.approx(386, abs=3)

@@ -28,9 +28,32 @@ def format_train(result) -> str:
     return "\n".join(lines)
 
 
+def _comparison_lines(results: Mapping[str, Any]) -> list[str]:
+    """With several seeds: the exhaustive choice (else the first strategy) against the
+    all-task and the independent networks per budget, paired by seed, with the verdict."""
+    from taskgrouper.report.tables import comparison_verdict, fmt_budget
+
+    comparisons = results.get("comparisons") or {}
+    if not comparisons:
+        return []
+    strategy = "exhaustive" if "exhaustive" in comparisons else next(iter(comparisons))
+    by_budget: dict[float, dict[str, Mapping[str, Any]]] = {}
+    for row in comparisons[strategy]:
+        by_budget.setdefault(row["budget"], {})[row["against"]] = row
+    lines = [f"{strategy} against the all-task | the independent networks, paired over "
+             f"{len(results.get('seeds') or [])} seeds (a verdict needs the 95% interval to "
+             f"exclude zero):"]
+    for budget, rows in sorted(by_budget.items()):
+        cells = [f"{100 * r['relative']:+.1f}% {comparison_verdict(r)}" if r else "-"
+                 for r in (rows.get("all_in_one"), rows.get("independent"))]
+        lines.append(f"  budget {fmt_budget(budget)}: {cells[0]} | {cells[1]}")
+    return lines
+
+
 def format_search(results: Mapping[str, Any], out: str | None = None) -> str:
-    """Total test loss per method and budget (the layout of the paper's Table 4), and each
-    strategy's compute."""
+    """Total test loss per method and budget (the layout of the paper's Table 4), with
+    several seeds the paired comparisons of the chosen grouping against the baselines, and
+    each strategy's compute."""
     budgets = results["budgets"]
     rows = [(name, [s.get("test_total") for s in v["selections"]])
             for name, v in results["strategies"].items()]
@@ -42,6 +65,7 @@ def format_search(results: Mapping[str, Any], out: str | None = None) -> str:
     for name, values in rows:
         cells = "".join(f"{v:>8.4f}" if v is not None else f"{'-':>8}" for v in values)
         lines.append(f"{name:<{width}}{cells}")
+    lines += _comparison_lines(results)
     for name, v in results["strategies"].items():
         c = v["compute"]
         lines.append(f"{name}: {c['train_samples']} training samples, "

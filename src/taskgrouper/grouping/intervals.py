@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from taskgrouper.errors import InputError
 
-__all__ = ["mean_interval", "paired_difference"]
+__all__ = ["mean_interval", "paired_difference", "seeds_to_resolve"]
 
 
 def _t(level: float, dof: int) -> float:
@@ -63,3 +63,20 @@ def paired_difference(a: Sequence[float], b: Sequence[float],
     excludes = diff["n"] > 1 and (diff["high"] < 0 or diff["low"] > 0)
     return {**diff, "relative": diff["mean"] / base if base else math.nan,
             "significant": bool(excludes)}
+
+
+def seeds_to_resolve(mean: float, sd: float, level: float = 0.95, most: int = 100) -> int | None:
+    """The fewest seeds whose ``level`` interval would exclude zero if the per-seed
+    differences kept this ``mean`` and standard deviation ``sd``: the smallest n >= 2 with
+    t(level, n - 1) * sd / sqrt(n) < |mean|.
+
+    A planning figure for a difference that is still within noise, not a promise: the mean and
+    spread of a few seeds are themselves uncertain. ``None`` when no number of seeds up to
+    ``most`` would do (a zero mean, a spread that is not finite, or too small an effect).
+    """
+    if not (math.isfinite(mean) and math.isfinite(sd)) or mean == 0:
+        return None
+    for n in range(2, most + 1):
+        if _t(level, n - 1) * sd / math.sqrt(n) < abs(mean):
+            return n
+    return None

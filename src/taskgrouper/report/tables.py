@@ -25,6 +25,7 @@ __all__ = [
     "collect_methods",
     "compute_table",
     "correlation_text",
+    "comparison_verdict",
     "fmt_loss",
     "fmt_pct",
     "groupings",
@@ -82,6 +83,24 @@ def _fmt_int(value: Any) -> str:
 def _fmt_float(value: Any, decimals: int = 1) -> str:
     v = _num(value)
     return DASH if v is None else f"{v:.{decimals}f}"
+
+
+def comparison_verdict(row: Mapping[str, Any]) -> str:
+    """``better``/``worse`` for a paired comparison whose interval excludes zero; otherwise
+    ``equal`` when the totals agree up to rounding (the same networks on both sides);
+    otherwise ``within noise``, with the seeds that would resolve a difference of this mean and
+    spread (see :func:`taskgrouper.grouping.intervals.seeds_to_resolve`)."""
+    from taskgrouper.grouping.intervals import seeds_to_resolve
+
+    mean = _num(row.get("mean"))
+    if row.get("significant") and mean is not None:
+        return "better" if mean < 0 else "worse"
+    relative = _num(row.get("relative"))
+    if relative is not None and abs(relative) < 1e-9:  # the same totals, up to rounding
+        return "equal"
+    sd = _num(row.get("sd"))
+    need = seeds_to_resolve(mean, sd) if mean is not None and sd is not None else None
+    return f"within noise ({need} seeds at this spread)" if need else "within noise"
 
 
 def fmt_budget(budget: float) -> str:

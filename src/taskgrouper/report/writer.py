@@ -49,6 +49,7 @@ from taskgrouper.report.tables import (
     budgets_of,
     candidates_table,
     collect_methods,
+    comparison_verdict,
     compute_table,
     correlation_text,
     estimator_table,
@@ -213,8 +214,7 @@ def _comparisons(results: Mapping[str, Any]) -> list[Block]:
             sig = bool(r.get("significant"))
             rows.append((strategy, fmt_budget(r["budget"]), r["against"].replace("_", " "),
                          f"{100 * r['relative']:+.2f}%",
-                         f"[{r['low']:+.4f}, {r['high']:+.4f}]",
-                         ("better" if r["mean"] < 0 else "worse") if sig else "within noise"))
+                         f"[{r['low']:+.4f}, {r['high']:+.4f}]", comparison_verdict(r)))
             if sig and r["mean"] < 0:
                 wins.append((strategy, r["budget"], r["against"]))
     blocks: list[Block] = [Heading("Paired comparisons over seeds", 3), Table(
@@ -222,9 +222,10 @@ def _comparisons(results: Mapping[str, Any]) -> list[Block]:
         tuple(rows), frozenset(),
         f"Total test loss of the strategy's choice minus the baseline's, paired by seed "
         f"({len(seeds)} seeds: {', '.join(map(str, seeds))}); negative is better. A verdict "
-        f"needs the interval to exclude zero. Selection used the first seed's validation "
-        f"losses only, as in the paper; every seed's total serves each task by that seed's "
-        f"lowest validation loss among the chosen networks.")]
+        f"needs the interval to exclude zero; within noise, the seeds at which a difference "
+        f"of this mean and spread would exclude it (a planning figure). Selection used the "
+        f"first seed's validation losses only, as in the paper; every seed's total serves "
+        f"each task by that seed's lowest validation loss among the chosen networks.")]
     both = sorted({(s, b) for s, b, a in wins if (s, b, "all_in_one") in wins
                    and (s, b, "independent") in wins})
     text = ("; ".join(f"{s} at budget {fmt_budget(b)}" for s, b in both) if both
