@@ -78,12 +78,13 @@ def run_demo(out_dir: str | Path = "taskgrouper-demo", *, quick: bool = False,
              progress: bool = True, log: Callable[[str], None] = print) -> dict:
     """Run the demo search into ``out_dir`` (resumable) and return its results.
 
-    ``seeds`` trains every scored network with that many seeds instead of 3 (the full demo's
-    grouping beats the independent networks with intervals below zero only from about 8; the
-    README's demo section says why). On a finished demo folder only the new seeds train.
+    ``seeds`` trains every scored network with that many seeds instead of 3: with 3 the full
+    demo's grouping is better than the independent networks only within noise, with 8 at every
+    budget from 1.5 (the README's demo section says why). On a finished demo folder only the
+    new seeds train.
 
     Raises:
-        ValueError: ``workers`` below 1.
+        InputError: ``workers`` below 1, or ``seeds`` outside 1-100.
     """
     from taskgrouper.experiments.search import search
 
