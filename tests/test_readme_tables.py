@@ -93,6 +93,7 @@ def test_a_comparisons_block_gets_the_paired_comparisons_only():
 @pytest.mark.parametrize("name,recorded", [("demo", "demo_full_results.json"),
                                            ("quick", "demo_quick_results.json"),
                                            ("demo-seeds", "demo_seeds_results.json"),
+                                           ("quick-seeds", "demo_quick_seeds_results.json"),
                                            ("bench", "bench_synthetic.json")])
 def test_the_readme_is_what_the_recorded_demo_runs_give(name, recorded):
     """The README's demo and bench tables are generated from the results of the measured runs
