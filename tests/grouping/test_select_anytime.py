@@ -266,10 +266,14 @@ def test_select_cli_ctrl_c_prints_what_was_found(tmp_path: Path) -> None:
     table = tmp_path / "table.csv"
     _write_table(table, _uniform(30, 1970, 2))
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    # a shell without job control starts background commands with SIGINT ignored, and a
+    # Python started so keeps ignoring it: give the command the default disposition, as a
+    # terminal would
     proc = subprocess.Popen(
         [sys.executable, "-m", "taskgrouper.cli", "select", "--table", str(table),
          "--budgets", "15:164.5:0.5", "--progress", "--json"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     assert proc.stderr is not None
     for line in proc.stderr:
         if line.startswith("budget 16: done"):
