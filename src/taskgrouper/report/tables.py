@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from taskgrouper.grouping.intervals import seeds_to_resolve
 from taskgrouper.report.blocks import Table
 
 __all__ = [
@@ -90,8 +91,6 @@ def comparison_verdict(row: Mapping[str, Any]) -> str:
     ``equal`` when the totals agree up to rounding (the same networks on both sides);
     otherwise ``within noise``, with the seeds that would resolve a difference of this mean and
     spread (see :func:`taskgrouper.grouping.intervals.seeds_to_resolve`)."""
-    from taskgrouper.grouping.intervals import seeds_to_resolve
-
     mean = _num(row.get("mean"))
     if row.get("significant") and mean is not None:
         return "better" if mean < 0 else "worse"
